@@ -29,6 +29,7 @@ import sys
 import sysconfig
 from collections import Counter
 from collections.abc import Iterable
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -161,7 +162,7 @@ class ByteBPE:
         pairs: Counter = Counter()
         where: dict[tuple[int, int], set[int]] = {}  # pair -> words containing it
         for i, seq in enumerate(seqs):
-            for pair in zip(seq, seq[1:]):
+            for pair in pairwise(seq):
                 pairs[pair] += counts[i]
                 where.setdefault(pair, set()).add(i)
         merges = []
@@ -173,9 +174,9 @@ class ByteBPE:
             # only the words that contain the pair change: recount just their pairs
             for i in sorted(where.pop(best)):
                 old_seq, new_seq = seqs[i], _merge(seqs[i], best, new_id)
-                for pair in zip(old_seq, old_seq[1:]):
+                for pair in pairwise(old_seq):
                     pairs[pair] -= counts[i]
-                for pair in zip(new_seq, new_seq[1:]):
+                for pair in pairwise(new_seq):
                     pairs[pair] += counts[i]
                     where.setdefault(pair, set()).add(i)
                 seqs[i] = new_seq
@@ -187,7 +188,7 @@ class ByteBPE:
             return self._cache[word]
         seq = list(word.encode("utf-8"))
         while len(seq) > 1:
-            ranked = [(self.ranks.get(p, len(self.ranks)), p) for p in zip(seq, seq[1:])]
+            ranked = [(self.ranks.get(p, len(self.ranks)), p) for p in pairwise(seq)]
             rank, pair = min(ranked)
             if rank == len(self.ranks):
                 break

@@ -1,0 +1,1 @@
+"""Data sets and task samplers, one module per family."""

@@ -1,0 +1,50 @@
+"""Shared fixtures: the repository, a throw-away copy of the harness with a toy paper, and a
+way to run Snakemake and the ``sltrepro`` command as a user would."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+TOY = Path(__file__).resolve().parent / "toy"
+BIN = Path(sys.executable).parent
+
+
+def run(cmd: list, cwd: Path, env: dict | None = None, timeout: int = 900):
+    """Run a command, capturing text output; never raises on a non-zero exit."""
+    full_env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", **(env or {})}
+    return subprocess.run(
+        [str(c) for c in cmd],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def snakemake(*args, cwd: Path = REPO, env: dict | None = None, timeout: int = 900):
+    return run([BIN / "snakemake", *args], cwd=cwd, env=env, timeout=timeout)
+
+
+@pytest.fixture
+def toy_root(tmp_path, monkeypatch) -> Path:
+    """A copy of the harness (Snakefile, common rules) whose only paper is tests/toy."""
+    root = tmp_path / "repo"
+    (root / "workflows").mkdir(parents=True)
+    shutil.copy(REPO / "Snakefile", root)
+    for shared in ("common.smk", "final.smk"):
+        shutil.copy(REPO / "workflows" / shared, root / "workflows")
+    for folder in ("schemas", "envs"):
+        shutil.copytree(REPO / "workflows" / folder, root / "workflows" / folder)
+    shutil.copy(TOY / "workflows" / "toy.smk", root / "workflows")
+    shutil.copytree(TOY / "papers", root / "papers")
+    env = {"SLTREPRO_ROOT": str(root), "PYTHONPATH": str(TOY)}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.syspath_prepend(str(TOY))
+    return root

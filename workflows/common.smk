@@ -1,0 +1,64 @@
+# Shared by every paper: run config, per-paper config validation, and the final rules
+# (claims table, report, summary). Paper workflows add only their own computing rules.
+import sys
+from pathlib import Path
+
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+from sltrepro.config import ConfigError, load_profile  # noqa: E402
+from sltrepro.paths import known_papers  # noqa: E402
+
+validate(config, "schemas/run.schema.yaml", set_default=True)
+
+PROFILE = config["profile"]
+RESULTS = config["results"]
+R = f"{RESULTS}/{PROFILE}"
+PAPERS = known_papers()
+
+
+def _selected_papers(spec):
+    wanted = PAPERS if spec == "all" else [p.strip() for p in spec.split(",") if p.strip()]
+    unknown = [p for p in wanted if p not in PAPERS]
+    if unknown:
+        raise WorkflowError(
+            f"unknown paper(s) {', '.join(unknown)} in --config papers=...; "
+            f"known papers: {', '.join(PAPERS)}"
+        )
+    return wanted
+
+
+SELECTED = _selected_papers(config["papers"])
+
+try:
+    PAPER_CONFIG = {paper: load_profile(paper, PROFILE) for paper in PAPERS}
+except ConfigError as err:
+    raise WorkflowError(str(err)) from None
+
+# The software environment of every rule (used with `--sdm conda`; documents the stack).
+ENV = str(Path(workflow.basedir) / "workflows" / "envs" / "sltrepro.yaml")
+
+# Each paper's smk registers the figures its report shows.
+FIGURES = {paper: [] for paper in PAPERS}
+
+# Rules call the `sltrepro` of the Python that runs Snakemake (the project's .venv).
+shell.prefix(f'set -euo pipefail; export PATH="{Path(sys.executable).parent}:$PATH"; ')
+
+
+wildcard_constraints:
+    paper="|".join(PAPERS),
+
+
+def paper_log(paper, name):
+    """Where a rule of ``paper`` writes its log."""
+    return f"{R}/{paper}/logs/{name}.log"
+
+
+def step(paper, name, outdir, extra=""):
+    """The shell command that runs step ``name`` of ``paper`` into ``outdir``."""
+    return (
+        f"sltrepro run {paper} {name} --profile {PROFILE} --results {RESULTS} "
+        f"--outdir {outdir} --threads {{threads}} {extra} &> {{log}}"
+    )

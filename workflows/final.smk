@@ -1,0 +1,50 @@
+# The last rules of every paper: claims table and report; and the summary of all papers.
+
+
+rule claims:
+    input:
+        metrics=f"{R}/{{paper}}/metrics.json",
+        claims="papers/{paper}/claims.yaml",
+    output:
+        f"{R}/{{paper}}/claims.csv",
+    log:
+        f"{R}/{{paper}}/logs/claims.log",
+    params:
+        profile=PROFILE,
+    conda:
+        ENV
+    shell:
+        "sltrepro claims {wildcards.paper} --profile {params.profile} --metrics {input.metrics} "
+        "--out {output} --no-fail &> {log}"
+
+
+rule report:
+    input:
+        claims=f"{R}/{{paper}}/claims.csv",
+        figures=lambda wc: FIGURES[wc.paper],
+    output:
+        f"{R}/{{paper}}/report.md",
+    log:
+        f"{R}/{{paper}}/logs/report.log",
+    params:
+        profile=PROFILE,
+    conda:
+        ENV
+    shell:
+        "sltrepro report {wildcards.paper} --profile {params.profile} --claims {input.claims} "
+        "--out {output} --figures {input.figures} &> {log}"
+
+
+rule summary:
+    input:
+        expand(f"{R}/{{paper}}/claims.csv", paper=SELECTED),
+    output:
+        f"{R}/summary.md",
+    log:
+        f"{R}/logs/summary.log",
+    params:
+        profile=PROFILE,
+    conda:
+        ENV
+    shell:
+        "sltrepro summary --profile {params.profile} --out {output} --claims {input} &> {log}"

@@ -1,0 +1,254 @@
+"""The LLC estimator against known learning coefficients, its bad-input paths, determinism.
+
+Tolerances: each known-lambda test runs a few chains whose per-chain estimates scatter by
+std s (measured at these settings, printed on failure). The check is |mean - lambda| within
+a bias allowance (SGLD at finite n and step size reads slightly off; the allowance for each
+case is stated beside it) plus 3 s / sqrt(chains).
+"""
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from sltrepro.llc import (
+    LLCDivergenceError,
+    calibrate,
+    default_nbeta,
+    estimate_llc,
+    full_data_loss,
+)
+from sltrepro.models.dln import DeepLinearNetwork
+from sltrepro.models.normal_crossing import MonomialRegression, gaussian_nll, monomial_data
+from sltrepro.theory import dln_learning_coefficient, normal_crossing_lambda, regular_lambda
+
+NLL = gaussian_nll(1.0)  # 0.5 * squared error: unit-variance Gaussian regression
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models are overhead-bound; one thread avoids contention on shared CI cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _regular_problem(n=1000, d_in=3, seed=0):
+    """Linear regression with bias (d = d_in + 1) at its least-squares fit: a regular model."""
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, d_in, generator=gen)
+    y = x @ torch.randn(d_in, 1, generator=gen) + torch.randn(n, 1, generator=gen)
+    model = torch.nn.Linear(d_in, 1)
+    design = torch.cat([x, torch.ones(n, 1)], 1)
+    sol = torch.linalg.lstsq(design, y).solution
+    with torch.no_grad():
+        model.weight.copy_(sol[:d_in].T)
+        model.bias.copy_(sol[d_in])
+    return model, (x, y)
+
+
+def _dln_problem(widths, rank, n=1000, seed=0):
+    """A DLN at a true parameter of product rank ``rank``, with unit-variance noisy targets."""
+    gen = torch.Generator().manual_seed(seed)
+    net = DeepLinearNetwork(widths)
+    with torch.no_grad():
+        for layer in net.layers:
+            layer.weight.copy_(torch.randn(layer.weight.shape, generator=gen))
+        # cut the first layer to rank r, so the product has rank r
+        u, s, vh = torch.linalg.svd(net.layers[0].weight, full_matrices=False)
+        s[rank:] = 0
+        net.layers[0].weight.copy_(u @ torch.diag(s) @ vh)
+    x = torch.randn(n, widths[0], generator=gen)
+    with torch.no_grad():
+        y = net(x) + torch.randn(n, widths[-1], generator=gen)
+    return net, (x, y)
+
+
+def _close(result, truth, bias):
+    allowance = bias + 3 * result.llc_std / math.sqrt(len(result.llc_per_chain))
+    assert abs(result.llc_mean - truth) <= allowance, (
+        f"estimate {result.llc_mean:.3f} (chain std {result.llc_std:.3f}) vs lambda {truth:.3f};"
+        f" allowed {allowance:.3f}"
+    )
+
+
+def test_regular_model_full_batch():
+    model, data = _regular_problem()
+    truth = float(regular_lambda(4)[0])
+    res = estimate_llc(
+        model, NLL, data, num_chains=4, num_draws=600, num_burnin=100, step_size=1e-3,
+        batch_size=10_000, seed=1, verbose=False,
+    )  # fmt: skip
+    # eps * curvature = 1e-3 * nbeta(=145) ~ 0.15: discretisation inflates lambda by ~4%
+    _close(res, truth, bias=0.1 * truth)
+    assert res.loss_trace.shape == (4, 600) and res.delta_trace.shape == (4, 600)
+    assert not res.diverged.any()
+    assert np.all(res.mala_acceptance > 0.9)
+    assert res.nbeta == pytest.approx(1000 / math.log(1000))
+    assert res.init_loss == pytest.approx(float(full_data_loss(model, NLL, data)), rel=1e-5)
+
+
+def test_regular_model_rmsprop():
+    model, data = _regular_problem()
+    truth = float(regular_lambda(4)[0])
+    res = estimate_llc(
+        model, NLL, data, num_chains=4, num_draws=600, num_burnin=100, step_size=0.01,
+        batch_size=10_000, seed=2, sampler="rmsprop_sgld", verbose=False,
+    )  # fmt: skip
+    _close(res, truth, bias=0.15 * truth)
+
+
+def test_paired_minibatches_cut_variance():
+    model, data = _regular_problem()
+    kw = dict(num_chains=4, num_draws=400, num_burnin=50, step_size=5e-4, batch_size=64)
+    plain = estimate_llc(model, NLL, data, seed=3, verbose=False, **kw)
+    paired = estimate_llc(model, NLL, data, seed=3, paired=True, verbose=False, **kw)
+    # same chains (same seed, same updates); only the reading of each draw differs
+    np.testing.assert_allclose(plain.loss_trace, paired.loss_trace)
+    assert paired.delta_trace.var() < 0.2 * plain.delta_trace.var()
+    # minibatch gradient noise heats the chain a little: allow 25% over lambda = 2
+    _close(paired, 2.0, bias=0.5)
+
+
+@pytest.mark.parametrize(("powers", "band"), [((1, 3), (0.05, 0.3)), ((0, 1), (0.35, 0.6))])
+def test_normal_crossings(powers, band):
+    """Table 1 of Lau et al.: y = p(w) x + N(0, 0.5^2), n = 1000. Their SGLD read 0.11 (0.07)
+    for w1 w2^3 (lambda 1/6) and 0.45 (0.11) for w2 (lambda 1/2); the band is the paper's
+    mean +- ~2 of its stds, clipped to stay away from 0 and from the other case."""
+    truth = float(normal_crossing_lambda([k for k in powers])[0])
+    res = estimate_llc(
+        MonomialRegression(powers), gaussian_nll(0.5), monomial_data(1000, seed=4),
+        num_chains=4, num_draws=800, num_burnin=100, step_size=5e-4, batch_size=1000,
+        seed=5, verbose=False,
+    )  # fmt: skip
+    assert band[0] < res.llc_mean < band[1], (res.llc_mean, truth)
+
+
+def test_dln_rrr_against_aoyagi():
+    """Reduced-rank regression [3, 2, 3] at rank 1: Aoyagi's lambda is 7/2 (d = 12)."""
+    widths, rank = [3, 2, 3], 1
+    truth = float(dln_learning_coefficient(widths, rank)[0])
+    net, data = _dln_problem(widths, rank, seed=6)
+    res = estimate_llc(
+        net, NLL, data, num_chains=4, num_draws=800, num_burnin=200, step_size=5e-4,
+        batch_size=10_000, seed=7, verbose=False,
+    )  # fmt: skip
+    # singular directions mix slowly at this budget: allow 20% plus the chain spread
+    _close(res, truth, bias=0.2 * truth)
+
+
+def test_vectorised_equals_loop_and_determinism():
+    model, data = _regular_problem(n=300)
+    kw = dict(num_chains=3, num_draws=50, step_size=5e-4, batch_size=32, paired=True)
+    a = estimate_llc(model, NLL, data, seed=11, verbose=False, **kw)
+    b = estimate_llc(model, NLL, data, seed=11, verbose=False, **kw)
+    c = estimate_llc(model, NLL, data, seed=11, vectorize=False, verbose=False, **kw)
+    d = estimate_llc(model, NLL, data, seed=12, verbose=False, **kw)
+    np.testing.assert_array_equal(a.loss_trace, b.loss_trace)
+    assert a.llc_mean == b.llc_mean
+    np.testing.assert_allclose(a.loss_trace, c.loss_trace, rtol=1e-4, atol=1e-5)
+    assert a.llc_mean != d.llc_mean
+    # chain groups (bounded memory): deterministic too
+    e = estimate_llc(model, NLL, data, seed=11, max_parallel_chains=2, verbose=False, **kw)
+    f = estimate_llc(model, NLL, data, seed=11, max_parallel_chains=2, verbose=False, **kw)
+    np.testing.assert_array_equal(e.loss_trace, f.loss_trace)
+    assert e.loss_trace.shape == (3, 50)
+
+
+def test_vector_loss_gives_components():
+    """A loss_fn returning K per-component losses (e.g. per token): the chains sample the
+    mean, and llc_components average back to llc_mean."""
+    model, data = _regular_problem(n=300)
+
+    def per_output(pred, target):  # two "tokens": the residual and its negative half
+        err = 0.5 * (pred - target).pow(2).mean(0)
+        return torch.cat([err, 0.5 * err])
+
+    res = estimate_llc(
+        model, per_output, data, num_chains=2, num_draws=100, step_size=5e-4,
+        batch_size=10_000, verbose=False,
+    )  # fmt: skip
+    assert res.llc_components.shape == (2,)
+    assert res.llc_components.mean() == pytest.approx(res.llc_mean, rel=1e-6)
+    assert res.llc_components[0] == pytest.approx(2 * res.llc_components[1], rel=1e-6)
+
+
+def test_default_nbeta_and_bad_inputs():
+    model, data = _regular_problem(n=50)
+    assert default_nbeta(1000) == pytest.approx(1000 / math.log(1000))
+    with pytest.raises(ValueError, match="at least 2"):
+        default_nbeta(1)
+    bad = [
+        dict(num_chains=0),
+        dict(num_draws=0),
+        dict(num_burnin=-1),
+        dict(step_size=-1e-3),
+        dict(step_size=float("nan")),
+        dict(nbeta=0.0),
+        dict(localization=-1.0),
+        dict(batch_size=0),
+        dict(sampler="hmc"),
+    ]
+    for kw in bad:
+        with pytest.raises(ValueError):
+            estimate_llc(model, NLL, data, verbose=False, **kw)
+    with pytest.raises(ValueError, match="differ in length"):
+        estimate_llc(model, NLL, (data[0], data[1][:10]), verbose=False)
+    with pytest.raises(ValueError, match="tuple"):
+        estimate_llc(model, NLL, data[0], verbose=False)
+    with pytest.raises(ValueError, match="not finite"):
+        estimate_llc(model, NLL, (data[0], data[1] * math.inf), verbose=False)
+    with pytest.raises(ValueError, match="scalar"):
+        estimate_llc(model, lambda p, t: (p - t).pow(2), data, num_draws=2, verbose=False)
+
+
+def test_all_chains_diverge_raises():
+    model, data = _regular_problem(n=100)
+    with pytest.raises(LLCDivergenceError, match="lower step_size"):
+        estimate_llc(
+            model, NLL, data, num_chains=2, num_draws=300, step_size=1.0, batch_size=100,
+            verbose=False,
+        )  # fmt: skip
+
+
+def test_some_chains_diverge_are_excluded_and_named():
+    model, data = _regular_problem(n=200)
+    kw = dict(num_chains=4, num_draws=200, step_size=1e-3, batch_size=200, seed=8)
+    ref = estimate_llc(model, NLL, data, verbose=False, **kw)
+    peaks = ref.nbeta * (ref.loss_trace.max(1) - ref.init_loss)
+    cut = float(np.sort(peaks)[1] + np.sort(peaks)[2]) / 2  # two chains above, two below
+    with pytest.warns(RuntimeWarning, match=r"chains \[.*\] of 4 diverged"):
+        res = estimate_llc(model, NLL, data, divergence_threshold=cut, verbose=False, **kw)
+    assert res.diverged.sum() == 2
+    assert np.isnan(res.llc_per_chain[res.diverged]).all()
+    assert res.llc_mean == pytest.approx(ref.llc_per_chain[~res.diverged].mean())
+
+
+def test_negative_estimate_is_returned_with_warning():
+    model, data = _regular_problem(n=200)
+    with torch.no_grad():
+        model.bias.add_(1.0)  # w* well off the minimum: chains run downhill
+    with pytest.warns(RuntimeWarning, match="negative LLC"):
+        res = estimate_llc(
+            model, NLL, data, num_chains=2, num_draws=100, step_size=1e-3, batch_size=200,
+            verbose=False,
+        )  # fmt: skip
+    assert res.llc_mean < 0
+
+
+def test_calibrate_picks_largest_stable_step():
+    model, data = _regular_problem(n=300)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cal = calibrate(
+            model, NLL, data, step_sizes=[1e-4, 1e-3, 0.5], num_chains=2, num_draws=200,
+            num_burnin=50, batch_size=300, mala_every=1,
+        )  # fmt: skip
+    table = cal.table
+    assert list(table["step_size"]) == [1e-4, 1e-3, 0.5]
+    assert {"llc_mean", "mala_acceptance", "trace_drift", "stable"} <= set(table.columns)
+    assert not table["stable"].iloc[-1]  # 0.5 diverges
+    assert cal.best_step_size == 1e-3

@@ -3,7 +3,7 @@
 #
 #   tests/slurm/start_cluster.sh STATE_DIR [TIMEOUT_S]
 #
-# Needs root and Debian's slurm-wlm + munge packages. Writes STATE_DIR/slurm.conf (point
+# Needs root and Debian's slurm-wlm + munge packages. Writes STATE_DIR/etc/slurm.conf (point
 # SLURM_CONF at it to use the cluster), a fresh munge key, spool/state folders and logs;
 # starts munged, slurmctld and slurmd in the background and records their process ids in
 # STATE_DIR/pids (one "name pid" per line) for tests/slurm/stop_cluster.sh. Returns once
@@ -18,6 +18,7 @@
 # paths on the command line or in STATE_DIR/slurm.conf. No cgroups: processes are tracked
 # via /proc (proctrack/linuxproc) and no task plugin binds them (task/none).
 set -euo pipefail
+export PATH="$PATH:/usr/sbin:/sbin" # the daemons live in sbin; not every PATH has it
 
 STATE_DIR=${1:?usage: start_cluster.sh STATE_DIR [TIMEOUT_S]}
 TIMEOUT_S=${2:-60}
@@ -28,7 +29,7 @@ if [[ $(id -u) -ne 0 ]]; then
     echo "start_cluster.sh: needs root (slurmd runs jobs as their submitting user)" >&2
     exit 2
 fi
-for tool in munged mungekey slurmctld slurmd sinfo; do
+for tool in munged mungekey slurmctld slurmd sinfo unshare; do
     command -v "$tool" >/dev/null || {
         echo "start_cluster.sh: '$tool' not found; apt-get install slurm-wlm munge" >&2
         exit 2
@@ -38,7 +39,7 @@ done
 # munged refuses group/world-writable folders for its key, socket and logs.
 mkdir -p "$STATE_DIR"
 chmod 0700 "$STATE_DIR"
-mkdir -p "$STATE_DIR"/{munge,ctld,spool,log}
+mkdir -p "$STATE_DIR"/{etc,munge,ctld,spool,log}
 PIDS="$STATE_DIR/pids"
 : >"$PIDS"
 
@@ -65,8 +66,9 @@ NODE_LINE=$(slurmd -C | head -n 1)
 NODE_NAME=$(sed -n 's/^NodeName=\([^ ]*\).*/\1/p' <<<"$NODE_LINE")
 CTLD_PORT=$(free_port)
 SLURMD_PORT=$(free_port)
-: >"$STATE_DIR/plugstack.conf"
-cat >"$STATE_DIR/slurm.conf" <<EOF
+ETC="$STATE_DIR/etc"
+: >"$ETC/plugstack.conf"
+cat >"$ETC/slurm.conf" <<EOF
 # Written by tests/slurm/start_cluster.sh: a throwaway one-node cluster on localhost.
 ClusterName=sltrepro-test
 SlurmctldHost=$NODE_NAME(127.0.0.1)
@@ -85,7 +87,7 @@ SlurmctldLogFile=$STATE_DIR/log/slurmctld.log
 SlurmdLogFile=$STATE_DIR/log/slurmd.log
 SlurmctldDebug=info
 SlurmdDebug=info
-PlugStackConfig=$STATE_DIR/plugstack.conf
+PlugStackConfig=$ETC/plugstack.conf
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 SelectType=select/cons_tres
@@ -111,14 +113,21 @@ EOF
 mkdir -p "$STATE_DIR/fake_gpus"
 for i in 0 1 2 3; do mknod "$STATE_DIR/fake_gpus/gpu$i" c 1 3; done
 echo "AutoDetect=off
-Name=gpu File=$STATE_DIR/fake_gpus/gpu[0-3]" >"$STATE_DIR/gres.conf"
-export SLURM_CONF="$STATE_DIR/slurm.conf"
+Name=gpu File=$STATE_DIR/fake_gpus/gpu[0-3]" >"$ETC/gres.conf"
+export SLURM_CONF="$ETC/slurm.conf"
 
 # --- daemons run in the foreground (-D) as background jobs, so $! is the daemon itself; their
 # output goes to files so that a caller reading this script's output is not held open. ---
 slurmctld -D -i -f "$SLURM_CONF" >>"$STATE_DIR/log/slurmctld.out" 2>&1 </dev/null &
 echo "slurmctld $!" >>"$PIDS"
-slurmd -D -f "$SLURM_CONF" -N "$NODE_NAME" >>"$STATE_DIR/log/slurmd.out" 2>&1 </dev/null &
+# Job steps inherit slurmd's view of the file system. Snakemake's slurm-jobstep executor
+# clears SLURM_* variables (SLURM_CONF too) before it calls srun inside a job, so srun reads
+# the default /etc/slurm/slurm.conf: slurmd runs in its own mount namespace where /etc/slurm
+# is STATE_DIR/etc (a private bind mount, invisible outside that namespace). unshare and
+# sh exec, so $! is slurmd's pid.
+unshare --mount --propagation private \
+    sh -c 'mount --bind "$1" /etc/slurm && shift && exec "$@"' sh "$ETC" \
+    slurmd -D -f "$SLURM_CONF" -N "$NODE_NAME" >>"$STATE_DIR/log/slurmd.out" 2>&1 </dev/null &
 echo "slurmd $!" >>"$PIDS"
 
 deadline=$((SECONDS + TIMEOUT_S))

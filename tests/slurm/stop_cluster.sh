@@ -8,6 +8,7 @@
 # SIGKILL to any that remain. A recorded id whose process is gone, or now runs another
 # program, is skipped. Safe to call twice.
 set -uo pipefail
+export PATH="$PATH:/usr/sbin:/sbin" # the daemons live in sbin; not every PATH has it
 
 STATE_DIR=$(realpath -m "${1:?usage: stop_cluster.sh STATE_DIR}")
 PIDS="$STATE_DIR/pids"
@@ -18,8 +19,8 @@ runs() {
     [[ -r /proc/$2/comm && $(cat "/proc/$2/comm" 2>/dev/null) == "$1" ]]
 }
 
-if grep -q '^slurmctld ' "$PIDS" && [[ -f $STATE_DIR/slurm.conf ]]; then
-    SLURM_CONF="$STATE_DIR/slurm.conf" timeout 10 scancel --quiet --user="$(id -un)" || true
+if grep -q '^slurmctld ' "$PIDS" && [[ -f $STATE_DIR/etc/slurm.conf ]]; then
+    SLURM_CONF="$STATE_DIR/etc/slurm.conf" timeout 10 scancel --quiet --user="$(id -un)" || true
 fi
 
 mapfile -t entries < <(tac "$PIDS")

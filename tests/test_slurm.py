@@ -1,0 +1,165 @@
+"""The SLURM path: one paper's smoke DAG runs on a one-node SLURM cluster on localhost
+through Snakemake's SLURM executor plugin and profiles/slurm; its claims match a local run's.
+
+Needs root and Debian's slurm-wlm and munge packages (installed here with apt-get when
+missing); skips, saying why, where they cannot be had. The daemons are started by
+tests/slurm/start_cluster.sh and stopped by process id (tests/slurm/stop_cluster.sh) however
+the test ends. docs/slurm.md describes the setup.
+"""
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from conftest import REPO, run, snakemake
+
+from sltrepro.claims import load_claims, regress
+from sltrepro.paths import known_papers
+
+SCRIPTS = REPO / "tests" / "slurm"
+PROFILE = REPO / "profiles" / "slurm"
+# The first of these that exists runs through SLURM; SLTREPRO_SLURM_PAPER names another.
+PREFERRED_PAPERS = ("llc_estimator", "llc_at_scale")
+PACKAGES = ("slurm-wlm", "munge")
+PROGRAMS = ("munged", "mungekey", "slurmctld", "slurmd", "sbatch", "srun", "squeue", "sinfo")
+SBIN_PATH = f"{os.environ.get('PATH', '')}:/usr/sbin:/sbin"
+APT_TIMEOUT_S = 240  # apt-get update + install together
+SUBMITTED = re.compile(r"Job \d+ has been submitted with SLURM jobid (\d+) \(log: (\S+)\)\.")
+
+
+def slurm_paper() -> str:
+    """The paper whose smoke DAG the test sends through SLURM."""
+    papers = known_papers()
+    wanted = os.environ.get("SLTREPRO_SLURM_PAPER")
+    if wanted:
+        return wanted
+    return next((p for p in PREFERRED_PAPERS if p in papers), papers[0] if papers else "none")
+
+
+def missing_programs() -> list[str]:
+    return [p for p in PROGRAMS if shutil.which(p, path=SBIN_PATH) is None]
+
+
+def install_slurm() -> str | None:
+    """Install slurm-wlm and munge with apt-get where missing; why not, or None when done."""
+    if not missing_programs():
+        return None
+    if os.geteuid() != 0:
+        return f"needs root to install {' and '.join(PACKAGES)} and to run slurmd"
+    if shutil.which("apt-get") is None:
+        return f"no apt-get to install {' and '.join(PACKAGES)}"
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    install = ["apt-get", "install", "-y", "-q", "--no-install-recommends", *PACKAGES]
+    deadline = APT_TIMEOUT_S
+    for cmd in (install, ["apt-get", "update", "-q"], install):
+        try:
+            done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=deadline)
+        except subprocess.TimeoutExpired:
+            return f"'{' '.join(cmd)}' did not finish within {APT_TIMEOUT_S} s"
+        if cmd is install and done.returncode == 0 and not missing_programs():
+            return None
+        if cmd is not install and done.returncode != 0:
+            return f"'{' '.join(cmd)}' failed:\n{done.stderr[-1000:]}"
+    return f"apt-get could not install {' and '.join(PACKAGES)}:\n{done.stderr[-1000:]}"
+
+
+@pytest.fixture(scope="module")
+def slurm_env():
+    """A running one-node cluster: the environment (SLURM_CONF) that reaches it."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root: slurmd runs jobs as their user and munged needs its own key")
+    reason = install_slurm()
+    if reason:
+        pytest.skip(reason)
+    # Short path: munged's socket path must stay under the 108-byte limit of unix sockets.
+    state = Path(tempfile.mkdtemp(prefix="sltrepro-slurm-", dir="/tmp"))
+    try:
+        started = run(["bash", SCRIPTS / "start_cluster.sh", state, "90"], REPO, timeout=150)
+        assert started.returncode == 0, started.stdout + started.stderr
+        yield {"SLURM_CONF": str(state / "etc" / "slurm.conf")}
+    finally:
+        stopped = run(["bash", SCRIPTS / "stop_cluster.sh", state], REPO, timeout=60)
+        shutil.rmtree(state, ignore_errors=True)
+        assert stopped.returncode == 0, stopped.stderr
+
+
+def queue(env: dict) -> dict[str, dict]:
+    """Every job slurmctld still holds (finished ones for MinJobAge): id -> name/state/gpus."""
+    listed = run(
+        ["squeue", "--noheader", "--states=all", "-O", "JobID:|,State:|,Name:|,tres-per-job:"],
+        REPO,
+        env=env,
+        timeout=30,
+    )
+    assert listed.returncode == 0, listed.stderr
+    rows = (line.split("|") for line in listed.stdout.splitlines() if line.strip())
+    return {r[0].strip(): {"state": r[1].strip(), "name": r[2].strip(), "tres": r[3]} for r in rows}
+
+
+def gpu_rules() -> set[str]:
+    """Rules that profiles/slurm sends to a GPU."""
+    profile = yaml.safe_load((PROFILE / "config.yaml").read_text())
+    return {rule for rule, res in profile.get("set-resources", {}).items() if res.get("gpu")}
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("paper", [slurm_paper()])
+def test_smoke_dag_through_slurm(paper, slurm_env, tmp_path):
+    assert paper in known_papers(), f"no paper {paper!r} to run through SLURM"
+    config = ["--config", "profile=smoke"]
+    local = snakemake("-c2", paper, *config, f"results={tmp_path / 'local'}", timeout=600)
+    assert local.returncode == 0, local.stderr[-3000:]
+
+    slurm_logs = tmp_path / "slurm_logs"
+    on_slurm = snakemake(
+        "--profile",
+        PROFILE,
+        paper,
+        *config,
+        f"results={tmp_path / 'slurm'}",
+        # the test node has no job accounting: job states come from slurmctld via squeue
+        "--slurm-status-command=squeue",
+        f"--slurm-logdir={slurm_logs}",
+        "--slurm-keep-successful-logs",
+        "--slurm-init-seconds-before-status-checks=1",
+        "--seconds-between-status-checks=1",
+        # one thread per job, as the local run's rules have: two jobs share the 2-core test
+        # node at once, and the float sums run in the same order as locally
+        "--max-threads=1",
+        "--retries=0",  # a failing step fails the test at once
+        env=slurm_env,
+        timeout=600,
+    )
+    output = on_slurm.stdout + on_slurm.stderr
+    assert on_slurm.returncode == 0, output[-4000:]
+
+    # Every rule's job went through sbatch, ran to COMPLETED under this run's job name, and
+    # left its SLURM log; GPU rules asked SLURM for a GPU.
+    run_id = re.search(r"SLURM run ID: (\S+)", output).group(1)
+    submitted = dict(SUBMITTED.findall(output))
+    jobs = queue(slurm_env)
+    rule_logs = sorted((tmp_path / "slurm" / "smoke" / paper / "logs").glob("*.log"))
+    assert len(submitted) == len(rule_logs) > 0, (submitted, rule_logs)
+    for job_id, slurm_log in submitted.items():
+        assert jobs[job_id]["state"] == "COMPLETED" and jobs[job_id]["name"] == run_id, jobs
+        assert Path(slurm_log).is_file(), slurm_log
+        rule = re.search(r"/rule_([^/]+)/", slurm_log).group(1)
+        assert ("gpu" in jobs[job_id]["tres"]) == (rule in gpu_rules()), (rule, jobs[job_id])
+
+    # The same logs as the local run, and the same claims (per-claim regress tolerances:
+    # thread counts may differ between the runs, so floating-point sums may too).
+    local_logs = sorted((tmp_path / "local" / "smoke" / paper / "logs").glob("*.log"))
+    assert [p.name for p in rule_logs] == [p.name for p in local_logs]
+    slurm_claims, local_claims = (
+        pd.read_csv(tmp_path / where / "smoke" / paper / "claims.csv")
+        for where in ("slurm", "local")
+    )
+    assert slurm_claims["claim"].tolist() == local_claims["claim"].tolist()
+    assert slurm_claims["status"].tolist() == local_claims["status"].tolist()
+    assert regress(load_claims(paper), slurm_claims, local_claims) == []

@@ -41,6 +41,9 @@ format: .venv
 test: lint
 	$(BIN)/pytest
 
+# After a deliberate upgrade inside .venv: rewrite the pins (torch without its +cpu label, so
+# the same file serves CUDA machines).
 lock: .venv
+	head -n 2 requirements.txt > requirements.txt.new
 	$(BIN)/python -m pip freeze --exclude-editable | sed 's/^torch==\(.*\)+cpu$$/torch==\1/' \
-		> requirements.txt.new && mv requirements.txt.new requirements.txt
+		>> requirements.txt.new && mv requirements.txt.new requirements.txt

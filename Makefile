@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -c requirements.txt -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -c requirements.txt -e '.[dev,slurm]'
 	touch $@
 
 reproduce: .venv

@@ -1,0 +1,103 @@
+# Lau et al. 2023: the LLC estimator against known lambda (Table 1, Aoyagi DLN/RRR cases)
+# and its step-size x nbeta calibration. One job per model / case; collect joins them.
+LE_CFG = PAPER_CONFIG["llc_estimator"]
+LE = f"{R}/llc_estimator"
+LE_MODELS = [m["name"] for m in LE_CFG["models"]]
+LE_CASES = [c["name"] for c in LE_CFG["dln_cases"]]
+LE_ESTIMATES = [f"{LE}/normal_crossing/{m}/estimates.json" for m in LE_MODELS] + [
+    f"{LE}/dln/{c}/estimates.json" for c in LE_CASES
+]
+LE_CALIBRATION = [f"{LE}/calibration/calibration.csv", f"{LE}/calibration/calibration.json"]
+
+
+def le_inputs(paths):
+    """``--input p`` for each path (the CLI takes one path per flag)."""
+    return " ".join(f"--input {p}" for p in paths)
+
+
+rule llc_estimator_normal_crossing:
+    output:
+        f"{LE}/normal_crossing/{{model}}/estimates.json",
+    log:
+        paper_log("llc_estimator", "normal_crossing_{model}"),
+    wildcard_constraints:
+        model="|".join(LE_MODELS),
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    shell:
+        step(
+            "llc_estimator",
+            "normal_crossing",
+            f"{LE}/normal_crossing/{{wildcards.model}}",
+            "--opt model={wildcards.model}",
+        )
+
+
+rule llc_estimator_dln:
+    output:
+        f"{LE}/dln/{{case}}/estimates.json",
+    log:
+        paper_log("llc_estimator", "dln_{case}"),
+    wildcard_constraints:
+        case="|".join(LE_CASES),
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    shell:
+        step("llc_estimator", "dln", f"{LE}/dln/{{wildcards.case}}", "--opt case={wildcards.case}")
+
+
+rule llc_estimator_calibrate:
+    output:
+        LE_CALIBRATION,
+    log:
+        paper_log("llc_estimator", "calibrate"),
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=60,
+    shell:
+        step("llc_estimator", "calibrate", f"{LE}/calibration")
+
+
+rule llc_estimator_collect:
+    input:
+        LE_ESTIMATES + LE_CALIBRATION[1:],
+    output:
+        metrics=f"{LE}/metrics.json",
+        table=f"{LE}/table.csv",
+    log:
+        paper_log("llc_estimator", "collect"),
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    shell:
+        step("llc_estimator", "collect", LE, le_inputs(LE_ESTIMATES + LE_CALIBRATION[1:]))
+
+
+LE_FIGURES = [f"{LE}/figures/{name}.png" for name in ("estimates", "calibration")]
+
+
+rule llc_estimator_figures:
+    input:
+        [f"{LE}/table.csv"] + LE_CALIBRATION,
+    output:
+        [report(path, category="llc_estimator") for path in LE_FIGURES],
+    log:
+        paper_log("llc_estimator", "figures"),
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    shell:
+        step("llc_estimator", "figures", f"{LE}/figures", le_inputs([f"{LE}/table.csv"] + LE_CALIBRATION))
+
+
+FIGURES["llc_estimator"] = LE_FIGURES
+
+
+rule llc_estimator:
+    input:
+        f"{LE}/report.md",

@@ -1,0 +1,80 @@
+"""Figures of Furman & Lau (2024) from the collected table (never computes estimates)."""
+
+import matplotlib.colors as mcolors
+import numpy as np
+import pandas as pd
+
+from sltrepro import plots
+from sltrepro.papers.llc_at_scale.pipeline import PAPER_BAND
+
+
+def _diagonal(ax, values) -> None:
+    lo, hi = np.nanmin(values), np.nanmax(values)
+    ax.plot([lo, hi], [lo, hi], "k--", lw=1, label="y = x")
+
+
+def _params_colour(ax, fig, table: pd.DataFrame, x, y):
+    norm = mcolors.LogNorm(table["num_params"].min(), max(table["num_params"].max(), 2))
+    points = ax.scatter(x, y, c=table["num_params"], norm=norm, cmap="viridis", s=18)
+    fig.colorbar(points, ax=ax, label="parameters")
+
+
+def lambda_hat_vs_lambda(table: pd.DataFrame, path) -> None:
+    """Fig. 1: lambda_hat at the true parameter against Aoyagi's lambda, log-log."""
+    fig, ax = plots.figure(width=5.5)
+    _params_colour(ax, fig, table, table["lambda"], table["lambda_hat_true"])
+    _diagonal(ax, table["lambda"])
+    missing = int(table["lambda_hat_true"].isna().sum())
+    ax.set(xscale="log", yscale="log", xlabel=r"$\lambda$ (Aoyagi)", ylabel=r"$\hat\lambda(w^*)$")
+    ax.set_title(f"{len(table)} DLNs" + (f", {missing} diverged (not shown)" if missing else ""))
+    ax.legend(loc="upper left")
+    plots.save(fig, path)
+
+
+def rel_error_vs_params(table: pd.DataFrame, path) -> None:
+    """Relative error (lambda - lambda_hat)/lambda against parameter count; the paper's band."""
+    fig, ax = plots.figure(width=5.5)
+    for family, rows in table.groupby("family", sort=False):
+        ax.scatter(rows["num_params"], rows["rel_error_true"], s=18, label=family)
+    for edge in PAPER_BAND:
+        ax.axhline(edge, color="grey", ls=":", lw=1)
+    ax.axhline(0, color="k", lw=0.8)
+    ax.set(xscale="log", xlabel="parameters", ylabel=r"$(\lambda - \hat\lambda)/\lambda$")
+    ax.set_title("relative error (dotted: the paper's usual range)")
+    ax.legend(title="family", fontsize=8)
+    plots.save(fig, path)
+
+
+def sgd_vs_true(table: pd.DataFrame, path) -> None:
+    """lambda_hat at the SGD endpoint against lambda_hat at the true parameter."""
+    fig, ax = plots.figure(width=5.5)
+    _params_colour(ax, fig, table, table["lambda_hat_true"], table["lambda_hat_sgd"])
+    _diagonal(ax, table["lambda_hat_true"])
+    ax.set(
+        xscale="log",
+        yscale="log",
+        xlabel=r"$\hat\lambda$ at the true parameter",
+        ylabel=r"$\hat\lambda$ at the SGD endpoint",
+    )
+    ax.legend(loc="upper left")
+    plots.save(fig, path)
+
+
+def speed(table: pd.DataFrame, path) -> None:
+    """Seconds per 1000 SGLD steps (all chains at once) against parameter count."""
+    fig, ax = plots.figure(width=5.5)
+    ax.scatter(table["num_params"], table["seconds_per_1k_steps_true"], s=18, label="at w*")
+    ax.scatter(table["num_params"], table["seconds_per_1k_steps_sgd"], s=18, label="at SGD end")
+    ax.set(xscale="log", yscale="log", xlabel="parameters", ylabel="seconds per 1k SGLD steps")
+    ax.set_title("estimator cost (shared CPU: timings noisy)")
+    ax.legend()
+    plots.save(fig, path)
+
+
+def draw_all(ctx) -> None:
+    """Step ``figures``: the four figures from table.csv (``--input``) into ctx.outdir."""
+    table = pd.read_csv(ctx.inputs[0] if ctx.inputs else ctx.results / "table.csv")
+    lambda_hat_vs_lambda(table, ctx.outdir / "lambda_hat_vs_lambda.png")
+    rel_error_vs_params(table, ctx.outdir / "rel_error_vs_params.png")
+    sgd_vs_true(table, ctx.outdir / "sgd_vs_true.png")
+    speed(table, ctx.outdir / "speed.png")

@@ -1,0 +1,70 @@
+# Furman & Lau 2024: LLC estimates of random deep linear networks vs Aoyagi's exact lambda.
+# One job per architecture index (spreads over cores or SLURM nodes); collect joins them.
+from sltrepro.papers.llc_at_scale.pipeline import num_architectures
+
+LAS_CFG = PAPER_CONFIG["llc_at_scale"]
+LAS = f"{R}/llc_at_scale"
+LAS_INDICES = range(num_architectures(LAS_CFG))
+
+
+rule llc_at_scale_estimate:
+    output:
+        f"{LAS}/arch/{{index}}/result.json",
+    log:
+        paper_log("llc_at_scale", "estimate_{index}"),
+    wildcard_constraints:
+        index=r"\d+",
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    shell:
+        step(
+            "llc_at_scale",
+            "estimate",
+            f"{LAS}/arch/{{wildcards.index}}",
+            "--opt index={wildcards.index}",
+        )
+
+
+rule llc_at_scale_collect:
+    input:
+        expand(f"{LAS}/arch/{{index}}/result.json", index=LAS_INDICES),
+    output:
+        metrics=f"{LAS}/metrics.json",
+        table=f"{LAS}/table.csv",
+    log:
+        paper_log("llc_at_scale", "collect"),
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    shell:
+        step("llc_at_scale", "collect", LAS)
+
+
+LAS_FIGURES = [
+    f"{LAS}/figures/{name}.png"
+    for name in ("lambda_hat_vs_lambda", "rel_error_vs_params", "sgd_vs_true", "speed")
+]
+
+
+rule llc_at_scale_figures:
+    input:
+        f"{LAS}/table.csv",
+    output:
+        [report(path, category="llc_at_scale") for path in LAS_FIGURES],
+    log:
+        paper_log("llc_at_scale", "figures"),
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    shell:
+        step("llc_at_scale", "figures", f"{LAS}/figures", "--input {input}")
+
+
+FIGURES["llc_at_scale"] = LAS_FIGURES
+
+
+rule llc_at_scale:
+    input:
+        f"{LAS}/report.md",

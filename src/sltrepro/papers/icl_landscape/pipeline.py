@@ -1,0 +1,358 @@
+"""Hoogland et al. 2024, "The Developmental Landscape of In-Context Learning": the
+linear-regression transformer (Sec. 4, App. B-D). The config block is ``regression:``.
+
+Method:
+
+1. ``train`` (one job per seed): the 2-layer, 4-head, d_model 64 transformer on in-context
+   linear regression (D = 4, K = 8, sigma^2 = 0.125, a fresh task per sequence), Adam with the
+   one-cycle triangle learning rate; checkpoints at the union of log-spaced and linear steps.
+2. ``llc`` (one job per seed and block of checkpoints): the LLC of every checkpoint with the
+   shared SGLD estimator on a fixed set of sequences. The loss is the per-token MSE; the
+   plotted LLC is the mean of the K per-token LLCs (each token with its own posterior when
+   ``per_token_posteriors``, else the K components read on one posterior of the mean loss,
+   whose mean is then exactly the LLC of the mean loss).
+3. ``probe`` (one job per seed): behaviour and structure of every checkpoint on one fixed
+   evaluation batch: loss by context position, ICL score (loss at the last position minus
+   the first), E[y_hat^2], LayerNorm weight collapse, singular values of the token
+   embedding; and the model's outputs on a fixed batch for the essential dynamics.
+4. ``analyze``: stages from a Gaussian-process fit of LLC vs log step (``sltrepro.stages``),
+   essential dynamics (PCA of the outputs) and its turning points, baselines (prior mean,
+   OLS, Bayes-optimal ridge) on the evaluation batch, and the metrics the claims read.
+5. ``metrics`` merges the halves' metrics files into the paper's metrics.json.
+"""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from sltrepro import stages as stg
+from sltrepro.llc import estimate_llc
+from sltrepro.models.icl_transformer import ICLTransformer, encode, num_params
+from sltrepro.tasks.regression import (
+    ols_predictions,
+    ridge_expected_mse,
+    ridge_predictions,
+    sample_batch,
+)
+from sltrepro.train.icl import TrainSpec, checkpoint_steps, mse_by_position, train
+
+# Seeds of the fixed batches are offset from the training seed so no batch is a training batch.
+LLC_DATA_SEED = 10_000
+EVAL_SEED = 20_000
+ED_SEED = 30_000
+
+
+# -- config ------------------------------------------------------------------------------
+
+
+def train_spec(cfg: dict) -> TrainSpec:
+    """The TrainSpec of a ``regression:`` config block."""
+    return TrainSpec(
+        steps=cfg["steps"],
+        batch_size=cfg["batch_size"],
+        peak_lr=cfg["peak_lr"],
+        num_log_checkpoints=cfg["num_log_checkpoints"],
+        num_linear_checkpoints=cfg["num_linear_checkpoints"],
+        num_tasks=cfg["num_tasks"],
+        noise_var=cfg["noise_var"],
+    )
+
+
+def all_checkpoint_steps(cfg: dict) -> list[int]:
+    spec = train_spec(cfg)
+    return checkpoint_steps(spec.steps, spec.num_log_checkpoints, spec.num_linear_checkpoints)
+
+
+def block_steps(cfg: dict, block: int) -> list[int]:
+    """Checkpoints of LLC job ``block``: every ``blocks``-th one, so blocks cost about the same."""
+    return all_checkpoint_steps(cfg)[block :: cfg["llc"]["blocks"]]
+
+
+def fixed_batch(cfg: dict, size: int, seed: int):
+    """A reproducible batch (xs, ys, tasks) from the training distribution."""
+    gen = torch.Generator().manual_seed(seed)
+    return sample_batch(size, noise_var=cfg["noise_var"], generator=gen)
+
+
+def load_model(state: dict) -> ICLTransformer:
+    model = ICLTransformer()
+    model.load_state_dict(state)
+    return model.eval()
+
+
+def _cfg(ctx) -> dict:
+    return ctx.config["regression"]
+
+
+# -- 1. train ------------------------------------------------------------------------------
+
+
+def step_train(ctx) -> None:
+    """Train one seed: checkpoints.pt ({step: state_dict}) and history.csv."""
+    seed = ctx.opt("seed", int)
+    torch.manual_seed(seed)  # the initialisation
+    model = ICLTransformer()
+    out = train(model, train_spec(_cfg(ctx)), ctx.outdir, seed=seed, log=ctx.log)
+    torch.save(out["checkpoints"], ctx.outdir / "checkpoints.pt")
+    pd.DataFrame(out["history"], columns=["step", "lr", "loss"]).to_csv(
+        ctx.outdir / "history.csv", index=False
+    )
+    (ctx.outdir / "resume.pt").unlink(missing_ok=True)
+
+
+# -- 2. llc --------------------------------------------------------------------------------
+
+
+def per_token_loss(preds: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
+    """(B, K), (B, K) -> (K,) the MSE at each context position (a 1-D loss for the LLC)."""
+    return mse_by_position(preds, ys)
+
+
+def checkpoint_llc(model: ICLTransformer, data, llc_cfg: dict, seed: int) -> dict:
+    """The LLC of one checkpoint: mean of the K per-token LLCs, their values and the spread."""
+    kwargs = dict(
+        num_chains=llc_cfg["num_chains"],
+        num_draws=llc_cfg["num_draws"],
+        num_burnin=llc_cfg["num_burnin"],
+        step_size=llc_cfg["step_size"],
+        nbeta=llc_cfg["nbeta"],
+        localization=llc_cfg["localization"],
+        batch_size=llc_cfg["batch_size"],
+        seed=seed,
+        device="cpu",
+        verbose=False,
+    )
+    if llc_cfg["per_token_posteriors"]:
+        results = [
+            estimate_llc(model, lambda p, y, k=k: per_token_loss(p, y)[k], data, **kwargs)
+            for k in range(model.num_examples)
+        ]
+        per_token = np.array([r.llc_mean for r in results])
+        std = float(np.mean([r.llc_std for r in results]))
+        diverged = sum(int(r.diverged.sum()) for r in results)
+        acceptance = float(np.nanmean([np.nanmean(r.mala_acceptance) for r in results]))
+    else:
+        result = estimate_llc(model, per_token_loss, data, **kwargs)
+        per_token = result.llc_components
+        std, diverged = result.llc_std, int(result.diverged.sum())
+        acceptance = float(np.nanmean(result.mala_acceptance))
+    row = {"llc": float(per_token.mean()), "llc_chain_std": std, "diverged": diverged}
+    row["mala_acceptance"] = acceptance
+    row.update({f"llc_token{k + 1}": float(v) for k, v in enumerate(per_token)})
+    return row
+
+
+def step_llc(ctx) -> None:
+    """LLC of the checkpoints in one block: llc.csv, one row per checkpoint."""
+    cfg = _cfg(ctx)
+    seed, block = ctx.opt("seed", int), ctx.opt("block", int)
+    states = torch.load(ctx.inputs[0], weights_only=False)
+    xs, ys, _ = fixed_batch(cfg, cfg["llc"]["num_samples"], LLC_DATA_SEED + seed)
+    data = (encode(xs, ys), ys)
+    rows = []
+    todo = block_steps(cfg, block)
+    for i, step in enumerate(todo):
+        row = checkpoint_llc(load_model(states[step]), data, cfg["llc"], seed * 100_003 + step)
+        rows.append({"step": step, **row})
+        ctx.log.info("seed %d step %d: LLC %.2f (%d/%d)", seed, step, row["llc"], i + 1, len(todo))
+    pd.DataFrame(rows).to_csv(ctx.outdir / f"block{block}.csv", index=False)
+
+
+# -- 3. probe ------------------------------------------------------------------------------
+
+
+def layer_norm_collapse(model: ICLTransformer, tol: float) -> dict:
+    """Fraction of LayerNorm gains with |gamma| < tol: the final LN and all LNs together."""
+    norms = model.layer_norms()
+    gains = {name: ln.weight.detach().abs() for name, ln in norms.items()}
+    everything = torch.cat(list(gains.values()))
+    return {
+        "ln_final_collapse": float((gains["ln_final"] < tol).float().mean()),
+        "ln_all_collapse": float((everything < tol).float().mean()),
+    }
+
+
+def probe_checkpoint(model: ICLTransformer, batch, tol: float) -> dict:
+    """Behaviour and structure of one checkpoint on the evaluation batch."""
+    xs, ys, _ = batch
+    with torch.no_grad():
+        preds = model(encode(xs, ys))
+    by_pos = mse_by_position(preds, ys)
+    row = {"loss": float(by_pos.mean()), "icl_score": float(by_pos[-1] - by_pos[0])}
+    row["yhat_sq"] = float(preds.pow(2).mean())
+    row.update({f"loss_pos{k + 1}": float(v) for k, v in enumerate(by_pos)})
+    row.update(layer_norm_collapse(model, tol))
+    svals = torch.linalg.svdvals(model.embed.weight.detach())
+    row.update({f"embed_sv{i + 1}": float(v) for i, v in enumerate(svals)})
+    return row
+
+
+def step_probe(ctx) -> None:
+    """probe.csv (one row per checkpoint) and outputs.npy (T, B_ed, K) for the PCA."""
+    cfg = _cfg(ctx)
+    seed = ctx.opt("seed", int)
+    states = torch.load(ctx.inputs[0], weights_only=False)
+    batch = fixed_batch(cfg, cfg["eval_batch"], EVAL_SEED + seed)
+    ed_xs, ed_ys, _ = fixed_batch(cfg, cfg["ed_batch"], ED_SEED + seed)
+    rows, outputs = [], []
+    for step in sorted(states):
+        model = load_model(states[step])
+        rows.append({"step": step, **probe_checkpoint(model, batch, cfg["collapse_tol"])})
+        with torch.no_grad():
+            outputs.append(model(encode(ed_xs, ed_ys)).numpy())
+    pd.DataFrame(rows).to_csv(ctx.outdir / "probe.csv", index=False)
+    np.save(ctx.outdir / "outputs.npy", np.stack(outputs))
+
+
+# -- 4. analyze ----------------------------------------------------------------------------
+
+
+def baselines(cfg: dict, seed: int) -> pd.DataFrame:
+    """Per-position MSE of the prior mean, OLS and ridge on the evaluation batch, plus the
+    closed-form expected ridge MSE (K rows)."""
+    xs, ys, _ = fixed_batch(cfg, cfg["eval_batch"], EVAL_SEED + seed)
+    return pd.DataFrame(
+        {
+            "position": np.arange(1, xs.shape[1] + 1),
+            "prior_mean": mse_by_position(torch.zeros_like(ys), ys).numpy(),
+            "ols": mse_by_position(ols_predictions(xs, ys), ys).numpy(),
+            "ridge": mse_by_position(ridge_predictions(xs, ys, cfg["noise_var"]), ys).numpy(),
+            "ridge_expected": ridge_expected_mse(xs, cfg["noise_var"]).mean(0).numpy(),
+        }
+    )
+
+
+def seed_table(results: Path, seed: int, blocks: int) -> pd.DataFrame:
+    """LLC blocks joined with the probe table: one row per checkpoint, sorted by step."""
+    llc = pd.concat([pd.read_csv(results / f"llc/seed{seed}/block{b}.csv") for b in range(blocks)])
+    probe = pd.read_csv(results / f"probe/seed{seed}/probe.csv")
+    return probe.merge(llc, on="step", how="left").sort_values("step").reset_index(drop=True)
+
+
+def nearest_index(steps: np.ndarray, step: float) -> int:
+    """The checkpoint nearest to ``step`` in log(step + 1)."""
+    return int(np.argmin(np.abs(np.log1p(steps) - np.log1p(step))))
+
+
+def stage_metrics(table: pd.DataFrame, stages: list[stg.Stage], turns: list[int]) -> dict:
+    """The numbers the claims read, for one seed."""
+    steps = table["step"].to_numpy()
+    kinds = stg.stage_string(stages)
+    bounds = stg.boundaries(stages)
+    out = {
+        "num_stages": len(stages),
+        "num_A_stages": kinds.count("A"),
+        "num_B_stages": kinds.count("B"),
+        "starts_AA": kinds.startswith("AA"),
+        "stages_AABBA": kinds == "AABBA",
+        "first_stage_type_A": kinds.startswith("A"),
+    }
+    for i, b in enumerate(bounds[:4]):
+        out[f"boundary{i + 1}_step"] = b
+    # E[y_hat^2] is smallest (the prior-mean predictor) at the end of the first stage
+    argmin = int(table["yhat_sq"].idxmin())
+    if bounds:
+        end1 = nearest_index(steps, bounds[0])
+        out["yhat_sq_min_near_first_boundary"] = abs(argmin - end1) <= 1
+        out["yhat_sq_at_first_boundary"] = float(table["yhat_sq"].iloc[end1])
+    if len(bounds) >= 2:
+        start2, end2 = nearest_index(steps, bounds[0]), nearest_index(steps, bounds[1])
+        out["icl_score_start_stage2"] = float(table["icl_score"].iloc[start2])
+        out["icl_score_end_stage2"] = float(table["icl_score"].iloc[end2])
+    elif len(bounds) == 1:  # a second stage that runs to the end of training
+        out["icl_score_start_stage2"] = float(table["icl_score"].iloc[end1])
+        out["icl_score_end_stage2"] = float(table["icl_score"].iloc[-1])
+    matched = stg.match_to_checkpoints(bounds, steps[turns], steps)
+    out["ed_turning_points"] = len(turns)
+    out["ed_matched_fraction"] = float(np.mean(matched)) if matched else None
+    return out
+
+
+def analyze_seed(ctx, seed: int, base: pd.DataFrame) -> dict:
+    cfg = _cfg(ctx)
+    table = seed_table(ctx.outdir, seed, cfg["llc"]["blocks"])
+    if table["llc"].isna().any():
+        raise ValueError(f"seed {seed}: checkpoints without an LLC: {table.step[table.llc.isna()]}")
+    steps = table["step"].to_numpy()
+    st = cfg["stages"]
+    stages, fit = stg.detect_stages(
+        steps,
+        table["llc"],
+        plateau_tol=st["plateau_tol"],
+        min_gap=st["min_gap"],
+        min_change=st["min_change"],
+    )
+    outputs = np.load(ctx.outdir / f"probe/seed{seed}/outputs.npy")
+    ed = stg.essential_dynamics(outputs, n_components=st["ed_components"])
+    turns = stg.turning_points(steps, ed.coords, smooth=st["ed_smooth"])
+    folder = ctx.outdir / f"seed{seed}"
+    folder.mkdir(exist_ok=True)
+    table.to_csv(folder / "checkpoints.csv", index=False)
+    pd.DataFrame({"log_step": fit.log_steps, "llc_fit": fit.mean, "llc_fit_std": fit.std}).to_csv(
+        folder / "llc_fit.csv", index=False
+    )
+    coords = pd.DataFrame(ed.coords, columns=[f"pc{i + 1}" for i in range(ed.coords.shape[1])])
+    coords.insert(0, "step", steps)
+    coords["turning_point"] = np.isin(np.arange(len(steps)), turns)
+    coords.to_csv(folder / "essential_dynamics.csv", index=False)
+    summary = {
+        "stages": [s.as_dict() for s in stages],
+        "kernel": fit.kernel,
+        "turning_point_steps": [int(steps[t]) for t in turns],
+        "explained_variance_ratio": ed.explained_variance_ratio.tolist(),
+    }
+    (folder / "stages.json").write_text(json.dumps(summary, indent=2))
+    ctx.log.info("seed %d stages %s at %s", seed, stg.stage_string(stages), stg.boundaries(stages))
+    out = stage_metrics(table, stages, turns)
+    final = table.iloc[-1]
+    out["final_loss"] = float(final["loss"])
+    out["final_loss_over_ridge"] = float(final["loss"] / base["ridge"].mean())
+    out["llc_init"] = float(table["llc"].iloc[0])
+    out["llc_final"] = float(final["llc"])
+    out["llc_max"] = float(table["llc"].max())
+    out["final_icl_score"] = float(final["icl_score"])
+    out["final_ln_final_collapse"] = float(final["ln_final_collapse"])
+    return out
+
+
+def step_analyze(ctx) -> None:
+    """Stages, essential dynamics and metrics of every seed: regression/metrics.json.
+
+    Metrics are those of the first seed; booleans also get ``<name>_all_seeds``.
+    """
+    cfg = _cfg(ctx)
+    seeds = cfg["seeds"]
+    base = baselines(cfg, seeds[0])
+    base.to_csv(ctx.outdir / "baselines.csv", index=False)
+    per_seed = {seed: analyze_seed(ctx, seed, base) for seed in seeds}
+    metrics = dict(per_seed[seeds[0]])
+    for key, value in per_seed[seeds[0]].items():
+        if isinstance(value, bool):
+            metrics[f"{key}_all_seeds"] = all(per_seed[s].get(key) is True for s in seeds)
+    metrics["num_params"] = num_params(ICLTransformer())
+    metrics["ridge_mean_mse"] = float(base["ridge"].mean())
+    metrics["ridge_mse_pos1"] = float(base["ridge"].iloc[0])
+    metrics["ridge_mse_pos8"] = float(base["ridge"].iloc[-1])
+    metrics["ridge_vs_closed_form"] = float(base["ridge"].mean() / base["ridge_expected"].mean())
+    metrics["ols_mse_pos8"] = float(base["ols"].iloc[-1])
+    metrics["prior_mean_mse"] = float(base["prior_mean"].mean())
+    metrics = {f"regression_{k}": v for k, v in metrics.items()}
+    (ctx.outdir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+
+
+# -- 5. metrics ----------------------------------------------------------------------------
+
+
+def step_metrics(ctx) -> None:
+    """Merge the metrics.json of every half (the inputs) into the paper's metrics.json."""
+    merged = {}
+    for path in ctx.inputs:
+        part = json.loads(Path(path).read_text())
+        clash = set(part) & set(merged)
+        if clash:
+            raise ValueError(f"{path}: metric names already used by another part: {sorted(clash)}")
+        merged.update(part)
+    (ctx.outdir / "metrics.json").write_text(json.dumps(merged, indent=2))

@@ -1,0 +1,76 @@
+"""Figures of the language-model half, in the style of Hoogland et al. 2024 (Figs. 1, 4, 5):
+LLC and validation loss against log step with the stages shaded, the behavioural and
+structural metrics (bigram, n-gram, previous-token, induction and ICL scores), and the
+essential-dynamics PC plots. Reads ``results/<profile>/icl_landscape/language`` only.
+"""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from sltrepro import plots
+
+from .figures import pc_pairs, shade_stages
+
+
+def llc_and_loss(table: pd.DataFrame, fit: pd.DataFrame, stages: list[dict], path: Path) -> None:
+    fig, (ax_llc, ax_loss) = plots.figure(1, 2, width=5.0)
+    x = table["step"] + 1
+    ax_llc.errorbar(x, table["llc"], yerr=table["llc_std"], fmt="o", ms=3, lw=0.8, label="LLC")
+    ax_llc.plot(np.exp(fit["log_step"]), fit["llc_fit"], "k-", lw=1, label="GP fit")
+    ax_llc.set(xlabel="step + 1", ylabel=r"$\hat\lambda$", title="LLC (attention-only LM)")
+    ax_llc.legend(fontsize=7, loc="lower right")
+    ax_loss.plot(x, table["val_loss"], "-")
+    ax_loss.set(xlabel="step + 1", ylabel="nats / token", title="Validation loss")
+    for ax in (ax_llc, ax_loss):
+        shade_stages(ax, stages)
+    plots.save(fig, path)
+
+
+def head_lines(ax, table: pd.DataFrame, prefix: str, title: str) -> None:
+    """One line per head whose columns start with ``prefix`` (e.g. ``induction_l1``)."""
+    x = table["step"] + 1
+    for col in sorted(c for c in table.columns if c.startswith(prefix + "h")):
+        ax.plot(x, table[col], lw=1, label=col.split("_")[-1])
+    ax.set(title=title, ylim=(0, 1))
+    ax.legend(fontsize=6, ncol=2)
+
+
+def metric_panels(table: pd.DataFrame, stages: list[dict], n_layers: int, path: Path) -> None:
+    fig, axes = plots.figure(2, 3, width=4.0, height=3.0)
+    axes = axes.ravel()
+    x = table["step"] + 1
+    axes[0].plot(x, table["bigram_score"])
+    axes[0].set(title="Bigram score (CE vs bigram distr.)", ylabel="nats")
+    axes[1].plot(x, table["ngram_score"])
+    axes[1].set(title="n-gram score (loss on top n-grams)", ylabel="nats")
+    axes[2].plot(x, table["icl_score"])
+    axes[2].axhline(0, color="k", lw=0.6)
+    axes[2].set(title="ICL score (late minus early token)", ylabel="nats")
+    head_lines(axes[3], table, "prev_l0", "Previous-token score, layer 0")
+    head_lines(
+        axes[4], table, f"induction_l{n_layers - 1}", f"Induction score, layer {n_layers - 1}"
+    )
+    positions = sorted(
+        (c for c in table.columns if c.startswith("loss_t")), key=lambda c: int(c[6:])
+    )
+    for c in positions[:: max(len(positions) // 6, 1)]:
+        axes[5].plot(x, table[c], lw=1, label=f"t={c[6:]}")
+    axes[5].set(title="Loss by token position", ylabel="nats")
+    axes[5].legend(fontsize=6, ncol=2)
+    for ax in axes:
+        shade_stages(ax, stages)
+        ax.set_xlabel("step + 1")
+    plots.save(fig, path)
+
+
+def draw_all(language: Path, outdir: Path, n_layers: int) -> None:
+    """The three LM figures from the ``language`` analysis folder into ``outdir``."""
+    table = pd.read_csv(language / "checkpoints.csv")
+    stages = json.loads((language / "stages.json").read_text())["stages"]
+    llc_and_loss(table, pd.read_csv(language / "llc_fit.csv"), stages, outdir / "llc_stages.png")
+    metric_panels(table, stages, n_layers, outdir / "metrics.png")
+    ed = pd.read_csv(language / "essential_dynamics.csv")
+    pc_pairs(ed, stages, outdir / "essential_dynamics.png")

@@ -141,3 +141,34 @@ def test_induction_score_high_on_hand_built_head_low_on_random_model():
     random_model = AttnOnlyLM(vocab, d_model=64, n_heads=4, d_head=16, context=context)
     random_scores = induction_scores(random_model, vocab, half, 16, gen)
     assert random_scores.max() < 0.1
+
+
+def test_training_resumes_to_the_same_weights(tmp_path):
+    from sltrepro.train.lm import LMTrainConfig, train_lm
+
+    tokens = torch.randint(40, (2000,), generator=torch.Generator().manual_seed(0))
+
+    def run(outdir, steps):
+        torch.manual_seed(0)
+        model = AttnOnlyLM(40, d_model=16, n_heads=2, d_head=8, context=16)
+        cfg = LMTrainConfig(
+            steps=steps,
+            batch_size=4,
+            context=16,
+            lr=1e-3,
+            weight_decay=0.05,
+            seed=1,
+            snapshot_steps=[0, 2, 4],
+            resume_every=2,
+            log_every=1,
+        )
+        history = train_lm(model, tokens, cfg, outdir)
+        return model, history
+
+    straight, hist_a = run(tmp_path / "a", 4)
+    run(tmp_path / "b", 2)  # "interrupted" after 2 steps (state saved at step 2)
+    resumed, hist_b = run(tmp_path / "b", 4)
+    for p, q in zip(straight.parameters(), resumed.parameters(), strict=True):
+        torch.testing.assert_close(p, q)
+    assert hist_a["loss"].tolist() == hist_b["loss"].tolist()
+    assert (tmp_path / "a" / "checkpoints" / "step0000004.pt").exists()

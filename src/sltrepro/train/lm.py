@@ -79,7 +79,7 @@ def train_lm(
         loss.backward()
         opt.step()
         if step % cfg.log_every == 0:
-            history.append({"step": step, "loss": float(loss)})
+            history.append({"step": step, "loss": loss.item()})
     checkpoint.save(outdir / "state.pt", _state(model, opt, gen, history, cfg.steps))
     return pd.DataFrame(history)
 

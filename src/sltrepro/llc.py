@@ -151,14 +151,19 @@ class _FlatModel:
     def num_params(self) -> int:
         return self.w0.numel()
 
-    def unflatten(self, flat: torch.Tensor) -> dict[str, torch.Tensor]:
-        pieces = torch.split(flat, self.numels)
-        params = {k: v.view(s) for k, v, s in zip(self.names, pieces, self.shapes, strict=True)}
-        params.update(self.consts)
-        return params
+    def split(self, flat: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Views of flat (..., P) as the trainable parameters, each (..., *shape)."""
+        lead = flat.shape[:-1]
+        pieces = torch.split(flat, self.numels, dim=-1)
+        return {
+            k: v.view(*lead, *s) for k, v, s in zip(self.names, pieces, self.shapes, strict=True)
+        }
+
+    def loss_params(self, params: dict, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.loss_fn(functional_call(self.model, {**params, **self.consts}, (x,)), y)
 
     def loss(self, flat: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return self.loss_fn(functional_call(self.model, self.unflatten(flat), (x,)), y)
+        return self.loss_params(self.split(flat), x, y)
 
 
 def _check_loss(value: torch.Tensor) -> torch.Tensor:
@@ -500,16 +505,19 @@ class _ChainRunner:
         self.limit = threshold / nbeta  # divergence: loss - L(w*) above this
         self.vectorize = vectorize
         self.warned: list[str] = []
-        self._vmapped = vmap(fm.loss, in_dims=(0, 0, 0), randomness="different")
-        self._vmapped_full = vmap(fm.loss, in_dims=(0, None, None), randomness="different")
-        self._vmapped_ref = vmap(fm.loss, in_dims=(None, 0, 0), randomness="different")
+        # parameters are split into per-tensor views outside vmap (plain views, cheap)
+        self._vmapped = vmap(fm.loss_params, in_dims=(0, 0, 0), randomness="different")
+        self._vmapped_full = vmap(fm.loss_params, in_dims=(0, None, None), randomness="different")
+        self._vmapped_ref = vmap(fm.loss_params, in_dims=(None, 0, 0), randomness="different")
+        self._w0_params = fm.split(fm.w0)
 
     # -- loss of every chain ---------------------------------------------------------------
     def _losses(self, w: torch.Tensor, xb, yb) -> torch.Tensor:
         """(C,) or (C, K) losses; xb/yb are (C, B, ...) or the full data when full-batch."""
         if self.vectorize is not False:
             try:
-                out = (self._vmapped_full if self.full_batch else self._vmapped)(w, xb, yb)
+                batched = self._vmapped_full if self.full_batch else self._vmapped
+                out = batched(self.fm.split(w), xb, yb)
                 self.vectorize = True
                 return out
             except Exception as exc:  # vmap cannot batch some models: loop instead
@@ -526,7 +534,7 @@ class _ChainRunner:
     def _ref_losses(self, xb, yb) -> torch.Tensor:
         with torch.no_grad():
             if self.vectorize:
-                return self._vmapped_ref(self.fm.w0, xb, yb)
+                return self._vmapped_ref(self._w0_params, xb, yb)
             return torch.stack([self.fm.loss(self.fm.w0, xb[c], yb[c]) for c in range(len(xb))])
 
     # -- one group of chains ---------------------------------------------------------------

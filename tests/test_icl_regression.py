@@ -1,0 +1,151 @@
+"""In-context regression: task sampler, token encoding, the paper's transformer, baselines
+against closed forms, the training schedule and resume."""
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from sltrepro.models.icl_transformer import ICLTransformer, encode, num_params
+from sltrepro.tasks.regression import (
+    ols_expected_mse,
+    ols_predictions,
+    ridge_expected_mse,
+    ridge_predictions,
+    sample_batch,
+    task_pool,
+)
+from sltrepro.train.icl import TrainSpec, checkpoint_steps, train, triangle_lr
+
+# Bayes-optimal (ridge) per-position MSE for D = 4, K = 8, sigma^2 = 0.125 (P4, Monte Carlo)
+PAPER_RIDGE = [4.125, 3.174, 2.282, 1.488, 0.888, 0.574, 0.409, 0.324]
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread: a tiny model on a busy machine is many times slower with two."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def gen(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+def test_sampler_statistics():
+    xs, ys, tasks = sample_batch(20_000, generator=gen())
+    assert xs.shape == (20_000, 8, 4) and ys.shape == (20_000, 8) and tasks.shape == (20_000, 4)
+    assert abs(xs.mean()) < 0.01 and abs(xs.var() - 1) < 0.01
+    assert abs(tasks.mean()) < 0.02 and abs(tasks.var() - 1) < 0.03
+    noise = ys - torch.einsum("bkd,bd->bk", xs, tasks)
+    assert abs(noise.var() - 0.125) < 0.003  # sd of the estimate ~0.0006
+    assert abs(ys.var() - 4.125) < 0.1  # D * 1 * 1 + sigma^2
+    # tasks differ between sequences and the same seed repeats the batch
+    assert torch.unique(tasks, dim=0).shape[0] == 20_000
+    assert torch.equal(sample_batch(5, generator=gen(3))[0], sample_batch(5, generator=gen(3))[0])
+
+
+def test_finite_task_pool():
+    pool = task_pool(3, generator=gen())
+    _, _, tasks = sample_batch(300, generator=gen(1), pool=pool)
+    assert torch.unique(tasks, dim=0).shape[0] == 3
+    assert all(any(torch.equal(t, p) for p in pool) for t in tasks)
+    with pytest.raises(ValueError, match="task pool must be"):
+        sample_batch(4, generator=gen(), pool=torch.zeros(3, 5))
+
+
+def test_token_encoding_layout():
+    xs = torch.arange(2 * 3 * 4, dtype=torch.float32).reshape(2, 3, 4)
+    ys = -torch.arange(1, 7, dtype=torch.float32).reshape(2, 3)
+    toks = encode(xs, ys)
+    assert toks.shape == (2, 6, 5)
+    assert torch.equal(toks[0, 0], torch.tensor([0.0, 0, 1, 2, 3]))
+    assert torch.equal(toks[0, 1], torch.tensor([-1.0, 0, 0, 0, 0]))
+    assert torch.equal(toks[1, 4, 1:], xs[1, 2]) and toks[1, 5, 0] == ys[1, 2]
+
+
+def test_parameter_count_is_the_papers():
+    assert num_params(ICLTransformer()) == 51_717
+
+
+def test_prediction_of_y_k_cannot_see_y_k_or_later(one_thread):
+    torch.manual_seed(0)
+    model = ICLTransformer().eval()
+    xs, ys, _ = sample_batch(4, generator=gen())
+    base = model(encode(xs, ys))
+    assert base.shape == (4, 8)
+    changed = ys.clone()
+    changed[:, 5] += 10.0
+    out = model(encode(xs, changed))
+    torch.testing.assert_close(out[:, :6], base[:, :6])  # y_6 is unseen up to x_6
+    assert (out[:, 6:] - base[:, 6:]).abs().max() > 1e-4  # and seen afterwards
+
+
+def test_ridge_matches_the_explicit_posterior_mean():
+    xs, ys, _ = sample_batch(3, generator=gen(1))
+    preds = ridge_predictions(xs, ys, noise_var=0.125)
+    for b in range(3):
+        for k in range(8):
+            x, y = xs[b, :k].double().numpy(), ys[b, :k].double().numpy()
+            # Woodbury form of the posterior mean: X^T (X X^T + sigma^2 I)^{-1} y
+            t_hat = x.T @ np.linalg.solve(x @ x.T + 0.125 * np.eye(k), y) if k else np.zeros(4)
+            assert preds[b, k].item() == pytest.approx(xs[b, k].double().numpy() @ t_hat, 1e-4)
+
+
+def test_ridge_mse_matches_closed_form_and_the_papers_values():
+    xs, ys, _ = sample_batch(40_000, generator=gen(2))
+    empirical = (ridge_predictions(xs, ys) - ys).pow(2).mean(0)
+    closed = ridge_expected_mse(xs).mean(0)
+    # the closed form averages out the task and noise: ~0.5% agreement at this size
+    torch.testing.assert_close(empirical, closed, rtol=0.03, atol=0.0)
+    np.testing.assert_allclose(closed.numpy(), PAPER_RIDGE, rtol=0.02)
+    assert closed.mean().item() == pytest.approx(1.658, rel=0.01)
+
+
+def test_ols_matches_lstsq_and_closed_forms():
+    xs, ys, _ = sample_batch(3, generator=gen(4))
+    preds = ols_predictions(xs, ys)
+    for b in range(3):
+        for k in range(1, 8):
+            t_hat = np.linalg.lstsq(xs[b, :k].double().numpy(), ys[b, :k].double().numpy())[0]
+            assert preds[b, k].item() == pytest.approx(xs[b, k].double().numpy() @ t_hat, abs=1e-4)
+    xs, ys, _ = sample_batch(40_000, generator=gen(5))
+    mse = (ols_predictions(xs, ys) - ys).pow(2).mean(0).numpy()
+    for position in (1, 2, 3, 8):  # positions with finite-variance closed forms
+        assert mse[position - 1] == pytest.approx(ols_expected_mse(position), rel=0.05)
+    assert ols_expected_mse(5) == float("inf")
+
+
+def test_triangle_schedule_and_checkpoints():
+    assert triangle_lr(0, 100, 1.0) == 0 and triangle_lr(50, 100, 1.0) == 1.0
+    assert triangle_lr(75, 100, 1.0) == 0.5 and triangle_lr(100, 100, 1.0) == 0
+    steps = checkpoint_steps(500_000, 100, 100)
+    assert len(steps) == 190  # the paper's count: the two grids share few steps
+    assert steps[0] == 0 and steps[-1] == 500_000 and steps == sorted(set(steps))
+
+
+def test_training_keeps_its_checkpoints_and_resumes_exactly(tmp_path, one_thread):
+    spec = TrainSpec(
+        steps=40,
+        batch_size=16,
+        num_log_checkpoints=5,
+        num_linear_checkpoints=3,
+        log_every=10,
+        save_every=20,
+    )
+    torch.manual_seed(0)
+    whole = ICLTransformer()
+    first = train(whole, spec, tmp_path / "a", seed=1)
+    assert set(first["checkpoints"]) == set(checkpoint_steps(40, 5, 3))
+    # restart from the state saved at step 20 in a fresh folder with a fresh model
+    (tmp_path / "b").mkdir()
+    shutil.copy(tmp_path / "a" / "resume.pt", tmp_path / "b" / "resume.pt")
+    torch.manual_seed(123)
+    resumed = ICLTransformer()
+    second = train(resumed, spec, tmp_path / "b", seed=1)
+    for (k, v), w in zip(whole.state_dict().items(), resumed.state_dict().values(), strict=True):
+        torch.testing.assert_close(v, w, msg=k)
+    assert first["history"] == second["history"]

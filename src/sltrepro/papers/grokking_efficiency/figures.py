@@ -1,0 +1,104 @@
+"""Figures in the style of Varma et al. 2023, drawn from the saved step outputs."""
+
+import numpy as np
+import pandas as pd
+
+from sltrepro import plots
+
+from .pipeline import critical_size
+
+
+def training_curves(history: pd.DataFrame, llcs: pd.DataFrame, path) -> None:
+    """Grokking run: accuracy, loss, parameter norm and LLC against step (log x)."""
+    fig, axes = plots.figure(1, 4, width=3.6, height=3.0)
+    h = history[history.step > 0]
+    for split, color in (("train", "C0"), ("test", "C3")):
+        axes[0].plot(h.step, h[f"{split}_acc"], color=color, label=split)
+        axes[1].plot(h.step, h[f"{split}_loss"], color=color, label=split)
+    axes[0].set(ylabel="accuracy", title="accuracy")
+    axes[1].set(ylabel="cross-entropy", yscale="log", title="loss")
+    axes[2].plot(h.step, h.param_norm, color="k")
+    axes[2].set(ylabel="parameter norm", title="parameter norm")
+    l = llcs[llcs.step > 0]
+    axes[3].errorbar(l.step, l.llc_mean, yerr=l.llc_std, color="C2", marker="o", ms=3)
+    axes[3].set(ylabel=r"$\hat\lambda$", title="LLC")
+    for ax in axes:
+        ax.set(xscale="log", xlabel="step")
+    axes[0].legend()
+    plots.save(fig, path)
+
+
+def efficiency_vs_size(mem: pd.DataFrame, gen: pd.DataFrame, path) -> None:
+    """Parameter norm at the end of training vs D, memorising and generalising nets."""
+    fig, ax = plots.figure()
+    for frame, label, color in (
+        (mem, "memorisation (random labels)", "C1"),
+        (gen, "generalisation (true labels)", "C0"),
+    ):
+        ax.scatter(frame["size"], frame.param_norm, color=color, alpha=0.4, s=12)
+        means = frame.groupby("size").param_norm.mean()
+        ax.plot(means.index, means.values, color=color, marker="o", label=label)
+    ax.set(xscale="log", xlabel="training set size D", ylabel="parameter norm")
+    ax.legend()
+    plots.save(fig, path)
+
+
+def ungrokking(finals: pd.DataFrame, path) -> None:
+    """Final test accuracy vs D' per weight decay (seeds as points, mean as line), D_crit."""
+    fig, ax = plots.figure(width=5.0)
+    for i, (wd, group) in enumerate(finals.groupby("weight_decay")):
+        color = f"C{i}"
+        ax.scatter(group["size"], group.test_acc, color=color, alpha=0.35, s=12)
+        mean = group.groupby("size").test_acc.mean()
+        ax.plot(mean.index, mean.values, color=color, marker="o", label=f"wd = {wd:g}")
+        crit = critical_size(mean.index.values, mean.values)
+        if crit is not None:
+            ax.axvline(crit, color=color, ls="--", lw=1)
+    ax.set(
+        xscale="log",
+        xlabel="reduced training set size D'",
+        ylabel="final test accuracy",
+        ylim=(-0.02, 1.02),
+        title="ungrokking (dashed: D_crit)",
+    )
+    ax.legend()
+    plots.save(fig, path)
+
+
+def semigrokking(semi: pd.DataFrame, path) -> None:
+    """Test accuracy over training for runs at sizes near D_crit."""
+    fig, ax = plots.figure(width=5.0)
+    sizes = sorted(semi["size"].unique())
+    colors = dict(zip(sizes, [f"C{i}" for i in range(len(sizes))], strict=True))
+    for (size, _seed), run in semi[semi.step > 0].groupby(["size", "seed"]):
+        ax.plot(run.step, run.test_acc, color=colors[size], alpha=0.8)
+    for size in sizes:
+        ax.plot([], [], color=colors[size], label=f"D = {size}")
+    ax.axhspan(0.2, 0.9, color="0.9", zorder=0)
+    ax.set(
+        xscale="log",
+        xlabel="step",
+        ylabel="test accuracy",
+        ylim=(-0.02, 1.02),
+        title="semi-grokking search (grey: middling band)",
+    )
+    ax.legend(fontsize=8)
+    plots.save(fig, path)
+
+
+def figures(ctx) -> None:
+    res, out = ctx.results, ctx.outdir
+    history = pd.read_csv(res / "grok" / "history.csv")
+    training_curves(history, pd.read_csv(res / "llc" / "llc.csv"), out / "grokking.png")
+    efficiency_vs_size(
+        pd.read_csv(res / "efficiency" / "memorise" / "final.csv"),
+        pd.read_csv(res / "efficiency" / "generalise" / "final.csv"),
+        out / "efficiency.png",
+    )
+    finals = pd.concat(
+        pd.read_csv(res / "ungrok" / f"wd{wd:g}" / "final.csv")
+        for wd in ctx.config["ungrok"]["weight_decays"]
+    )
+    ungrokking(finals, out / "ungrokking.png")
+    semigrokking(pd.read_csv(res / "semigrok" / "history.csv"), out / "semigrokking.png")
+    assert np.isfinite(history.train_loss).all(), "non-finite training loss in the grokking run"

@@ -43,6 +43,9 @@ from sltrepro.train.icl import TrainSpec, checkpoint_steps, mse_by_position, tra
 LLC_DATA_SEED = 10_000
 EVAL_SEED = 20_000
 ED_SEED = 30_000
+# ICL has begun once the last position's loss is this far below the first's (the prior-mean
+# predictor scores 0, the Bayes-optimal ridge predictor 0.324 - 4.125 = -3.8)
+ICL_ONSET = -0.5
 
 
 # -- config ------------------------------------------------------------------------------
@@ -254,6 +257,8 @@ def stage_metrics(table: pd.DataFrame, stages: list[stg.Stage], turns: list[int]
         out[f"boundary{i + 1}_step"] = b
     # E[y_hat^2] is smallest (the prior-mean predictor) at the end of the first stage
     argmin = int(table["yhat_sq"].idxmin())
+    icl = np.flatnonzero(table["icl_score"].to_numpy() < ICL_ONSET)
+    out["yhat_sq_min_before_icl"] = bool(len(icl) and argmin < icl[0])
     if bounds:
         end1 = nearest_index(steps, bounds[0])
         out["yhat_sq_min_near_first_boundary"] = abs(argmin - end1) <= 1
@@ -313,6 +318,8 @@ def analyze_seed(ctx, seed: int, base: pd.DataFrame) -> dict:
     out["llc_init"] = float(table["llc"].iloc[0])
     out["llc_final"] = float(final["llc"])
     out["llc_max"] = float(table["llc"].max())
+    out["llc_rise"] = out["llc_final"] - out["llc_init"]
+    out["yhat_sq_min_ratio"] = float(table["yhat_sq"].min() / base["prior_mean"].mean())
     out["final_icl_score"] = float(final["icl_score"])
     out["final_ln_final_collapse"] = float(final["ln_final_collapse"])
     return out

@@ -1,6 +1,7 @@
 # Varma et al. 2023, "Explaining grokking through circuit efficiency" (papers/grokking_efficiency).
 # Every training rule trains a whole sweep (seeds x sizes) as one vectorised stack, on one
 # thread: two such rules side by side use two cores better than one rule on two threads.
+# Priorities: the claimed runs first when cores are scarce, the semi-grokking search last.
 CFG_GE = PAPER_CONFIG["grokking_efficiency"]
 P_GE = f"{R}/grokking_efficiency"
 GE_WDS = [f"{wd:g}" for wd in CFG_GE["ungrok"]["weight_decays"]]
@@ -8,6 +9,7 @@ GE_KINDS = ["memorise", "generalise"]
 
 
 rule grokking_efficiency_grok:
+    priority: 30
     output:
         f"{P_GE}/grok/history.csv",
         f"{P_GE}/grok/snapshots.pt",
@@ -22,6 +24,7 @@ rule grokking_efficiency_grok:
 
 
 rule grokking_efficiency_llc:
+    priority: 25
     input:
         f"{P_GE}/grok/snapshots.pt",
     output:
@@ -37,6 +40,7 @@ rule grokking_efficiency_llc:
 
 
 rule grokking_efficiency_efficiency:
+    priority: 10
     output:
         f"{P_GE}/efficiency/{{kind}}/final.csv",
     log:
@@ -57,6 +61,7 @@ rule grokking_efficiency_efficiency:
 
 
 rule grokking_efficiency_pretrain:
+    priority: 30
     output:
         f"{P_GE}/pretrain/params.pt",
         f"{P_GE}/pretrain/history.csv",
@@ -71,6 +76,7 @@ rule grokking_efficiency_pretrain:
 
 
 rule grokking_efficiency_ungrok:
+    priority: 20
     input:
         f"{P_GE}/pretrain/params.pt",
     output:
@@ -93,6 +99,7 @@ rule grokking_efficiency_ungrok:
 
 
 rule grokking_efficiency_semigrok:
+    priority: 0
     output:
         f"{P_GE}/semigrok/history.csv",
     log:

@@ -93,7 +93,7 @@ def full_logits(params: dict[str, torch.Tensor], tokens: torch.Tensor) -> torch.
     k = torch.einsum("npd,hde->nhpe", x, params["W_K"])
     v = torch.einsum("npd,hde->nhpe", x, params["W_V"])
     scores = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])  # (N, H, 3, 3)
-    causal = torch.ones(SEQ_LEN, SEQ_LEN, dtype=torch.bool).tril()
+    causal = torch.ones(SEQ_LEN, SEQ_LEN, dtype=torch.bool, device=x.device).tril()
     attn = scores.masked_fill(~causal, float("-inf")).softmax(dim=-1)
     x = x + torch.einsum("nhpe,hed->npd", attn @ v, params["W_O"])
     x = x + _mlp(params, x)
@@ -142,8 +142,8 @@ def param_norm(params: dict[str, torch.Tensor]) -> torch.Tensor:
 
 
 def select(params: dict[str, torch.Tensor], m: int) -> dict[str, torch.Tensor]:
-    """Model m of a stack, as an unstacked dict (a copy)."""
-    return {k: v[m].detach().clone() for k, v in params.items()}
+    """Model m of a stack, as an unstacked dict (a copy on the CPU)."""
+    return {k: v[m].detach().to("cpu", copy=True) for k, v in params.items()}
 
 
 class ModularTransformer(nn.Module):

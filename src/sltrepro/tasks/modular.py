@@ -8,7 +8,7 @@ packed into one :class:`ModularBatch` with padding, so one vectorised step train
 """
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 
 import torch
 
@@ -70,6 +70,10 @@ class ModularBatch:
     eval_labels: torch.Tensor  # (M, T) int64, each model's label table
     train_mask: torch.Tensor  # (M, T) bool, the pairs model m trains on
     sizes: torch.Tensor  # (M,) int64, D_m
+
+    def to(self, device) -> "ModularBatch":
+        """The same batch with every tensor on ``device``."""
+        return replace(self, **{f.name: getattr(self, f.name).to(device) for f in fields(self)})
 
     @property
     def num_models(self) -> int:

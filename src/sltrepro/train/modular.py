@@ -105,7 +105,9 @@ def train(
     model), {step: params}).
     """
     params = {k: v.detach().clone().requires_grad_(True) for k, v in params.items()}
-    wd = torch.as_tensor(weight_decay, dtype=torch.float32).expand(batch.num_models).clone()
+    device = next(iter(params.values())).device
+    wd = torch.as_tensor(weight_decay, dtype=torch.float32, device=device)
+    wd = wd.expand(batch.num_models).clone()
     log_steps = set(log_steps if log_steps is not None else log_spaced_steps(steps, 100))
     state = {
         "m": {k: torch.zeros_like(v) for k, v in params.items()},
@@ -117,12 +119,8 @@ def train(
         with torch.no_grad():
             for k in params:
                 params[k].copy_(saved["params"][k])
-        state, rows, snapshots, start = (
-            saved["state"],
-            saved["rows"],
-            saved["snapshots"],
-            saved["step"],
-        )
+        state = {key: {k: v.to(device) for k, v in saved["state"][key].items()} for key in state}
+        rows, snapshots, start = saved["rows"], saved["snapshots"], saved["step"]
     for step in progress(range(start, steps + 1), desc=desc, initial=start, total=steps + 1):
         if step in log_steps:
             rows.extend(_rows(step, evaluate(params, batch)))

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pandas as pd
+from matplotlib.ticker import NullLocator, ScalarFormatter
 
 from sltrepro import plots
 
@@ -60,7 +61,10 @@ def ungrokking(finals: pd.DataFrame, path) -> None:
         ylabel="final test accuracy",
         ylim=(-0.02, 1.02),
         title="ungrokking (dashed: D_crit)",
+        xticks=sorted(finals["size"].unique()),
     )
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_minor_locator(NullLocator())
     ax.legend()
     plots.save(fig, path)
 

@@ -61,8 +61,8 @@ def table(config: dict) -> tuple[torch.Tensor, torch.Tensor]:
 def run_stack(ctx, name: str, params, batch, *, steps, weight_decay, snapshot_steps=()):
     """Train a stack with checkpointing in ``ctx.outdir``; returns (params, history, snaps)."""
     return train(
-        params,
-        batch,
+        {k: v.to(ctx.device) for k, v in params.items()},
+        batch.to(ctx.device),
         steps=steps,
         weight_decay=weight_decay,
         settings=optimizer(ctx.config),
@@ -99,7 +99,10 @@ def grok(ctx) -> None:
     )
     history.assign(train_size=d).to_csv(ctx.outdir / "history.csv", index=False)
     torch.save(
-        {"train_indices": train_idx, "snapshots": {s: select(p, 0) for s, p in snapshots.items()}},
+        {
+            "train_indices": train_idx,
+            "snapshots": {s: select(p, 0) for s, p in snapshots.items()},
+        },
         ctx.outdir / "snapshots.pt",
     )
     ctx.log.info("grokking run: D=%d, final test acc %.3f", d, history.test_acc.iloc[-1])
@@ -108,7 +111,9 @@ def grok(ctx) -> None:
 def llc(ctx) -> None:
     """LLC (shared SGLD estimator) of every grokking snapshot on its training set: llc.csv."""
     cfg, s = ctx.config, ctx.config["llc"]
-    saved = torch.load(ctx.results / "grok" / "snapshots.pt", weights_only=False)
+    saved = torch.load(
+        ctx.results / "grok" / "snapshots.pt", map_location="cpu", weights_only=False
+    )
     tokens, labels = table(cfg)
     idx = saved["train_indices"]
     data = (tokens[idx], labels[idx])
@@ -191,6 +196,7 @@ def pretrain(ctx) -> None:
         weight_decay=u["pretrain_weight_decay"],
     )
     history.to_csv(ctx.outdir / "history.csv", index=False)
+    params = {k: v.cpu() for k, v in params.items()}
     torch.save({"params": params, "indices": indices, "seeds": seeds}, ctx.outdir / "params.pt")
     ctx.log.info("pretrained test accuracy: %s", history.test_acc.iloc[-len(seeds) :].tolist())
 
@@ -203,7 +209,9 @@ def ungrok(ctx) -> None:
     """
     cfg, u = ctx.config, ctx.config["ungrok"]
     wd = ctx.opt("wd", float)
-    saved = torch.load(ctx.results / "pretrain" / "params.pt", weights_only=False)
+    saved = torch.load(
+        ctx.results / "pretrain" / "params.pt", map_location="cpu", weights_only=False
+    )
     tokens, labels = table(cfg)
     runs = [
         {"weight_decay": wd, "size": d, "seed": seed, "pretrained": i}

@@ -26,6 +26,7 @@ arithmetic and the same random numbers.
 from __future__ import annotations
 
 import math
+import numbers
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -219,8 +220,8 @@ def _check_data(data) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _positive(name: str, value, *, allow_zero: bool = False) -> None:
-    ok = value >= 0 if allow_zero else value > 0
-    if not (isinstance(value, int | float) and math.isfinite(value) and ok):
+    real = isinstance(value, numbers.Real) and math.isfinite(value)
+    if not (real and (value >= 0 if allow_zero else value > 0)):
         bound = ">= 0" if allow_zero else "> 0"
         raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
 
@@ -334,11 +335,11 @@ def estimate_llc(
     x, y = _check_data(data)
     n = x.shape[0]
     for name, val in (("num_chains", num_chains), ("num_draws", num_draws)):
-        if not (isinstance(val, int) and val >= 1):
+        if not (isinstance(val, numbers.Integral) and val >= 1):
             raise ValueError(f"{name} must be an int >= 1, got {val!r}")
-    if not (isinstance(num_burnin, int) and num_burnin >= 0):
+    if not (isinstance(num_burnin, numbers.Integral) and num_burnin >= 0):
         raise ValueError(f"num_burnin must be an int >= 0, got {num_burnin!r}")
-    if not (isinstance(batch_size, int) and batch_size >= 1):
+    if not (isinstance(batch_size, numbers.Integral) and batch_size >= 1):
         raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
     _positive("step_size", step_size)
     _positive("localization", localization, allow_zero=True)
@@ -347,7 +348,7 @@ def estimate_llc(
     _positive("nbeta", nbeta)
     if sampler not in SAMPLERS:
         raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
-    if not (isinstance(mala_every, int) and mala_every >= 0):
+    if not (isinstance(mala_every, numbers.Integral) and mala_every >= 0):
         raise ValueError(f"mala_every must be an int >= 0, got {mala_every!r}")
     group = num_chains if max_parallel_chains is None else int(max_parallel_chains)
     if group < 1:

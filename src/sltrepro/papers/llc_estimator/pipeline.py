@@ -73,21 +73,9 @@ def dln_data(net: DeepLinearNetwork, n: int, seed: int) -> tuple[torch.Tensor, t
 
 
 def _estimate(ctx, model, loss_fn, data, seed, step_size=None) -> dict:
-    s = ctx.config["sampler"]
-    res = estimate_llc(
-        model,
-        loss_fn,
-        data,
-        num_chains=s["num_chains"],
-        num_draws=s["num_draws"],
-        num_burnin=s["num_burnin"],
-        step_size=step_size or s["step_size"],
-        localization=s["localization"],
-        batch_size=s["batch_size"],
-        seed=seed,
-        device=ctx.device,
-        verbose=False,
-    )
+    # the sampler block's keys are estimate_llc's own argument names
+    sampler = {**ctx.config["sampler"], **({"step_size": step_size} if step_size else {})}
+    res = estimate_llc(model, loss_fn, data, **sampler, seed=seed, device=ctx.device, verbose=False)
     ctx.log.info(
         "seed %d: llc %.4f (chain std %.4f), MALA %.3f, %d diverged, %.1f s",
         seed,

@@ -26,6 +26,8 @@ rule icl_landscape_train:
     resources:
         mem_mb=2000,
         runtime=600,
+    conda:
+        ENV
     shell:
         step(
             "icl_landscape",
@@ -49,6 +51,8 @@ rule icl_landscape_llc:
     resources:
         mem_mb=4000,
         runtime=600,
+    conda:
+        ENV
     shell:
         step(
             "icl_landscape",
@@ -72,6 +76,8 @@ rule icl_landscape_probe:
     resources:
         mem_mb=2000,
         runtime=30,
+    conda:
+        ENV
     shell:
         step(
             "icl_landscape",
@@ -94,6 +100,8 @@ rule icl_landscape_analyze:
     resources:
         mem_mb=2000,
         runtime=10,
+    conda:
+        ENV
     shell:
         step("icl_landscape", "analyze", ICL_R)
 
@@ -112,6 +120,8 @@ rule icl_landscape_figures:
     resources:
         mem_mb=1000,
         runtime=5,
+    conda:
+        ENV
     shell:
         step("icl_landscape", "figures", f"{ICL_R}/figures")
 
@@ -132,6 +142,8 @@ rule icl_landscape_metrics:
     resources:
         mem_mb=500,
         runtime=5,
+    conda:
+        ENV
     shell:
         step("icl_landscape", "metrics", ICL, "--input {input}")
 

@@ -103,3 +103,24 @@ def rrr_learning_coefficient(M: int, H: int, N: int, rank: int) -> tuple[Fractio
     if N + H < M + r:
         return Fraction(H * N - H * r + M * r, 2), 1
     return Fraction(M * N, 2), 1
+
+
+def saxe_mode_trajectory(t, s: float, u0: float, tau: float = 1.0):
+    """Saxe, McClelland & Ganguli (2014): one mode of a two-layer linear net in closed form.
+
+    For the loss (1/2)||W_2 W_1 - A*||_F^2 with whitened inputs and a balanced init aligned
+    with the singular vectors of A*, each mode strength u (the product's singular value along
+    the target's mode of strength s > 0) obeys tau du/dt = 2u(s - u), solved by
+
+        u(t) = s e^{2st/tau} / (e^{2st/tau} - 1 + s/u0).
+
+    With gradient descent at learning rate lr, ``t`` in steps and ``tau = 1/lr`` (or t in
+    continuous time lr * steps and tau = 1). Accepts scalar or array ``t``; returns float(s).
+    """
+    import numpy as np
+
+    if s <= 0 or u0 <= 0 or tau <= 0:
+        raise ValueError(f"need s, u0, tau > 0, got s={s}, u0={u0}, tau={tau}")
+    # Divide through by e^{2st/tau} so large t does not overflow.
+    decay = np.exp(-2.0 * s * np.asarray(t, dtype=float) / tau)
+    return s / (1.0 - decay + (s / u0) * decay)

@@ -1,0 +1,164 @@
+"""Figures of the saddle_to_saddle paper, drawn from saved results (never trains)."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from sltrepro import plots
+from sltrepro.papers.saddle_to_saddle import pipeline
+from sltrepro.plateaus import find_plateaus
+
+
+def _histories(config, results: Path) -> dict:
+    out = {}
+    for spec in config["depths"]:
+        with np.load(results / "train" / f"L{spec['depth']}" / "history.npz") as f:
+            out[spec["depth"]] = dict(f)
+    return out
+
+
+def _positive_time(arr):
+    """Drop step 0 so time can go on a log axis."""
+    keep = arr["time"] > 0
+    return keep, arr["time"][keep]
+
+
+def loss_curves(config, histories, path) -> None:
+    """Loss vs time (log-log) for every gamma of the first seed, theory levels dashed,
+    detected plateaus marked (dot at the plateau's middle, bar over its extent)."""
+    levels = pipeline.plateau_levels(pipeline.singular_values(config["target_diag"]))
+    fig, axes = plots.figure(1, len(histories), squeeze=False)
+    for ax, (L, arr) in zip(axes[0], histories.items(), strict=True):
+        keep, t = _positive_time(arr)
+        first = arr["seed"] == arr["seed"][0]
+        for b in np.nonzero(first)[0]:
+            (line,) = ax.plot(t, arr["loss"][b, keep], label=f"γ={arr['gamma'][b]:g}")
+            for p in find_plateaus(arr["time"], arr["loss"][b], **config["plateau"]):
+                lo = max(arr["time"][p.start], t[0])
+                ax.plot(
+                    [lo, arr["time"][p.end]], [p.level] * 2, color=line.get_color(), lw=4, alpha=0.3
+                )
+                ax.plot(arr["time"][p.middle], p.level, "o", color=line.get_color(), ms=4)
+        for level in levels[:-1]:
+            ax.axhline(level, color="k", ls="--", lw=0.6)
+        ax.set(xscale="log", yscale="log", xlabel="time t = lr·step", ylabel="loss", title=f"L={L}")
+        ax.set_ylim(max(levels[-2] * 1e-3, 1e-3), levels[0] * 2)
+    axes[0][-1].legend(fontsize=7)
+    plots.save(fig, path)
+
+
+def staircase(config, histories, path) -> None:
+    """Singular values of A vs time at the largest gamma (first seed), targets dashed."""
+    s = pipeline.singular_values(config["target_diag"])
+    fig, axes = plots.figure(1, len(histories), squeeze=False)
+    for ax, (L, arr) in zip(axes[0], histories.items(), strict=True):
+        keep, t = _positive_time(arr)
+        b = int(
+            np.nonzero((arr["seed"] == arr["seed"][0]) & (arr["gamma"] == arr["gamma"].max()))[0][0]
+        )
+        for i in range(arr["svals"].shape[-1]):
+            ax.plot(t, arr["svals"][b, keep, i], label=f"σ_{i + 1}(A)")
+        for si in s:
+            ax.axhline(si, color="k", ls="--", lw=0.6)
+        ax.set(
+            xscale="log",
+            xlabel="time t",
+            ylabel="singular value",
+            title=f"L={L}, γ={arr['gamma'][b]:g}",
+        )
+    axes[0][0].legend(fontsize=7)
+    plots.save(fig, path)
+
+
+def escape_times(config, histories, path) -> None:
+    """First escape time vs init scale: L=2 against ln(1/sigma), L>=3 log-log vs sigma."""
+    s1 = pipeline.singular_values(config["target_diag"])[0]
+    fig, axes = plots.figure(1, len(histories), squeeze=False)
+    for ax, (L, arr) in zip(axes[0], histories.items(), strict=True):
+        fit = arr["gamma"] > config["escape_fit_min_gamma"]
+        t1 = arr["escape_time"][:, 0]
+        x = np.log(1 / arr["sigma"]) if L == 2 else arr["sigma"]
+        ax.scatter(x[fit], t1[fit], s=14, label="γ > fit threshold")
+        ax.scatter(x[~fit], t1[~fit], s=14, marker="x", label="not fitted")
+        ref = np.sort(x[fit])
+        anchor = np.nanmedian(t1[fit])
+        mid = np.median(ref)
+        if L == 2:
+            ax.plot(ref, anchor + (ref - mid) / s1, "k--", lw=0.8, label="slope 1/s₁")
+            ax.set(xlabel="ln(1/σ)", ylabel="first escape time t₁")
+        else:
+            ax.plot(ref, anchor * (ref / mid) ** (-(L - 2)), "k--", lw=0.8, label=f"slope −{L - 2}")
+            ax.set(xscale="log", yscale="log", xlabel="per-layer init std σ", ylabel="t₁")
+        ax.set_title(f"L={L}")
+        ax.legend(fontsize=7)
+    plots.save(fig, path)
+
+
+def ntk_contrast(config, histories, path) -> None:
+    """Smallest vs largest gamma of each depth (first seed), loss vs linear time."""
+    fig, axes = plots.figure(1, len(histories), squeeze=False)
+    for ax, (L, arr) in zip(axes[0], histories.items(), strict=True):
+        first = arr["seed"] == arr["seed"][0]
+        for gamma, label in [
+            (arr["gamma"].min(), "NTK-like"),
+            (arr["gamma"].max(), "saddle-to-saddle"),
+        ]:
+            b = int(np.nonzero(first & (arr["gamma"] == gamma))[0][0])
+            ax.plot(arr["time"], arr["loss"][b], label=f"{label} (γ={gamma:g})")
+        ax.set(yscale="log", xlabel="time t", ylabel="loss", title=f"L={L}")
+        ax.set_ylim(1e-3, None)
+        ax.legend(fontsize=7)
+    plots.save(fig, path)
+
+
+def saxe(table: pd.DataFrame, path) -> None:
+    """Simulated two-layer mode strengths (solid) over Saxe's closed form (dashed)."""
+    fig, (ax, err) = plots.figure(1, 2)
+    for k, group in table.groupby("mode"):
+        (line,) = ax.plot(group.time, group.simulated, label=f"mode {k} (s={group.s.iloc[0]:g})")
+        ax.plot(group.time, group.closed_form, "k--", lw=0.7)
+        err.plot(
+            group.time, (group.simulated - group.closed_form) / group.s, color=line.get_color()
+        )
+    ax.set(xlabel="time t", ylabel="mode strength u(t)", title="GD (solid) vs closed form (dashed)")
+    err.set(xlabel="time t", ylabel="(simulated − closed form) / s")
+    ax.legend(fontsize=7)
+    plots.save(fig, path)
+
+
+def llc(table: pd.DataFrame, path) -> None:
+    """LLC estimates along each trajectory with Aoyagi's lambda at the current rank."""
+    archs = list(table.arch.unique())
+    fig, axes = plots.figure(1, len(archs), squeeze=False)
+    for ax, arch in zip(axes[0], archs, strict=True):
+        group = table[table.arch == arch].sort_values("time")
+        ax.errorbar(
+            group.time, group.llc_mean, yerr=group.llc_std, fmt="o-", ms=3, label="LLC estimate"
+        )
+        ax.step(
+            group.time,
+            group.aoyagi_lambda,
+            where="post",
+            color="k",
+            ls="--",
+            label="Aoyagi λ(rank)",
+        )
+        twin = ax.twinx()
+        twin.plot(group.time, group.population_loss, color="grey", alpha=0.5)
+        twin.set(yscale="log", ylabel="loss (grey)")
+        twin.grid(False)
+        ax.set(xscale="log", xlabel="time t", ylabel="λ", title=arch)
+        ax.legend(fontsize=7, loc="upper left")
+    plots.save(fig, path)
+
+
+def draw_all(config, results: Path, outdir: Path) -> None:
+    histories = _histories(config, results)
+    loss_curves(config, histories, outdir / "loss_curves.png")
+    staircase(config, histories, outdir / "staircase.png")
+    escape_times(config, histories, outdir / "escape_times.png")
+    ntk_contrast(config, histories, outdir / "ntk_contrast.png")
+    saxe(pd.read_csv(results / "saxe" / "saxe.csv"), outdir / "saxe.png")
+    tables = [pd.read_csv(results / "llc" / a / "llc.csv") for a in config["llc"]["architectures"]]
+    llc(pd.concat(tables, ignore_index=True), outdir / "llc.png")

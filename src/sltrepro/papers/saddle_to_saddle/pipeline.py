@@ -1,0 +1,405 @@
+"""Jacot, Ged, Şimşek, Hongler & Gabriel (2021): saddle-to-saddle dynamics of deep linear nets.
+
+Method, as the steps run it:
+
+1. ``train``: for each depth L, deep linear networks [d, w, ..., w, d] start from Gaussian
+   layers with per-entry variance sigma^2 = w^-gamma over a sweep of gamma (NTK-like gamma < 1
+   to saddle-to-saddle gamma > 1) and several seeds, and run full-batch gradient descent on
+   the whitened population loss (1/2)||A - A*||_F^2 (A = W_L...W_1, A* = diag(target_diag)).
+   Loss, A and its singular values are logged at log-spaced steps; the first time the loss
+   crosses each midpoint between consecutive theoretical plateau levels is timed every step.
+2. ``saxe``: a two-layer net from a balanced init aligned with the target's singular vectors,
+   simulated with a small learning rate, against the closed form of Saxe et al. (2014).
+3. ``llc``: one saddle-to-saddle trajectory of a bottleneck and of a wide architecture on a
+   rank-r teacher; the LLC (SGLD, ``sltrepro.llc``) at checkpoints along it, next to
+   Aoyagi's lambda at the current numerical rank.
+4. ``analyze``: plateaus and rank jumps found automatically (``sltrepro.plateaus``), plateau
+   levels and maps against the theory, escape-time fits, metrics.json.
+
+Time is continuous gradient-flow time t = lr * step throughout.
+"""
+
+import json
+from fractions import Fraction
+
+import numpy as np
+import pandas as pd
+import torch
+
+from sltrepro.llc import estimate_llc
+from sltrepro.models.dln import DeepLinearNetwork
+from sltrepro.plateaus import find_plateaus
+from sltrepro.theory import dln_learning_coefficient, saxe_mode_trajectory
+from sltrepro.train.dln import init_weights, log_spaced_steps, numerical_rank, train_dln
+
+DTYPE = torch.float64  # sigma^L reaches 1e-50 for the smallest inits
+
+
+# ----------------------------------------------------------------------------- theory
+def target_matrix(diag) -> torch.Tensor:
+    """A* = diag(diag): (d, d). Its singular values are |diag| sorted descending."""
+    return torch.diag(torch.as_tensor(diag, dtype=DTYPE))
+
+
+def singular_values(diag) -> np.ndarray:
+    return np.sort(np.abs(np.asarray(diag, dtype=float)))[::-1].copy()
+
+
+def plateau_levels(svals) -> np.ndarray:
+    """Loss on the saddle of rank k, k = 0..r: (1/2) sum_{i>k} s_i^2 (whitened inputs)."""
+    s2 = np.asarray(svals, dtype=float) ** 2
+    return np.array([0.5 * s2[k:].sum() for k in range(len(s2) + 1)])
+
+
+def escape_levels(svals) -> np.ndarray:
+    """Midpoints between consecutive plateau levels: escaping saddle k = crossing level k."""
+    levels = plateau_levels(svals)
+    return 0.5 * (levels[:-1] + levels[1:])
+
+
+def best_rank_k(target: np.ndarray, k: int) -> np.ndarray:
+    """Eckart-Young: the closest rank-k matrix to ``target`` in Frobenius norm."""
+    u, s, vt = np.linalg.svd(target)
+    return (u[:, :k] * s[:k]) @ vt[:k]
+
+
+def init_scale(width: int, gamma: float) -> float:
+    """Per-entry std sigma with sigma^2 = width^-gamma."""
+    return float(width) ** (-gamma / 2)
+
+
+def depth_spec(config: dict, depth: int) -> dict:
+    for spec in config["depths"]:
+        if spec["depth"] == depth:
+            return spec
+    raise KeyError(f"depth {depth} is not in the config's depths")
+
+
+def run_seeds(config: dict) -> list[int]:
+    return [config["seed"] + i for i in range(config["num_seeds"])]
+
+
+# ----------------------------------------------------------------------------- step 1
+def train_sweep(config: dict, depth: int, outdir, *, device="cpu", verbose=True) -> dict:
+    """Train every (seed, gamma) of one depth; returns and saves the logged arrays."""
+    spec = depth_spec(config, depth)
+    dim = len(config["target_diag"])
+    widths = [dim] + [spec["width"]] * (depth - 1) + [dim]
+    gammas = list(spec["gammas"])
+    seeds = run_seeds(config)
+    weights = init_weights(
+        widths, [init_scale(spec["width"], g) for g in gammas], seeds, dtype=DTYPE, device=device
+    )
+    hist = train_dln(
+        weights,
+        target_matrix(config["target_diag"]).to(device),
+        lr=spec["lr"],
+        num_steps=spec["num_steps"],
+        log_steps=log_spaced_steps(spec["num_steps"], config["log_points_per_decade"]),
+        levels=escape_levels(singular_values(config["target_diag"])),
+        checkpoint_path=outdir / "checkpoint.pt",
+        checkpoint_every=config["checkpoint_every"],
+        desc=f"train L={depth}",
+        verbose=verbose,
+    )
+    arrays = {
+        "time": hist.steps * spec["lr"],
+        "loss": hist.loss,
+        "product": hist.product,
+        "svals": hist.svals,
+        "escape_time": hist.crossings * spec["lr"],
+        "gamma": np.tile(gammas, len(seeds)),
+        "sigma": np.tile([init_scale(spec["width"], g) for g in gammas], len(seeds)),
+        "seed": np.repeat(seeds, len(gammas)),
+    }
+    np.savez_compressed(outdir / "history.npz", **arrays)
+    return arrays
+
+
+# ----------------------------------------------------------------------------- step 2
+def saxe_check(config: dict, seed: int) -> pd.DataFrame:
+    """Two-layer GD from a balanced init aligned with A* = U diag(s) V^T vs Saxe's u(t).
+
+    W_1 = sqrt(u0) V^T and W_2 = U sqrt(u0) (hidden width = d), so every mode starts at
+    strength u0 and the modes decouple exactly. Returns one row per (logged step, mode).
+    """
+    cfg = config["saxe"]
+    s = singular_values(config["target_diag"])
+    dim = len(s)
+    gen = torch.Generator().manual_seed(seed)
+    u, _ = torch.linalg.qr(torch.randn(dim, dim, generator=gen, dtype=DTYPE))
+    v, _ = torch.linalg.qr(torch.randn(dim, dim, generator=gen, dtype=DTYPE))
+    target = u @ torch.diag(torch.as_tensor(s, dtype=DTYPE)) @ v.T
+    root = np.sqrt(cfg["u0"])
+    weights = [(root * v.T)[None].clone(), (root * u)[None].clone()]
+    num_steps = int(round(cfg["time"] / cfg["lr"]))
+    hist = train_dln(
+        weights,
+        target,
+        lr=cfg["lr"],
+        num_steps=num_steps,
+        log_steps=np.linspace(0, num_steps, 401).astype(int),
+        desc="saxe",
+    )
+    # Mode strengths: diagonal of U^T A V.
+    modes = np.einsum("ik,tij,jk->tk", u.numpy(), hist.product[0], v.numpy())
+    t = hist.steps * cfg["lr"]
+    rows = []
+    for k, sk in enumerate(s):
+        exact = saxe_mode_trajectory(t, sk, cfg["u0"])
+        rows.append(
+            pd.DataFrame(
+                {"time": t, "mode": k + 1, "s": sk, "simulated": modes[:, k], "closed_form": exact}
+            )
+        )
+    return pd.concat(rows, ignore_index=True)
+
+
+# ----------------------------------------------------------------------------- step 3
+def llc_teacher(config: dict) -> torch.Tensor:
+    """(d, d) rank-r teacher: diag(llc.target_singular_values, 0, ..., 0)."""
+    cfg = config["llc"]
+    diag = np.zeros(cfg["dim"])
+    diag[: len(cfg["target_singular_values"])] = cfg["target_singular_values"]
+    return target_matrix(diag)
+
+
+def llc_dataset(config: dict, teacher: torch.Tensor, seed: int):
+    """n inputs x ~ N(0, I) (the whitened input law the network is trained under) and
+    noiseless targets y = A* x, float32."""
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(config["llc"]["n_samples"], teacher.shape[1], generator=gen)
+    return x, x @ teacher.float().T
+
+
+def half_squared_error(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Mean over the batch of (1/2)||out - y||^2: the Gaussian NLL (unit noise) up to a
+    constant, whose population value is exactly the training loss (1/2)||A - A*||_F^2."""
+    return 0.5 * (out - y).pow(2).sum(-1).mean()
+
+
+def llc_trajectory(config: dict, arch: str, outdir, *, verbose=True) -> pd.DataFrame:
+    """Train one trajectory of architecture ``arch`` and estimate the LLC at checkpoints."""
+    cfg = config["llc"]
+    widths = cfg["architectures"][arch]
+    seed = config["seed"]
+    teacher = llc_teacher(config)
+    weights = init_weights(widths, [cfg["init_std"]], [seed], dtype=DTYPE)
+    log_steps = log_spaced_steps(cfg["num_steps"], config["log_points_per_decade"])
+    checkpoints = np.unique(
+        np.round(np.geomspace(1, cfg["num_steps"], cfg["num_checkpoints"])).astype(int)
+    )
+    hist = train_dln(
+        weights,
+        teacher,
+        lr=cfg["lr"],
+        num_steps=cfg["num_steps"],
+        log_steps=log_steps,
+        snapshot_steps=checkpoints,
+        checkpoint_path=outdir / "checkpoint.pt",
+        checkpoint_every=config["checkpoint_every"],
+        desc=f"llc trajectory {arch}",
+        verbose=verbose,
+    )
+    np.savez_compressed(
+        outdir / "history.npz", time=hist.steps * cfg["lr"], loss=hist.loss[0], svals=hist.svals[0]
+    )
+    data = llc_dataset(config, teacher, seed)
+    rank_tol = config["rank_rtol"] * float(max(cfg["target_singular_values"]))
+    rows = []
+    for step in checkpoints:
+        net = DeepLinearNetwork.from_weights([torch.as_tensor(w[0]) for w in hist.snapshots[step]])
+        product = net.product().detach().double()
+        rank = int(numerical_rank(torch.linalg.svdvals(product).numpy(), rank_tol))
+        result = estimate_llc(
+            net,
+            half_squared_error,
+            data,
+            num_chains=cfg["num_chains"],
+            num_draws=cfg["num_draws"],
+            num_burnin=cfg["num_burnin"],
+            step_size=cfg["step_size"],
+            localization=cfg["localization"],
+            batch_size=cfg["batch_size"],
+            seed=seed,
+            device="cpu",
+            # On a plateau the per-sample loss is ~10^2-10^3, so minibatch losses scatter by
+            # far more than the LLC signal: read each draw paired with w*'s loss on the same
+            # minibatch, and count only non-finite losses as divergence (the default
+            # threshold is on the unpaired loss and trips on that scatter alone).
+            paired=True,
+            divergence_threshold=1e12,
+            verbose=verbose,
+        )
+        lam, _ = dln_learning_coefficient(widths, rank)
+        rows.append(
+            {
+                "arch": arch,
+                "step": int(step),
+                "time": step * cfg["lr"],
+                "population_loss": 0.5 * float((product - teacher).pow(2).sum()),
+                "rank": rank,
+                "aoyagi_lambda": float(lam),
+                "llc_mean": result.llc_mean,
+                "llc_std": result.llc_std,
+                "mala_acceptance": float(np.nanmean(result.mala_acceptance)),
+                "diverged_chains": int(result.diverged.sum()),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+# ----------------------------------------------------------------------------- step 4
+def plateau_table(arrays: dict, config: dict, depth: int) -> pd.DataFrame:
+    """One row per detected plateau of every run of one depth, checked against the theory."""
+    s = singular_values(config["target_diag"])
+    levels = plateau_levels(s)
+    target = target_matrix(config["target_diag"]).numpy()
+    rank_tol = config["rank_rtol"] * s[0]
+    rows = []
+    for b in range(len(arrays["loss"])):
+        plateaus = find_plateaus(arrays["time"], arrays["loss"][b], **config["plateau"])
+        for k, p in enumerate(plateaus):
+            product = arrays["product"][b, p.middle]
+            best = best_rank_k(target, k)
+            rows.append(
+                {
+                    "depth": depth,
+                    "seed": int(arrays["seed"][b]),
+                    "gamma": float(arrays["gamma"][b]),
+                    "index": k,
+                    "t_start": arrays["time"][p.start],
+                    "t_end": arrays["time"][p.end],
+                    "level": p.level,
+                    "theory_level": levels[k] if k < len(levels) else np.nan,
+                    "rank": int(numerical_rank(arrays["svals"][b, p.middle], rank_tol)),
+                    "rel_dist_best_rank_k": (
+                        np.linalg.norm(product - best) / np.linalg.norm(best) if k else np.nan
+                    ),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def plateau_counts(arrays: dict, config: dict, depth: int) -> pd.DataFrame:
+    """Number of plateaus of every run of one depth: columns depth, seed, gamma, n_plateaus."""
+    counts = [
+        len(find_plateaus(arrays["time"], loss, **config["plateau"])) for loss in arrays["loss"]
+    ]
+    return pd.DataFrame(
+        {"depth": depth, "seed": arrays["seed"], "gamma": arrays["gamma"], "n_plateaus": counts}
+    )
+
+
+def fit_line(x, y) -> tuple[float, float, float]:
+    """Least squares y = a x + b: (slope a, intercept b, R^2)."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    slope, intercept = np.polyfit(x, y, 1)
+    resid = y - (slope * x + intercept)
+    return float(slope), float(intercept), float(1 - resid.var() / y.var())
+
+
+def escape_fits(arrays: dict, depth: int, min_gamma: float) -> pd.DataFrame:
+    """Per seed, the first escape time against the init scale over gamma > min_gamma.
+
+    L = 2: t_1 against ln(1/sigma) (theory: slope 1/s_1). L >= 3: ln t_1 against ln sigma
+    (theory: slope -(L-2)). A run that never escaped makes its seed's fit NaN.
+    """
+    rows = []
+    for seed in np.unique(arrays["seed"]):
+        pick = (arrays["seed"] == seed) & (arrays["gamma"] > min_gamma)
+        t1 = arrays["escape_time"][pick, 0]
+        sigma = arrays["sigma"][pick]
+        if np.isnan(t1).any() or pick.sum() < 3:
+            slope = intercept = r2 = np.nan
+        elif depth == 2:
+            slope, intercept, r2 = fit_line(np.log(1 / sigma), t1)
+        else:
+            slope, intercept, r2 = fit_line(np.log(sigma), np.log(t1))
+        rows.append({"depth": depth, "seed": int(seed), "slope": slope, "r2": r2, "n": pick.sum()})
+    return pd.DataFrame(rows)
+
+
+def _finite_or_none(value):
+    value = float(value)
+    return value if np.isfinite(value) else None
+
+
+def showcase_final_ratio(arrays: dict) -> np.ndarray:
+    """Final over initial loss of the largest-gamma runs (one per seed)."""
+    pick = arrays["gamma"] == arrays["gamma"].max()
+    return arrays["loss"][pick, -1] / arrays["loss"][pick, 0]
+
+
+def summarize(config, histories, plateaus, counts, fits, saxe, llc) -> dict:
+    """The flat metrics.json: claims read these keys."""
+    s = singular_values(config["target_diag"])
+    rank = int((s > 0).sum())
+    metrics = {}
+    # Plateaus of the saddle-to-saddle showcase: the largest gamma of each depth.
+    show = pd.concat(
+        [
+            counts[(counts.depth == L) & (counts.gamma == counts[counts.depth == L].gamma.max())]
+            for L in counts.depth.unique()
+        ]
+    )
+    show_p = plateaus.merge(show[["depth", "seed", "gamma"]], on=["depth", "seed", "gamma"])
+    metrics["target_rank"] = rank
+    metrics["showcase_all_converged"] = all(
+        bool(np.all(showcase_final_ratio(arr) < config["plateau"]["converged_rtol"]))
+        for arr in histories.values()
+    )
+    metrics["n_plateaus_min"] = int(show.n_plateaus.min())
+    metrics["n_plateaus_max"] = int(show.n_plateaus.max())
+    for L, group in show.groupby("depth"):
+        metrics[f"n_plateaus_L{L}_min"] = int(group.n_plateaus.min())
+    theory = show_p[show_p["index"] < rank]
+    rel = (theory.level - theory.theory_level).abs() / theory.theory_level
+    metrics["plateau_level_max_rel_err"] = _finite_or_none(rel.max()) if len(rel) else None
+    metrics["plateau_rank_equals_index"] = bool(len(show_p)) and bool(
+        (show_p["rank"] == show_p["index"]).all()
+    )
+    metrics["plateau_best_rank_k_max_rel_dist"] = _finite_or_none(show_p.rel_dist_best_rank_k.max())
+    # NTK-like runs (gamma < 1) must not stall.
+    ntk = counts[counts.gamma < 1]
+    metrics["ntk_n_plateaus_max"] = int(ntk.n_plateaus.max()) if len(ntk) else None
+    # Escape times.
+    for L, group in fits.groupby("depth"):
+        metrics[f"escape_L{L}_r2_min"] = _finite_or_none(group.r2.min())
+        if L == 2:
+            metrics["escape_L2_slope_times_s1"] = _finite_or_none(group.slope.mean() * s[0])
+        else:
+            metrics[f"escape_L{L}_loglog_slope"] = _finite_or_none(group.slope.mean())
+    if 2 in histories:
+        arr = histories[2]
+        smallest = arr["gamma"] == arr["gamma"].max()
+        ratio = arr["escape_time"][smallest, -1] / arr["escape_time"][smallest, 0]
+        metrics["escape_L2_last_over_first"] = _finite_or_none(np.mean(ratio))
+        metrics["theory_L2_last_over_first"] = float(s[0] / s[-1])
+    # Saxe closed form.
+    metrics["saxe_max_abs_err_rel_s"] = float(
+        ((saxe.simulated - saxe.closed_form).abs() / saxe.s).max()
+    )
+    # LLC along the trajectory: the last checkpoint, and how far it is from Aoyagi's lambda.
+    for arch, group in llc.groupby("arch"):
+        last = group.sort_values("step").iloc[-1]
+        metrics[f"llc_{arch}_final"] = _finite_or_none(last.llc_mean)
+        metrics[f"llc_{arch}_final_aoyagi"] = float(last.aoyagi_lambda)
+        metrics[f"llc_{arch}_final_rel_err"] = _finite_or_none(
+            (last.llc_mean - last.aoyagi_lambda) / last.aoyagi_lambda
+        )
+        metrics[f"llc_{arch}_final_rank"] = int(last["rank"])
+    return metrics
+
+
+def write_json(path, obj) -> None:
+    with open(path, "w") as f:
+        json.dump(obj, f, indent=2, sort_keys=True, default=_json_default)
+
+
+def _json_default(value):
+    if isinstance(value, Fraction):
+        return float(value)
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"cannot write {type(value)} to JSON")

@@ -1,0 +1,183 @@
+"""Unit tests for the saddle_to_saddle paper: DLN training, plateau detection, Saxe."""
+
+import numpy as np
+import pytest
+import torch
+
+from sltrepro.models.dln import DeepLinearNetwork
+from sltrepro.papers.saddle_to_saddle import pipeline
+from sltrepro.plateaus import find_plateaus, rank_jumps
+from sltrepro.theory import saxe_mode_trajectory
+from sltrepro.train import dln as dln_train
+from sltrepro.train.dln import (
+    end_to_end,
+    first_crossings,
+    init_weights,
+    log_spaced_steps,
+    loss_and_grads,
+    train_dln,
+)
+
+
+# ------------------------------------------------------------------ training code
+def test_manual_gradients_match_autograd():
+    widths = [3, 4, 5, 2]
+    weights = init_weights(widths, [0.7, 1.3], [0, 1])
+    target = torch.randn(2, 3, dtype=torch.float64)
+    loss, grads = loss_and_grads(weights, target)
+    leaves = [w.clone().requires_grad_(True) for w in weights]
+    auto = 0.5 * (end_to_end(leaves) - target).pow(2).sum(dim=(-2, -1))
+    for g, leaf in zip(grads, torch.autograd.grad(auto.sum(), leaves), strict=True):
+        assert torch.allclose(g, leaf, atol=1e-12)
+    assert torch.allclose(loss, auto.detach())
+
+
+def test_end_to_end_matches_shared_model():
+    weights = init_weights([3, 6, 2], [1.0], [4])
+    net = DeepLinearNetwork.from_weights([w[0] for w in weights])
+    assert torch.allclose(end_to_end(weights)[0].float(), net.product().detach(), atol=1e-6)
+
+
+def test_init_reuses_draw_across_scales():
+    first, second = init_weights([2, 3, 2], [1.0, 0.01], [5])
+    assert torch.allclose(first[1], 0.01 * first[0])
+    assert torch.allclose(second[1], 0.01 * second[0])
+    with pytest.raises(ValueError):
+        init_weights([2, 3], [0.0], [0])
+
+
+def test_log_spaced_steps_cover_ends():
+    steps = log_spaced_steps(1000, 10)
+    assert steps[0] == 0 and steps[-1] == 1000 and np.all(np.diff(steps) > 0)
+
+
+def test_first_crossings_interpolate():
+    trace = np.array([[10.0, 8.0, 4.0, 1.0], [10.0, 10.0, 10.0, 10.0]])
+    out = first_crossings(trace, [6.0])
+    assert out[0, 0] == pytest.approx(1.5) and np.isnan(out[1, 0])
+
+
+def test_training_reaches_target_and_resumes(tmp_path, monkeypatch):
+    target = torch.diag(torch.tensor([3.0, 1.0], dtype=torch.float64))
+    kwargs = dict(lr=0.05, num_steps=400, log_steps=log_spaced_steps(400, 10), levels=[2.0])
+    kwargs["checkpoint_every"] = 100
+    full = train_dln(init_weights([2, 4, 2], [0.1], [0]), target, verbose=False, **kwargs)
+    assert full.loss[0, -1] < 1e-8
+    np.testing.assert_allclose(full.svals[0, -1], [3.0, 1.0], atol=1e-4)
+
+    def interrupted(iterable, **_):
+        for step in iterable:
+            if step == 250:
+                raise KeyboardInterrupt
+            yield step
+
+    ckpt = tmp_path / "ckpt.pt"
+    monkeypatch.setattr(dln_train, "progress", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train_dln(init_weights([2, 4, 2], [0.1], [0]), target, checkpoint_path=ckpt, **kwargs)
+    monkeypatch.undo()
+    assert ckpt.exists()
+    resumed = train_dln(
+        init_weights([2, 4, 2], [0.1], [0]), target, checkpoint_path=ckpt, verbose=False, **kwargs
+    )
+    np.testing.assert_allclose(resumed.loss, full.loss, rtol=1e-10)
+    np.testing.assert_allclose(resumed.crossings, full.crossings, rtol=1e-10)
+
+
+def test_training_rejects_bad_lr():
+    with pytest.raises(ValueError):
+        train_dln(init_weights([2, 2], [1.0], [0]), torch.eye(2), lr=0, num_steps=3, log_steps=[0])
+
+
+# ------------------------------------------------------------------ plateau detection
+def staircase_curve(levels, drops, *, width=0.02, t_end=10.0):
+    """A synthetic loss: sigmoid drops between ``levels`` at times ``drops`` on a log grid."""
+    t = np.concatenate([[0.0], np.logspace(-3, np.log10(t_end), 800)])
+    loss = np.full_like(t, levels[-1])
+    for hi, lo, at in zip(levels[:-1], levels[1:], drops, strict=True):
+        loss += (hi - lo) / (1 + np.exp((t - at) / width))
+    return t, loss
+
+
+def test_detects_each_plateau_of_a_staircase():
+    levels = [100.0, 60.0, 30.0, 10.0, 1e-9]
+    t, loss = staircase_curve(levels, [1.0, 2.0, 3.5, 6.0])
+    found = find_plateaus(t, loss)
+    assert len(found) == 4
+    np.testing.assert_allclose([p.level for p in found], levels[:-1], rtol=1e-3)
+    middles = [t[p.middle] for p in found]
+    assert all(a < b for a, b in zip(middles[:-1], middles[1:], strict=True))
+
+
+def test_no_plateau_for_an_immediate_exponential_decay():
+    t = np.concatenate([[0.0], np.logspace(-4, 1, 500)])
+    assert find_plateaus(t, 100 * np.exp(-5 * t)) == []
+
+
+def test_short_stall_relative_to_its_drop_is_not_a_plateau():
+    # A 0.1-long flat stretch followed by a fall lasting about 1: not a plateau (ratio < 0.5).
+    t, loss = staircase_curve([100.0, 60.0, 1e-9], [1.0, 1.1], width=0.3)
+    levels = [round(p.level) for p in find_plateaus(t, loss)]
+    assert 60 not in levels
+
+
+def test_unfinished_last_plateau_still_counts():
+    t, loss = staircase_curve([100.0, 50.0, 20.0], [1.0, 50.0], t_end=10.0)
+    assert [round(p.level) for p in find_plateaus(t, loss)] == [100, 50]
+
+
+def test_plateau_input_checks():
+    with pytest.raises(ValueError):
+        find_plateaus([0, 1], [1, 1])
+    with pytest.raises(ValueError):
+        find_plateaus([0, 2, 1], [3, 2, 1])
+
+
+def test_rank_jumps():
+    assert rank_jumps([0, 0, 1, 1, 2, 2, 2]) == [(2, 0, 1), (4, 1, 2)]
+    assert rank_jumps([3, 3]) == []
+
+
+# ------------------------------------------------------------------ theory checks
+def test_plateau_levels_and_best_rank_k():
+    s = pipeline.singular_values([10, 20, 30, 40, 50])
+    np.testing.assert_allclose(pipeline.plateau_levels(s), [2750, 1500, 700, 250, 50, 0])
+    target = np.diag([1.0, 3.0, 2.0])
+    np.testing.assert_allclose(
+        pipeline.best_rank_k(target, 1), np.diag([0.0, 3.0, 0.0]), atol=1e-12
+    )
+
+
+def test_saxe_closed_form_limits():
+    assert saxe_mode_trajectory(0.0, 5.0, 0.01) == pytest.approx(0.01)
+    assert saxe_mode_trajectory(100.0, 5.0, 0.01) == pytest.approx(5.0)
+    # Half-time (tau / 2s) ln(s/u0 - 1), from PAPERS.md.
+    half = np.log(5.0 / 0.01 - 1) / 10.0
+    assert saxe_mode_trajectory(half, 5.0, 0.01) == pytest.approx(2.5)
+
+
+def test_saxe_closed_form_matches_fine_step_simulation():
+    config = {"target_diag": [1.0, 2.0, 4.0], "saxe": {"lr": 5e-4, "time": 6.0, "u0": 1e-3}}
+    table = pipeline.saxe_check(config, seed=0)
+    err = ((table.simulated - table.closed_form).abs() / table.s).max()
+    assert err < 5e-3
+    np.testing.assert_allclose(table.groupby("mode").simulated.last(), [4.0, 2.0, 1.0], rtol=0.01)
+
+
+def test_two_layer_escape_time_grows_like_log_inverse_scale():
+    """The L = 2 law on a tiny problem: doubling ln(1/sigma) adds ln(1/sigma)/s_1."""
+    s1 = 4.0
+    target = torch.diag(torch.tensor([s1, 1.0], dtype=torch.float64))
+    sigmas = [1e-4, 1e-8, 1e-12]
+    hist = train_dln(
+        init_weights([2, 6, 2], sigmas, [0]),
+        target,
+        lr=1e-3,
+        num_steps=10000,
+        log_steps=[0, 10000],
+        levels=[0.5 * (s1**2 + 1) - 0.25 * s1**2],
+        verbose=False,
+    )
+    t1 = hist.crossings[:, 0] * 1e-3
+    slope = np.polyfit(np.log(1 / np.array(sigmas)), t1, 1)[0]
+    assert slope * s1 == pytest.approx(1.0, rel=0.05)

@@ -12,10 +12,14 @@ rule saddle_to_saddle_train:
         f"{S2S_P}/train/L{{depth}}/history.npz",
     log:
         paper_log("saddle_to_saddle", "train_L{depth}"),
+    wildcard_constraints:
+        depth="|".join(str(d) for d in S2S_DEPTHS),
     threads: 1
     resources:
         mem_mb=4000,
         runtime=60,
+    conda:
+        ENV
     shell:
         step("saddle_to_saddle", "train", f"{S2S_P}/train/L{{wildcards.depth}}", "--opt depth={wildcards.depth}")
 
@@ -29,6 +33,8 @@ rule saddle_to_saddle_saxe:
     resources:
         mem_mb=2000,
         runtime=20,
+    conda:
+        ENV
     shell:
         step("saddle_to_saddle", "saxe", f"{S2S_P}/saxe")
 
@@ -38,10 +44,14 @@ rule saddle_to_saddle_llc:
         f"{S2S_P}/llc/{{arch}}/llc.csv",
     log:
         paper_log("saddle_to_saddle", "llc_{arch}"),
+    wildcard_constraints:
+        arch="|".join(S2S_ARCHS),
     threads: 1
     resources:
         mem_mb=4000,
         runtime=60,
+    conda:
+        ENV
     shell:
         step("saddle_to_saddle", "llc", f"{S2S_P}/llc/{{wildcards.arch}}", "--opt arch={wildcards.arch}")
 
@@ -59,6 +69,8 @@ rule saddle_to_saddle_analyze:
     resources:
         mem_mb=2000,
         runtime=10,
+    conda:
+        ENV
     shell:
         step("saddle_to_saddle", "analyze", S2S_P)
 
@@ -75,6 +87,8 @@ rule saddle_to_saddle_figures:
     resources:
         mem_mb=2000,
         runtime=10,
+    conda:
+        ENV
     shell:
         step("saddle_to_saddle", "figures", f"{S2S_P}/figures")
 

@@ -36,6 +36,12 @@ for tool in munged mungekey slurmctld slurmd sinfo unshare; do
     }
 done
 
+if ! unshare --mount --propagation private true 2>/dev/null; then
+    echo "start_cluster.sh: 'unshare --mount' is not permitted here (slurmd needs a private" \
+        "mount namespace; see the comment at its start below)" >&2
+    exit 2
+fi
+
 # munged refuses group/world-writable folders for its key, socket and logs.
 mkdir -p "$STATE_DIR"
 chmod 0700 "$STATE_DIR"

@@ -19,6 +19,8 @@ rule grokking_efficiency_grok:
     resources:
         mem_mb=4000,
         runtime=120,
+    conda:
+        ENV
     shell:
         step("grokking_efficiency", "grok", f"{P_GE}/grok")
 
@@ -35,6 +37,8 @@ rule grokking_efficiency_llc:
     resources:
         mem_mb=4000,
         runtime=120,
+    conda:
+        ENV
     shell:
         step("grokking_efficiency", "llc", f"{P_GE}/llc")
 
@@ -51,6 +55,8 @@ rule grokking_efficiency_efficiency:
     resources:
         mem_mb=8000,
         runtime=240,
+    conda:
+        ENV
     shell:
         step(
             "grokking_efficiency",
@@ -71,6 +77,8 @@ rule grokking_efficiency_pretrain:
     resources:
         mem_mb=4000,
         runtime=120,
+    conda:
+        ENV
     shell:
         step("grokking_efficiency", "pretrain", f"{P_GE}/pretrain")
 
@@ -89,6 +97,8 @@ rule grokking_efficiency_ungrok:
     resources:
         mem_mb=8000,
         runtime=480,
+    conda:
+        ENV
     shell:
         step(
             "grokking_efficiency",
@@ -108,6 +118,8 @@ rule grokking_efficiency_semigrok:
     resources:
         mem_mb=4000,
         runtime=1440,
+    conda:
+        ENV
     shell:
         step("grokking_efficiency", "semigrok", f"{P_GE}/semigrok")
 
@@ -133,6 +145,8 @@ rule grokking_efficiency_analyze:
     resources:
         mem_mb=2000,
         runtime=10,
+    conda:
+        ENV
     shell:
         step("grokking_efficiency", "analyze", P_GE)
 
@@ -154,6 +168,8 @@ rule grokking_efficiency_figures:
     resources:
         mem_mb=2000,
         runtime=10,
+    conda:
+        ENV
     shell:
         step("grokking_efficiency", "figures", f"{P_GE}/figures")
 

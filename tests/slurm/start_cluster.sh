@@ -15,8 +15,10 @@
 # job's final state (see docs/slurm.md).
 #
 # Nothing is written under /etc: every daemon gets its config, key, socket and pid file
-# paths on the command line or in STATE_DIR/slurm.conf. No cgroups: processes are tracked
-# via /proc (proctrack/linuxproc) and no task plugin binds them (task/none).
+# paths on the command line or in STATE_DIR/etc/slurm.conf (slurmd and its jobs see that
+# folder as /etc/slurm through a bind mount private to their mount namespace). No cgroups:
+# processes are tracked via /proc (proctrack/linuxproc), no task plugin binds them
+# (task/none).
 set -euo pipefail
 export PATH="$PATH:/usr/sbin:/sbin" # the daemons live in sbin; not every PATH has it
 
@@ -108,8 +110,8 @@ AccountingStorageType=accounting_storage/none
 JobCompType=jobcomp/none
 JobAcctGatherType=jobacct_gather/none
 MinJobAge=600
-# A GPU resource without a device file: lets the profile's GPU requests be scheduled and
-# checked on a machine that has no GPU (the jobs themselves then run on the CPU).
+# Four stand-in GPUs (gres.conf): the profile's GPU requests are scheduled and can be
+# checked on a machine that has none (the jobs themselves then run on the CPU).
 GresTypes=gpu
 $NODE_LINE NodeAddr=127.0.0.1 Gres=gpu:4 State=UNKNOWN
 PartitionName=debug Nodes=$NODE_NAME Default=YES MaxTime=INFINITE State=UP

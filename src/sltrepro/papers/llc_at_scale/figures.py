@@ -22,6 +22,15 @@ def _params_colour(ax, fig, table: pd.DataFrame, x, y):
 def lambda_hat_vs_lambda(table: pd.DataFrame, path) -> None:
     """Fig. 1: lambda_hat at the true parameter against Aoyagi's lambda, log-log."""
     fig, ax = plots.figure(width=5.5)
+    # Bars: the spread over chains (std); a single-chain run has none.
+    ax.errorbar(
+        table["lambda"],
+        table["lambda_hat_true"],
+        yerr=table["std_true"],
+        fmt="none",
+        ecolor="grey",
+        lw=0.8,
+    )
     _params_colour(ax, fig, table, table["lambda"], table["lambda_hat_true"])
     _diagonal(ax, table["lambda"])
     missing = int(table["lambda_hat_true"].isna().sum())

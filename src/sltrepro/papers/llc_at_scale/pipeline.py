@@ -136,7 +136,7 @@ def estimate_at(model, data, config: dict, family: dict, seed: int, device, log)
     steps = family["num_steps"]
     draws = max(1, round(llc["draw_fraction"] * steps))
     kwargs = dict(
-        num_chains=llc["num_chains"],
+        num_chains=family["num_chains"],
         num_draws=draws,
         num_burnin=steps - draws,
         step_size=family["step_size"],
@@ -156,8 +156,8 @@ def estimate_at(model, data, config: dict, family: dict, seed: int, device, log)
         return {
             "llc_mean": math.nan,
             "llc_std": math.nan,
-            "num_chains": llc["num_chains"],
-            "num_diverged": llc["num_chains"],
+            "num_chains": family["num_chains"],
+            "num_diverged": family["num_chains"],
             "mala_acceptance_mean": math.nan,
             "seconds": time.perf_counter() - start,
             "seconds_per_1k_steps": math.nan,
@@ -166,16 +166,16 @@ def estimate_at(model, data, config: dict, family: dict, seed: int, device, log)
     out = result.summary()
     out["llc_per_chain"] = [None if math.isnan(v) else v for v in out["llc_per_chain"]]
     out["seconds_per_1k_steps"] = 1000 * result.seconds / steps
-    out["seconds_per_1k_chain_steps"] = out["seconds_per_1k_steps"] / llc["num_chains"]
+    out["seconds_per_1k_chain_steps"] = out["seconds_per_1k_steps"] / family["num_chains"]
     for note in result.warnings:
         log.warning(note)
     return out
 
 
-def train_sgd(arch: Architecture, data, sgd: dict, ckpt_path: Path, device, log):
+def train_sgd(arch: Architecture, data, sgd: dict, steps: int, ckpt_path: Path, device, log):
     """A fresh standard-init network of ``arch``'s widths trained with SGD + momentum.
 
-    Minibatches of ``sgd['batch_size']`` drawn with replacement; checkpoints every
+    ``steps`` minibatches of ``sgd['batch_size']`` drawn with replacement; checkpoints every
     ``sgd['checkpoint_every']`` steps into ``ckpt_path`` and resumes from it. Returns the
     model (on ``device``) and its full-data loss.
     """
@@ -192,7 +192,6 @@ def train_sgd(arch: Architecture, data, sgd: dict, ckpt_path: Path, device, log)
         start_step = state["step"]
         log.info("resuming SGD from step %d", start_step)
     x, y = (t.to(device) for t in data)
-    steps = sgd["steps"]
     for step in progress(range(start_step, steps), desc="SGD", total=steps - start_step):
         idx = torch.randint(x.shape[0], (sgd["batch_size"],), generator=gen, device=device)
         loss = mse(model(x[idx]), y[idx])
@@ -220,7 +219,9 @@ def estimate_architecture(ctx) -> None:
     data = make_data(arch, family["num_samples"])
     truth = DeepLinearNetwork.from_weights(arch.weights)
     at_truth = estimate_at(truth, data, config, family, arch.seed, ctx.device, log)
-    model, loss = train_sgd(arch, data, config["sgd"], ctx.outdir / "sgd.pt", ctx.device, log)
+    model, loss = train_sgd(
+        arch, data, config["sgd"], family["sgd_steps"], ctx.outdir / "sgd.pt", ctx.device, log
+    )
     at_sgd = estimate_at(model.cpu(), data, config, family, arch.seed + 3, ctx.device, log)
     record = {**arch.describe(), "true": at_truth, "sgd": {**at_sgd, "train_loss": loss}}
     record["wall_seconds"] = time.perf_counter() - start

@@ -147,4 +147,7 @@ until [[ $(sinfo --noheader --nodes="$NODE_NAME" --format=%t 2>/dev/null) == idl
     fi
     sleep 0.5
 done
+# slurmd's mount namespace holds slurmd and nothing else but what it starts (job steps):
+# stop_cluster.sh ends what is left in it, so no job outlives the cluster.
+readlink "/proc/$(awk '$1 == "slurmd" {print $2}' "$PIDS")/ns/mnt" >"$STATE_DIR/slurmd.mntns"
 echo "start_cluster.sh: node $NODE_NAME idle; export SLURM_CONF=$SLURM_CONF"

@@ -109,7 +109,7 @@ SchedulerType=sched/backfill
 AccountingStorageType=accounting_storage/none
 JobCompType=jobcomp/none
 JobAcctGatherType=jobacct_gather/none
-MinJobAge=600
+MinJobAge=3600
 # Four stand-in GPUs (gres.conf): the profile's GPU requests are scheduled and can be
 # checked on a machine that has none (the jobs themselves then run on the CPU).
 GresTypes=gpu

@@ -9,6 +9,14 @@ from sltrepro import plots
 from .pipeline import critical_size
 
 
+def size_axis(ax, sizes) -> None:
+    """A log x axis with one plainly written tick per training set size."""
+    ax.set_xticks(sorted(set(sizes)))
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.tick_params(axis="x", labelrotation=45)
+
+
 def training_curves(history: pd.DataFrame, llcs: pd.DataFrame, path) -> None:
     """Grokking run: accuracy, loss, parameter norm and LLC against step (log x)."""
     fig, axes = plots.figure(1, 4, width=3.6, height=3.0)
@@ -40,6 +48,7 @@ def efficiency_vs_size(mem: pd.DataFrame, gen: pd.DataFrame, path) -> None:
         means = frame.groupby("size").param_norm.mean()
         ax.plot(means.index, means.values, color=color, marker="o", label=label)
     ax.set(xscale="log", xlabel="training set size D", ylabel="parameter norm")
+    size_axis(ax, pd.concat([mem["size"], gen["size"]]))
     ax.legend()
     plots.save(fig, path)
 
@@ -61,10 +70,8 @@ def ungrokking(finals: pd.DataFrame, path) -> None:
         ylabel="final test accuracy",
         ylim=(-0.02, 1.02),
         title="ungrokking (dashed: D_crit)",
-        xticks=sorted(finals["size"].unique()),
     )
-    ax.xaxis.set_major_formatter(ScalarFormatter())
-    ax.xaxis.set_minor_locator(NullLocator())
+    size_axis(ax, finals["size"])
     ax.legend()
     plots.save(fig, path)
 

@@ -153,8 +153,15 @@ def train_dln(
     trace = torch.zeros(num_steps + 1, weights[0].shape[0], dtype=weights[0].dtype)
     snapshots = {}
     start = 0
+    # A checkpoint from a run with other settings must not be resumed silently.
+    signature = (float(lr), int(num_steps), [tuple(w.shape) for w in weights])
     state = checkpoint.load(checkpoint_path) if checkpoint_path else None
     if state is not None:
+        if state.get("signature") != signature:
+            raise ValueError(
+                f"{checkpoint_path} was written by a run with other settings "
+                f"({state.get('signature')} != {signature}); delete it to start afresh"
+            )
         for w, saved in zip(weights, state["weights"], strict=True):
             w.copy_(saved)
         start, log, trace, snapshots = (
@@ -182,6 +189,7 @@ def train_dln(
                 checkpoint_path,
                 {
                     "step": step + 1,
+                    "signature": signature,
                     "weights": [w.cpu() for w in weights],
                     "log": log,
                     "trace": trace,

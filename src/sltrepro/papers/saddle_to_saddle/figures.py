@@ -4,6 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib.ticker import NullFormatter
 
 from sltrepro import plots
 from sltrepro.papers.saddle_to_saddle import pipeline
@@ -90,6 +91,7 @@ def escape_times(config, histories, path) -> None:
         else:
             ax.plot(ref, anchor * (ref / mid) ** (-(L - 2)), "k--", lw=0.8, label=f"slope −{L - 2}")
             ax.set(xscale="log", yscale="log", xlabel="per-layer init std σ", ylabel="t₁")
+            ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_title(f"L={L}")
         ax.legend(fontsize=7)
     plots.save(fig, path)
@@ -127,10 +129,11 @@ def saxe(table: pd.DataFrame, path) -> None:
     plots.save(fig, path)
 
 
-def llc(table: pd.DataFrame, path) -> None:
-    """LLC estimates along each trajectory with Aoyagi's lambda at the current rank."""
+def llc(table: pd.DataFrame, histories: dict, path) -> None:
+    """LLC estimates along each trajectory with Aoyagi's lambda at the current rank; the
+    training loss in grey on a second axis. Symlog y: estimates at saddles can be negative."""
     archs = list(table.arch.unique())
-    fig, axes = plots.figure(1, len(archs), squeeze=False)
+    fig, axes = plots.figure(1, len(archs), squeeze=False, width=5.0)
     for ax, arch in zip(axes[0], archs, strict=True):
         group = table[table.arch == arch].sort_values("time")
         ax.errorbar(
@@ -144,12 +147,17 @@ def llc(table: pd.DataFrame, path) -> None:
             ls="--",
             label="Aoyagi λ(rank)",
         )
+        on = group[group.plateau_index >= 0]
+        ax.plot(on.time, on.llc_mean, "s", mfc="none", mec="C3", ms=8, label="plateau middle")
+        hist = histories[arch]
         twin = ax.twinx()
-        twin.plot(group.time, group.population_loss, color="grey", alpha=0.5)
-        twin.set(yscale="log", ylabel="loss (grey)")
+        keep = hist["time"] > 0
+        twin.plot(hist["time"][keep], hist["loss"][keep], color="grey", alpha=0.5)
+        twin.set(yscale="log", ylabel="training loss (grey)")
+        twin.set_ylim(bottom=max(hist["loss"].min(), 1e-3 * hist["loss"][0]))
         twin.grid(False)
-        ax.set(xscale="log", xlabel="time t", ylabel="λ", title=arch)
-        ax.legend(fontsize=7, loc="upper left")
+        ax.set(xscale="log", yscale="symlog", xlabel="time t", ylabel="λ", title=arch)
+        ax.legend(fontsize=7, loc="lower right")
     plots.save(fig, path)
 
 
@@ -160,5 +168,10 @@ def draw_all(config, results: Path, outdir: Path) -> None:
     escape_times(config, histories, outdir / "escape_times.png")
     ntk_contrast(config, histories, outdir / "ntk_contrast.png")
     saxe(pd.read_csv(results / "saxe" / "saxe.csv"), outdir / "saxe.png")
-    tables = [pd.read_csv(results / "llc" / a / "llc.csv") for a in config["llc"]["architectures"]]
-    llc(pd.concat(tables, ignore_index=True), outdir / "llc.png")
+    archs = config["llc"]["architectures"]
+    tables = [pd.read_csv(results / "llc" / a / "llc.csv") for a in archs]
+    llc_histories = {}
+    for arch in archs:
+        with np.load(results / "llc" / arch / "history.npz") as f:
+            llc_histories[arch] = dict(f)
+    llc(pd.concat(tables, ignore_index=True), llc_histories, outdir / "llc.png")

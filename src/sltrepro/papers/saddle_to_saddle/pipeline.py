@@ -181,33 +181,40 @@ def half_squared_error(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 def llc_trajectory(config: dict, arch: str, outdir, *, verbose=True) -> pd.DataFrame:
     """Train one trajectory of architecture ``arch`` and estimate the LLC at checkpoints."""
     cfg = config["llc"]
-    widths = cfg["architectures"][arch]
+    if arch not in cfg["architectures"]:
+        raise KeyError(
+            f"unknown llc architecture {arch!r}; config has {list(cfg['architectures'])}"
+        )
+    widths = cfg["architectures"][arch]["widths"]
     seed = config["seed"]
     teacher = llc_teacher(config)
-    weights = init_weights(widths, [cfg["init_std"]], [seed], dtype=DTYPE)
+    weights = init_weights(widths, [cfg["architectures"][arch]["init_std"]], [seed], dtype=DTYPE)
     log_steps = log_spaced_steps(cfg["num_steps"], config["log_points_per_decade"])
-    checkpoints = np.unique(
-        np.round(np.geomspace(1, cfg["num_steps"], cfg["num_checkpoints"])).astype(int)
-    )
     hist = train_dln(
         weights,
         teacher,
         lr=cfg["lr"],
         num_steps=cfg["num_steps"],
         log_steps=log_steps,
-        snapshot_steps=checkpoints,
+        snapshot_steps=log_steps,  # B = 1 and a small net: keep every logged point
         checkpoint_path=outdir / "checkpoint.pt",
         checkpoint_every=config["checkpoint_every"],
         desc=f"llc trajectory {arch}",
         verbose=verbose,
     )
-    np.savez_compressed(
-        outdir / "history.npz", time=hist.steps * cfg["lr"], loss=hist.loss[0], svals=hist.svals[0]
-    )
+    time = hist.steps * cfg["lr"]
+    np.savez_compressed(outdir / "history.npz", time=time, loss=hist.loss[0], svals=hist.svals[0])
+    # Checkpoints: log-spaced along the whole run, plus the middle of every detected plateau
+    # (the points closest to the saddles, where comparing with a rank's lambda makes sense).
+    plateaus = find_plateaus(time, hist.loss[0], **config["plateau"])
+    spread = np.geomspace(1, len(log_steps) - 1, cfg["num_checkpoints"]).round().astype(int)
+    middles = {p.middle: k for k, p in enumerate(plateaus)}
+    checkpoints = np.unique(np.concatenate([spread, list(middles)]).astype(int))
     data = llc_dataset(config, teacher, seed)
     rank_tol = config["rank_rtol"] * float(max(cfg["target_singular_values"]))
     rows = []
-    for step in checkpoints:
+    for index in checkpoints:
+        step = int(log_steps[index])
         net = DeepLinearNetwork.from_weights([torch.as_tensor(w[0]) for w in hist.snapshots[step]])
         product = net.product().detach().double()
         rank = int(numerical_rank(torch.linalg.svdvals(product).numpy(), rank_tol))
@@ -235,8 +242,9 @@ def llc_trajectory(config: dict, arch: str, outdir, *, verbose=True) -> pd.DataF
         rows.append(
             {
                 "arch": arch,
-                "step": int(step),
+                "step": step,
                 "time": step * cfg["lr"],
+                "plateau_index": middles.get(index, -1),
                 "population_loss": 0.5 * float((product - teacher).pow(2).sum()),
                 "rank": rank,
                 "aoyagi_lambda": float(lam),
@@ -389,6 +397,9 @@ def summarize(config, histories, plateaus, counts, fits, saxe, llc) -> dict:
             (last.llc_mean - last.aoyagi_lambda) / last.aoyagi_lambda
         )
         metrics[f"llc_{arch}_final_rank"] = int(last["rank"])
+        for row in group[group.plateau_index >= 0].itertuples():
+            metrics[f"llc_{arch}_plateau{row.plateau_index}"] = _finite_or_none(row.llc_mean)
+            metrics[f"llc_{arch}_plateau{row.plateau_index}_aoyagi"] = float(row.aoyagi_lambda)
     return metrics
 
 

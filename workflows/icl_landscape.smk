@@ -145,7 +145,7 @@ rule icl_landscape_metrics:
     conda:
         ENV
     shell:
-        step("icl_landscape", "metrics", ICL, "--input {input}")
+        step("icl_landscape", "metrics", ICL, " ".join(f"--input {p}" for p in ICL_METRICS_PARTS))
 
 
 FIGURES["icl_landscape"] = ICL_FIGURES

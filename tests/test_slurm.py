@@ -164,7 +164,7 @@ def test_smoke_dag_through_slurm(paper, slurm_env, tmp_path):
     for job_id, slurm_log in submitted.items():
         assert jobs[job_id]["state"] == "COMPLETED" and jobs[job_id]["name"] == run_id, jobs
         assert Path(slurm_log).is_file(), slurm_log
-        rule = re.search(r"/rule_([^/]+)/", slurm_log).group(1)
+        rule = Path(slurm_log).relative_to(slurm_logs).parts[0].removeprefix("rule_")
         assert ("gpu" in jobs[job_id]["tres"]) == (rule in gpu_rules()), (rule, jobs[job_id])
 
     # The same claims as a local run: the accepted local smoke values in the paper's baseline

@@ -29,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--outdir", required=True, help="folder the step writes into")
     run.add_argument("--threads", type=int, default=1)
     run.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE")
-    run.add_argument("--input", action="append", default=[], metavar="PATH")
+    run.add_argument("--input", action="extend", nargs="+", default=[], metavar="PATH")
 
     claims = sub.add_parser("claims", help="check a paper's claims; exit 1 if any fails")
     claims.add_argument("paper")

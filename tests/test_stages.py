@@ -112,3 +112,16 @@ def test_turning_points_ignore_noise():
     rng = np.random.default_rng(3)
     coords = np.log1p(steps)[:, None] + 0.01 * rng.standard_normal((len(steps), 1))
     assert turning_points(steps, coords) == []  # a monotone path with small noise
+
+
+def test_known_standard_errors_are_used_and_checked():
+    steps = checkpoint_steps()
+    x = np.log1p(steps)
+    rng = np.random.default_rng(4)
+    sem = np.full(len(x), 2.0)
+    llc = sigmoid_curve(x, PAPER_LIKE) + sem * rng.standard_normal(len(x))
+    stages, fit = detect_stages(steps, llc, llc_sem=sem)
+    assert stage_string(stages) == "AABBA"
+    assert fit.noise_std >= 2.0  # the median standard error sets the smallest stage
+    with pytest.raises(ValueError, match="llc_sem"):
+        detect_stages(steps, llc, llc_sem=sem[:-1])

@@ -65,9 +65,10 @@ class LLCCurveFit:
     """(G,) GP posterior standard deviation on the grid (smoothing uncertainty)."""
     slope: np.ndarray
     """(G,) d mean / d log(step + 1)."""
-    residual_std: float
-    """Standard deviation of the data around the fitted mean (LLC units): the scatter of the
-    estimates, below which no change of the LLC is read as a stage."""
+    noise_std: float
+    """The scatter of the estimates (LLC units): the larger of the data's standard deviation
+    around the fitted mean and the median standard error given with the data. No change of
+    the LLC smaller than this is read as a stage."""
     kernel: str
     """The fitted kernel, for the record."""
 
@@ -94,11 +95,14 @@ def fit_llc_curve(
     length_scale: float | None = None,
     length_scale_bounds: tuple[float, float] = (0.2, 20.0),
     noise_bounds: tuple[float, float] = (1e-6, 1e1),
+    llc_sem=None,
     seed: int = 0,
 ) -> LLCCurveFit:
     """Fit a GP (constant * RBF + white noise, y normalised) to ``llc`` vs log(step + 1).
 
-    steps: (T,) increasing training steps of the checkpoints; llc: (T,) LLC estimates.
+    steps: (T,) increasing training steps of the checkpoints; llc: (T,) LLC estimates;
+    llc_sem: optional (T,) standard errors of the estimates (e.g. chain std / sqrt(chains)),
+    added to the GP as known per-point noise so the fit does not chase estimator scatter.
     ``length_scale`` (in units of log-steps) fixes the RBF length scale; by default it is
     fitted by maximum marginal likelihood within ``length_scale_bounds``. The white-noise
     level (in normalised units) absorbs the scatter of the LLC estimates.
@@ -110,8 +114,13 @@ def fit_llc_curve(
     bounds = "fixed" if length_scale is not None else length_scale_bounds
     start = length_scale if length_scale is not None else np.sqrt(np.prod(length_scale_bounds))
     kernel = ConstantKernel(1.0, (1e-3, 1e3)) * RBF(start, bounds) + WhiteKernel(1e-2, noise_bounds)
+    sem = None if llc_sem is None else np.asarray(llc_sem, dtype=float)
+    if sem is not None and (sem.shape != y.shape or not np.all(np.isfinite(sem))):
+        raise ValueError(f"llc_sem must be {y.shape} finite numbers, got shape {sem.shape}")
+    # normalize_y scales y by its std but not alpha: give alpha in normalised units
+    alpha = 1e-10 if sem is None else (sem / y.std()) ** 2 + 1e-10
     gp = GaussianProcessRegressor(
-        kernel, normalize_y=True, n_restarts_optimizer=3, random_state=seed
+        kernel, alpha=alpha, normalize_y=True, n_restarts_optimizer=3, random_state=seed
     )
     # one BLAS thread: these matrices are small, and a threaded Cholesky on a busy machine is
     # ten times slower than a serial one
@@ -121,8 +130,10 @@ def fit_llc_curve(
         gp.fit(x[:, None], y)
         grid = np.linspace(x[0], x[-1], grid_size)
         mean, std = gp.predict(grid[:, None], return_std=True)
-        residual = float(np.std(y - gp.predict(x[:, None])))
-    return LLCCurveFit(grid, mean, std, np.gradient(mean, grid), residual, str(gp.kernel_))
+        noise = float(np.std(y - gp.predict(x[:, None])))
+    if sem is not None:
+        noise = max(noise, float(np.median(sem)))
+    return LLCCurveFit(grid, mean, std, np.gradient(mean, grid), noise, str(gp.kernel_))
 
 
 def critical_points(
@@ -151,7 +162,7 @@ def critical_points(
         for i in np.union1d(crossings, plateaus)
         if x[i] - x[0] >= min_gap and x[-1] - x[i] >= min_gap
     ]
-    min_rise = max(min_change * (fit.mean.max() - fit.mean.min()), fit.residual_std)
+    min_rise = max(min_change * (fit.mean.max() - fit.mean.min()), fit.noise_std)
     return _prune(fit, kept, min_gap, min_rise)
 
 

@@ -289,6 +289,7 @@ def analyze_seed(ctx, seed: int, base: pd.DataFrame) -> dict:
         plateau_tol=st["plateau_tol"],
         min_gap=st["min_gap"],
         min_change=st["min_change"],
+        llc_sem=table["llc_chain_std"] / np.sqrt(cfg["llc"]["num_chains"]),
     )
     outputs = np.load(ctx.outdir / f"probe/seed{seed}/outputs.npy")
     ed = stg.essential_dynamics(outputs, n_components=st["ed_components"])

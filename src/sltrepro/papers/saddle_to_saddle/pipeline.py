@@ -205,8 +205,7 @@ def llc_trajectory(config: dict, arch: str, outdir, *, verbose=True) -> pd.DataF
     time = hist.steps * cfg["lr"]
     np.savez_compressed(outdir / "history.npz", time=time, loss=hist.loss[0], svals=hist.svals[0])
     # Checkpoints: evenly spaced among the (log-spaced) logged steps, plus the middle of every
-    # detected plateau
-    # (the points closest to the saddles, where comparing with a rank's lambda makes sense).
+    # detected plateau (the points closest to the saddles, where a rank's lambda applies).
     plateaus = find_plateaus(time, hist.loss[0], **config["plateau"])
     spread = np.linspace(1, len(log_steps) - 1, cfg["num_checkpoints"]).round().astype(int)
     middles = {p.middle: k for k, p in enumerate(plateaus)}

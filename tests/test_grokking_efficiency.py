@@ -15,7 +15,12 @@ from sltrepro.models.modular_transformer import (
     select,
     stacked_logits,
 )
-from sltrepro.papers.grokking_efficiency.pipeline import critical_size, delay_factor
+from sltrepro.papers.grokking_efficiency.pipeline import (
+    critical_size,
+    delay_factor,
+    longest_plateau,
+    ungrok_metrics,
+)
 from sltrepro.tasks.modular import (
     all_pairs,
     make_batch,
@@ -208,3 +213,22 @@ def test_delay_factor_and_critical_size():
         np.exp((np.log(200) + np.log(400)) / 2)
     )
     assert critical_size(sizes, np.array([0.0, 0.1, 0.2, 0.3])) is None
+
+
+def test_ungrok_metrics_and_plateau():
+    sizes = [100, 200, 400]
+    rows = [
+        {"weight_decay": wd, "size": d, "seed": s, "train_acc": 1.0, "test_acc": acc}
+        for wd, accs in ((1.0, (0.1, 0.4, 0.9)), (2.0, (0.0, 0.6, 1.0)))
+        for d, acc in zip(sizes, accs, strict=True)
+        for s in (0, 1)
+    ]
+    out = ungrok_metrics(pd.DataFrame(rows), sizes)
+    assert out["ungrok_grid_ratio"] == pytest.approx(2.0)
+    assert out["ungrok_dcrit"] == out["ungrok_dcrit_wd1"]
+    assert 200 < out["ungrok_dcrit_wd1"] < 400 and 100 < out["ungrok_dcrit_wd2"] < 200
+    assert 0 < out["ungrok_dcrit_wd_spread_grid_steps"] <= 2
+    assert out["ungrok_test_acc_smallest_max"] == pytest.approx(0.1)
+    assert out["ungrok_test_acc_largest_min"] == pytest.approx(0.9)
+    hist = pd.DataFrame({"step": [0, 10, 100, 1000, 5000], "test_acc": [0, 0.5, 0.6, 0.95, 0.5]})
+    assert longest_plateau(hist, 0.2, 0.9) == 90.0

@@ -338,16 +338,16 @@ def efficiency_metrics(mem: pd.DataFrame, gen: pd.DataFrame) -> dict:
 
 def ungrok_metrics(finals: pd.DataFrame, sizes: list[int]) -> dict:
     """Per weight decay: D_crit, test accuracy at the ends of the grid; and across them."""
-    out, crits = {}, []
+    out, crits = {}, {}
     mean_acc = finals.groupby(["weight_decay", "size"]).test_acc.mean()
     for wd, curve in mean_acc.groupby(level=0):
         curve = curve.droplevel(0)
-        crit = critical_size(curve.index.values, curve.values)
-        crits.append(crit)
-        out[f"ungrok_dcrit_wd{wd:g}"] = crit
+        crits[wd] = critical_size(curve.index.values, curve.values)
+        out[f"ungrok_dcrit_wd{wd:g}"] = crits[wd]
     ratio = float(np.exp(np.mean(np.diff(np.log(sizes)))))  # the grid's geometric step
     out["ungrok_grid_ratio"] = ratio
-    out["ungrok_dcrit"] = crits[0]
+    out["ungrok_dcrit"] = crits.get(1.0)  # the paper's D_crit range is for weight decay 1
+    crits = list(crits.values())
     out["ungrok_dcrit_wd_spread_grid_steps"] = (
         None
         if any(c is None for c in crits)

@@ -149,7 +149,7 @@ def test_smoke_dag_through_slurm(paper, slurm_env, tmp_path):
         "--max-threads=1",
         "--retries=0",  # a failing step fails the test at once
         env=slurm_env,
-        timeout=900,  # took 6.6 min on 2 cores shared with heavy jobs (load 13-19)
+        timeout=900,  # 6.6-11.2 min measured on 2 cores shared with heavy jobs (load 13-19)
     )
     output = on_slurm.stdout + on_slurm.stderr
     assert on_slurm.returncode == 0, output[-4000:]

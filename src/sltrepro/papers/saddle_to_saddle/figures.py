@@ -45,7 +45,7 @@ def loss_curves(config, histories, path) -> None:
             ax.axhline(level, color="k", ls="--", lw=0.6)
         ax.set(xscale="log", yscale="log", xlabel="time t = lr·step", ylabel="loss", title=f"L={L}")
         ax.set_ylim(max(levels[-2] * 1e-3, 1e-3), levels[0] * 2)
-    axes[0][-1].legend(fontsize=7)
+        ax.legend(fontsize=6, loc="lower left")
     plots.save(fig, path)
 
 

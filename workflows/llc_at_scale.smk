@@ -12,6 +12,8 @@ rule llc_at_scale_estimate:
         f"{LAS}/arch/{{index}}/result.json",
     log:
         paper_log("llc_at_scale", "estimate_{index}"),
+    conda:
+        ENV
     wildcard_constraints:
         index=r"\d+",
     threads: 1
@@ -35,6 +37,8 @@ rule llc_at_scale_collect:
         table=f"{LAS}/table.csv",
     log:
         paper_log("llc_at_scale", "collect"),
+    conda:
+        ENV
     resources:
         mem_mb=1000,
         runtime=5,
@@ -55,6 +59,8 @@ rule llc_at_scale_figures:
         [report(path, category="llc_at_scale") for path in LAS_FIGURES],
     log:
         paper_log("llc_at_scale", "figures"),
+    conda:
+        ENV
     resources:
         mem_mb=1000,
         runtime=5,

@@ -10,11 +10,6 @@ LE_ESTIMATES = [f"{LE}/normal_crossing/{m}/estimates.json" for m in LE_MODELS] +
 LE_CALIBRATION = [f"{LE}/calibration/calibration.csv", f"{LE}/calibration/calibration.json"]
 
 
-def le_inputs(paths):
-    """``--input p`` for each path (the CLI takes one path per flag)."""
-    return " ".join(f"--input {p}" for p in paths)
-
-
 rule llc_estimator_normal_crossing:
     output:
         f"{LE}/normal_crossing/{{model}}/estimates.json",
@@ -23,6 +18,8 @@ rule llc_estimator_normal_crossing:
     wildcard_constraints:
         model="|".join(LE_MODELS),
     threads: 1
+    conda:
+        ENV
     resources:
         mem_mb=2000,
         runtime=30,
@@ -43,6 +40,8 @@ rule llc_estimator_dln:
     wildcard_constraints:
         case="|".join(LE_CASES),
     threads: 1
+    conda:
+        ENV
     resources:
         mem_mb=2000,
         runtime=30,
@@ -56,6 +55,8 @@ rule llc_estimator_calibrate:
     log:
         paper_log("llc_estimator", "calibrate"),
     threads: 1
+    conda:
+        ENV
     resources:
         mem_mb=2000,
         runtime=60,
@@ -71,11 +72,13 @@ rule llc_estimator_collect:
         table=f"{LE}/table.csv",
     log:
         paper_log("llc_estimator", "collect"),
+    conda:
+        ENV
     resources:
         mem_mb=1000,
         runtime=5,
     shell:
-        step("llc_estimator", "collect", LE, le_inputs(LE_ESTIMATES + LE_CALIBRATION[1:]))
+        step("llc_estimator", "collect", LE, "--input {input}")
 
 
 LE_FIGURES = [f"{LE}/figures/{name}.png" for name in ("estimates", "calibration")]
@@ -88,11 +91,13 @@ rule llc_estimator_figures:
         [report(path, category="llc_estimator") for path in LE_FIGURES],
     log:
         paper_log("llc_estimator", "figures"),
+    conda:
+        ENV
     resources:
         mem_mb=1000,
         runtime=5,
     shell:
-        step("llc_estimator", "figures", f"{LE}/figures", le_inputs([f"{LE}/table.csv"] + LE_CALIBRATION))
+        step("llc_estimator", "figures", f"{LE}/figures", "--input {input}")
 
 
 FIGURES["llc_estimator"] = LE_FIGURES

@@ -252,3 +252,10 @@ def test_calibrate_picks_largest_stable_step():
     assert {"llc_mean", "mala_acceptance", "trace_drift", "stable"} <= set(table.columns)
     assert not table["stable"].iloc[-1]  # 0.5 diverges
     assert cal.best_step_size == 1e-3
+
+
+def test_sampler_settings_picks_only_estimator_arguments():
+    from sltrepro.llc import sampler_settings
+
+    block = {"num_chains": 2, "step_size": 1e-4, "lr": 0.1, "seed": 3, "architectures": {}}
+    assert sampler_settings(block) == {"num_chains": 2, "step_size": 1e-4}

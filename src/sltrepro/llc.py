@@ -25,6 +25,7 @@ arithmetic and the same random numbers.
 
 from __future__ import annotations
 
+import inspect
 import math
 import numbers
 import time
@@ -109,6 +110,20 @@ class LLCResult:
         if self.llc_components is not None:
             keep["llc_components"] = [float(v) for v in self.llc_components]
         return keep
+
+
+def sampler_settings(config: dict) -> dict:
+    """The entries of a config block that are :func:`estimate_llc` sampler settings.
+
+    A paper keeps its sampler settings (num_chains, num_draws, step_size, ...) in a config
+    block, possibly beside other keys; this picks out the ones ``estimate_llc`` takes, so the
+    block passes straight through: ``estimate_llc(model, loss_fn, data,
+    **sampler_settings(block), seed=..., device=...)``. ``seed``, ``device`` and ``verbose``
+    belong to the call, not the block, and are never picked.
+    """
+    names = set(inspect.signature(estimate_llc).parameters)
+    names -= {"model", "loss_fn", "data", "seed", "device", "verbose"}
+    return {key: value for key, value in config.items() if key in names}
 
 
 def default_nbeta(num_samples: int) -> float:

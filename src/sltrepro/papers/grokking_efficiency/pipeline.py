@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from scipy.stats import spearmanr
 
-from sltrepro.llc import estimate_llc
+from sltrepro.llc import estimate_llc, sampler_settings
 from sltrepro.models.modular_transformer import (
     ModularTransformer,
     TransformerShape,
@@ -123,12 +123,7 @@ def llc(ctx) -> None:
             ModularTransformer(params),
             F.cross_entropy,
             data,
-            num_chains=s["num_chains"],
-            num_draws=s["num_draws"],
-            num_burnin=s["num_burnin"],
-            step_size=s["step_size"],
-            localization=s["localization"],
-            batch_size=s["batch_size"],
+            **sampler_settings(s),
             seed=cfg["seed"],
             device=ctx.device,
             verbose=False,

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from sltrepro.llc import estimate_llc
+from sltrepro.llc import estimate_llc, sampler_settings
 from sltrepro.models.dln import DeepLinearNetwork
 from sltrepro.plateaus import find_plateaus
 from sltrepro.theory import dln_learning_coefficient, saxe_mode_trajectory
@@ -222,12 +222,7 @@ def llc_trajectory(config: dict, arch: str, outdir, *, verbose=True) -> pd.DataF
             net,
             half_squared_error,
             data,
-            num_chains=cfg["num_chains"],
-            num_draws=cfg["num_draws"],
-            num_burnin=cfg["num_burnin"],
-            step_size=cfg["step_size"],
-            localization=cfg["localization"],
-            batch_size=cfg["batch_size"],
+            **sampler_settings(cfg),
             seed=seed,
             device="cpu",
             # On a plateau the per-sample loss is ~10^2-10^3, so minibatch losses scatter by

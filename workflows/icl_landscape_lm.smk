@@ -17,6 +17,8 @@ rule icl_landscape_lm_train:
     log:
         paper_log("icl_landscape", "lm_train"),
     threads: 1
+    conda:
+        ENV
     resources:
         mem_mb=4000,
         runtime=600,
@@ -35,6 +37,8 @@ rule icl_landscape_lm_evaluate:
     wildcard_constraints:
         block=r"\d+",
     threads: 1
+    conda:
+        ENV
     resources:
         mem_mb=4000,
         runtime=600,
@@ -58,6 +62,8 @@ rule icl_landscape_lm_analyze:
         fit=f"{ICL_LM}/llc_fit.csv",
     log:
         paper_log("icl_landscape", "lm_analyze"),
+    conda:
+        ENV
     resources:
         mem_mb=2000,
         runtime=10,
@@ -72,6 +78,8 @@ rule icl_landscape_lm_figures:
         [report(path, category="icl_landscape") for path in ICL_LM_FIGURES],
     log:
         paper_log("icl_landscape", "lm_figures"),
+    conda:
+        ENV
     resources:
         mem_mb=1000,
         runtime=5,

@@ -224,20 +224,13 @@ def head_scores(model: AttnOnlyLM, data: EvalData, cfg: dict, seed: int) -> dict
 
 def checkpoint_llc(model: AttnOnlyLM, data: EvalData, cfg: dict, seed: int, device) -> dict:
     """LLC of the mean next-token loss on the LLC training windows (shared estimator)."""
-    from sltrepro.llc import estimate_llc
+    from sltrepro.llc import estimate_llc, sampler_settings
 
-    llc = cfg["llc"]
     result = estimate_llc(
         model,
         next_token_loss,
         data.llc_data,
-        num_chains=llc["num_chains"],
-        num_draws=llc["num_draws"],
-        num_burnin=llc["num_burnin"],
-        step_size=llc["step_size"],
-        nbeta=llc["nbeta"],
-        localization=llc["localization"],
-        batch_size=llc["batch_size"],
+        **sampler_settings(cfg["llc"]),
         seed=seed,
         device=device,
         verbose=False,

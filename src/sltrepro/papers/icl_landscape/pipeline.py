@@ -29,7 +29,7 @@ import pandas as pd
 import torch
 
 from sltrepro import stages as stg
-from sltrepro.llc import estimate_llc
+from sltrepro.llc import estimate_llc, sampler_settings
 from sltrepro.models.icl_transformer import ICLTransformer, encode, num_params
 from sltrepro.tasks.regression import (
     ols_predictions,
@@ -116,18 +116,7 @@ def per_token_loss(preds: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
 
 def checkpoint_llc(model: ICLTransformer, data, llc_cfg: dict, seed: int) -> dict:
     """The LLC of one checkpoint: mean of the K per-token LLCs, their values and the spread."""
-    kwargs = dict(
-        num_chains=llc_cfg["num_chains"],
-        num_draws=llc_cfg["num_draws"],
-        num_burnin=llc_cfg["num_burnin"],
-        step_size=llc_cfg["step_size"],
-        nbeta=llc_cfg["nbeta"],
-        localization=llc_cfg["localization"],
-        batch_size=llc_cfg["batch_size"],
-        seed=seed,
-        device="cpu",
-        verbose=False,
-    )
+    kwargs = dict(**sampler_settings(llc_cfg), seed=seed, device="cpu", verbose=False)
     if llc_cfg["per_token_posteriors"]:
         results = [
             estimate_llc(model, lambda p, y, k=k: per_token_loss(p, y)[k], data, **kwargs)

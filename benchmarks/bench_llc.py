@@ -7,7 +7,8 @@ Runs side by side in one process, on the same deep linear network, chains, draws
   optimizer-style SGLD update per parameter tensor and a ``loss.item()`` per step (how
   devinterp 1.3.2 runs chains; devinterp itself is also timed when it is installed).
 
-Prints chain-steps per second and their ratio for each size, the estimator's achieved
+Prints chain-steps per second (medians over ``--repeats`` side-by-side pairs) and their
+ratio for each size, the estimator's achieved
 GFLOP/s against a plain matmul, and the variance reduction of paired minibatch readings.
 
     .venv/bin/python benchmarks/bench_llc.py            # ~1-3 min on 2 cores
@@ -108,24 +109,30 @@ def matmul_gflops(size=1024, repeats=10):
     return 2 * size**3 * repeats / (time.perf_counter() - start) / 1e9
 
 
-def bench_size(name, widths, chains, steps, batch, eps=1e-5, gamma=1.0):
+def bench_size(name, widths, chains, steps, batch, repeats, eps=1e-5, gamma=1.0):
+    """Alternates the two loops ``repeats`` times; rates are medians over the repeats and
+    the ratio range is over the side-by-side pairs (shared machines are noisy)."""
     net, data = problem(widths)
     nbeta = default_nbeta(len(data[0]))
     params = sum(p.numel() for p in net.parameters())
     kw = dict(chains=chains, steps=steps, batch=batch, eps=eps, nbeta=nbeta, gamma=gamma)
-    sequential_sgld(net, data, **{**kw, "chains": 1, "steps": 2})  # warm-up
-    start = time.perf_counter()
-    sequential_sgld(net, data, **kw)
-    seq = chains * steps / (time.perf_counter() - start)
     common = dict(num_chains=chains, num_draws=steps, step_size=eps, nbeta=nbeta)
     common.update(localization=gamma, batch_size=batch, device="cpu", verbose=False)
     common.update(init_loss=0.0)  # time sampling only; L_n(w*) is one full-data pass
-    estimate_llc(net, mse, data, **{**common, "num_draws": 2})  # warm-up
-    res = estimate_llc(net, mse, data, **common)
-    vec = res.chain_steps_per_second
+    sequential_sgld(net, data, **{**kw, "chains": 1, "steps": 2})  # warm-up
+    estimate_llc(net, mse, data, **{**common, "num_draws": 2})
+    seq, vec = [], []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        sequential_sgld(net, data, **kw)
+        seq.append(chains * steps / (time.perf_counter() - start))
+        vec.append(estimate_llc(net, mse, data, **common).chain_steps_per_second)
+    ratios = np.array(vec) / np.array(seq)
     flops = dln_flops_per_step(widths, batch)
     row = dict(size=name, params=params, chains=chains, steps=steps, batch=batch)
-    row.update(sequential=seq, vectorised=vec, ratio=vec / seq, gflops=vec * flops / 1e9)
+    row.update(sequential=float(np.median(seq)), vectorised=float(np.median(vec)))
+    row.update(ratio=float(np.median(ratios)), ratio_min=ratios.min(), ratio_max=ratios.max())
+    row["gflops"] = row["vectorised"] * flops / 1e9
     row["devinterp"] = devinterp_rate(net, data, **kw)
     return row
 
@@ -147,24 +154,27 @@ def main():
     parser.add_argument(
         "--sizes", default=",".join(SIZES), help="comma list of " + str(list(SIZES))
     )
+    parser.add_argument("--repeats", type=int, default=3, help="side-by-side pairs per size")
     args = parser.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     mm = matmul_gflops()
     print(f"plain 1024^3 matmul: {mm:.1f} GFLOP/s")
     header = (
         f"{'size':>5} {'params':>8} {'chains':>6} {'steps':>5} {'batch':>5} "
-        f"{'seq ch-st/s':>11} {'vec ch-st/s':>11} {'ratio':>6} {'GFLOP/s':>8} {'%matmul':>7} "
+        f"{'seq ch-st/s':>11} {'vec ch-st/s':>11} {'ratio':>6} {'range':>11} {'GFLOP/s':>8} "
+        f"{'%matmul':>7} "
         f"{'devinterp':>9}"
     )
     print(header)
     for name in args.sizes.split(","):
         widths, chains, steps, batch = SIZES[name]
         steps = max(4, steps // 4) if args.quick else steps
-        r = bench_size(name, widths, chains, steps, batch)
+        r = bench_size(name, widths, chains, steps, batch, args.repeats)
         dv = "n/a" if r["devinterp"] is None else f"{r['devinterp']:.1f}"
         print(
             f"{r['size']:>5} {r['params']:>8} {r['chains']:>6} {r['steps']:>5} {r['batch']:>5} "
             f"{r['sequential']:>11.1f} {r['vectorised']:>11.1f} {r['ratio']:>6.2f} "
+            f"{r['ratio_min']:>5.2f}-{r['ratio_max']:<5.2f} "
             f"{r['gflops']:>8.1f} {100 * r['gflops'] / mm:>6.0f}% {dv:>9}",
             flush=True,
         )

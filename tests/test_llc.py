@@ -113,6 +113,25 @@ def test_paired_minibatches_cut_variance():
     _close(paired, 2.0, bias=0.5)
 
 
+def test_paired_divergence_check_reads_the_paired_difference():
+    """A per-sample constant in the loss (here 300 z_i, z ~ N(0, 1), a data-dependent log
+    normaliser) scatters minibatch losses far past the divergence threshold at w* itself;
+    paired chains read loss(w) - loss(w*) on the same batch, where it cancels exactly."""
+    model, (x, y) = _regular_problem()
+    z = torch.randn(len(y), 1, generator=torch.Generator().manual_seed(9))
+
+    def nll_plus_constant(pred, target):
+        return NLL(pred, target[:, :1]) + 300.0 * target[:, 1].mean()
+
+    data = (x, torch.cat([y, z], 1))
+    kw = dict(num_chains=4, num_draws=400, num_burnin=50, step_size=5e-4, batch_size=64)
+    with pytest.raises(LLCDivergenceError):
+        estimate_llc(model, nll_plus_constant, data, seed=3, verbose=False, **kw)
+    paired = estimate_llc(model, nll_plus_constant, data, seed=3, paired=True, verbose=False, **kw)
+    assert not paired.diverged.any()
+    _close(paired, 2.0, bias=0.5)  # as in test_paired_minibatches_cut_variance
+
+
 @pytest.mark.parametrize(("powers", "band"), [((1, 3), (0.05, 0.3)), ((0, 1), (0.35, 0.6))])
 def test_normal_crossings(powers, band):
     """Table 1 of Lau et al.: y = p(w) x + N(0, 0.5^2), n = 1000. Their SGLD read 0.11 (0.07)

@@ -321,7 +321,8 @@ def estimate_llc(
     paired : bool
         Read each draw as loss(w, batch) - loss(w*, batch) on the chain's own minibatch:
         the same expectation as loss(w, batch) - L_n(w*), far less variance when lambda is
-        small. One extra forward per step. Ignored (exact anyway) when full-batch.
+        small (or when the loss itself is large). The divergence check reads the same paired
+        difference. One extra forward per step. Ignored (exact anyway) when full-batch.
     init_loss : float or tensor, optional
         L_n(w*) if already known; else computed on the full data in chunks of
         ``eval_batch_size``.
@@ -336,7 +337,7 @@ def estimate_llc(
         Compute the MALA acceptance probability every this many steps (0: never).
     divergence_threshold : float, optional
         A chain diverges when its loss is non-finite or nbeta * (loss - L_n(w*)) exceeds
-        this at any step. Default max(1e4, 100 * num_params), far above any real draw.
+        this at any step (paired: nbeta * (loss - loss of w* on the same minibatch)). Default max(1e4, 100 * num_params), far above any real draw.
     verbose : bool
         Show a progress bar over steps (quiet anyway when not on a terminal).
 
@@ -586,7 +587,9 @@ class _ChainRunner:
         trace_shape = (chains, num_draws) + tuple(self.l0.shape)
         loss_trace = torch.zeros(trace_shape, dtype=fm.dtype, device=dev)
         ref_trace = torch.zeros(trace_shape, dtype=fm.dtype, device=dev) if self.paired else None
-        # max over steps of each chain's loss; NaN propagates through torch.maximum
+        # max over steps of each chain's loss above w*'s (on the same minibatch when paired,
+        # so that minibatch scatter at large losses is not read as divergence); NaN
+        # propagates through torch.maximum
         worst = torch.full((chains,), -math.inf, dtype=fm.dtype, device=dev)
         acc_sum = torch.zeros(chains, dtype=torch.float64, device=dev)
         acc_count = 0
@@ -611,14 +614,15 @@ class _ChainRunner:
             (grad,) = torch.autograd.grad(drive.sum(), w)
             with torch.no_grad():
                 drive = drive.detach()
-                torch.maximum(worst, drive, out=worst)
                 draw = step - num_burnin
-                ref = self._ref_losses(xb, yb) if self.paired and draw >= -1 else None
+                ref = self._ref_losses(xb, yb) if self.paired else None
+                ref_drive = l0_drive if ref is None else (ref.mean(-1) if multi else ref)
+                torch.maximum(worst, drive - ref_drive, out=worst)
                 if draw >= 0:
                     loss_trace[:, draw] = losses.detach()
                     if ref is not None:
                         ref_trace[:, draw] = ref
-                if step % 100 == 99 and not bool((worst - l0_drive < self.limit).any()):
+                if step % 100 == 99 and not bool((worst < self.limit).any()):
                     break  # every chain has diverged: stop early, the caller raises
                 precond = None
                 if self.sampler == "rmsprop_sgld":
@@ -636,7 +640,7 @@ class _ChainRunner:
                     drift = (w - w0).mul_(self.gamma).add_(grad, alpha=self.nbeta)
                     # U = nbeta L + gamma/2 |w - w*|^2; paired: L read relative to w* on the
                     # same batch, which removes most of the minibatch noise from U differences
-                    level = (drive - (ref.mean(-1) if multi else ref)) if ref is not None else drive
+                    level = drive - ref_drive if ref is not None else drive
                     potential = self.nbeta * level + 0.5 * self.gamma * (w - w0).pow(2).sum(-1)
                     if check and prev is not None:
                         state = (w, drift, potential, precond)
@@ -645,7 +649,7 @@ class _ChainRunner:
                     prev = (w.detach().clone(), drift, potential, precond) if keep else None
                 self._update(w, w0, grad, drift, precond, noise, gen)
         acc = acc_sum / acc_count if acc_count else torch.full_like(acc_sum, math.nan)
-        bad = ~(worst - l0_drive < self.limit)  # also True for NaN
+        bad = ~(worst < self.limit)  # also True for NaN
         return {"loss_trace": loss_trace, "ref_trace": ref_trace, "bad": bad, "acc": acc}
 
     def _update(self, w, w0, grad, drift, precond, noise, gen):

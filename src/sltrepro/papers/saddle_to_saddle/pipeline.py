@@ -227,10 +227,8 @@ def llc_trajectory(config: dict, arch: str, outdir, *, verbose=True) -> pd.DataF
             device="cpu",
             # On a plateau the per-sample loss is ~10^2-10^3, so minibatch losses scatter by
             # far more than the LLC signal: read each draw paired with w*'s loss on the same
-            # minibatch, and count only non-finite losses as divergence (the default
-            # threshold is on the unpaired loss and trips on that scatter alone).
+            # minibatch (the divergence check then reads the paired difference too).
             paired=True,
-            divergence_threshold=1e12,
             verbose=verbose,
         )
         lam, _ = dln_learning_coefficient(widths, rank)

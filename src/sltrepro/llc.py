@@ -337,7 +337,8 @@ def estimate_llc(
         Compute the MALA acceptance probability every this many steps (0: never).
     divergence_threshold : float, optional
         A chain diverges when its loss is non-finite or nbeta * (loss - L_n(w*)) exceeds
-        this at any step (paired: nbeta * (loss - loss of w* on the same minibatch)). Default max(1e4, 100 * num_params), far above any real draw.
+        this at any step (paired: nbeta * (loss - loss of w* on the same minibatch)).
+        Default max(1e4, 100 * num_params), far above any real draw.
     verbose : bool
         Show a progress bar over steps (quiet anyway when not on a terminal).
 

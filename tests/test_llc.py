@@ -177,6 +177,24 @@ def test_vectorised_equals_loop_and_determinism():
     assert e.loss_trace.shape == (3, 50)
 
 
+def test_dln_forward_chains_matches_per_chain_forward_and_the_loop():
+    """DeepLinearNetwork evaluates all chains with its own bmm chain (forward_chains): the
+    same outputs as one forward per chain, and the same chains as the looped estimator."""
+    net, data = _dln_problem([4, 3, 5, 2], rank=1, n=300, seed=2)
+    gen = torch.Generator().manual_seed(0)
+    params = {k: torch.randn(3, *p.shape, generator=gen) for k, p in net.named_parameters()}
+    x = torch.randn(3, 7, 4, generator=gen)
+    stacked = net.forward_chains(params, x)
+    for c in range(3):
+        one = torch.func.functional_call(net, {k: v[c] for k, v in params.items()}, (x[c],))
+        torch.testing.assert_close(stacked[c], one)
+    kw = dict(num_chains=3, num_draws=40, step_size=1e-4, batch_size=32, paired=True, seed=4)
+    fast = estimate_llc(net, NLL, data, verbose=False, **kw)
+    loop = estimate_llc(net, NLL, data, vectorize=False, verbose=False, **kw)
+    np.testing.assert_allclose(fast.loss_trace, loop.loss_trace, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(fast.delta_trace, loop.delta_trace, rtol=1e-3, atol=1e-5)
+
+
 def test_vector_loss_gives_components():
     """A loss_fn returning K per-component losses (e.g. per token): the chains sample the
     mean, and llc_components average back to llc_mean."""

@@ -153,26 +153,9 @@ def test_stacked_training_equals_one_at_a_time_and_resumes(tmp_path):
     # an interrupted run (checkpoint at step 20 of 30) resumes to the same end point
     path = tmp_path / "ckpt.pt"
     batch = make_batch(tokens, [labels] * 2, idx)
-    train(
-        params,
-        batch,
-        steps=20,
-        weight_decay=wd,
-        checkpoint_path=path,
-        checkpoint_every=20,
-        log_steps=[0],
-        desc="t",
-    )
-    resumed, _, _ = train(
-        params,
-        batch,
-        steps=30,
-        weight_decay=wd,
-        checkpoint_path=path,
-        checkpoint_every=20,
-        log_steps=[30],
-        desc="t",
-    )
+    common = dict(weight_decay=wd, checkpoint_path=path, checkpoint_every=20, desc="t")
+    train(params, batch, steps=20, log_steps=[0], **common)
+    resumed, _, _ = train(params, batch, steps=30, log_steps=[30], **common)
     for k in params:
         torch.testing.assert_close(resumed[k], both[k])
 

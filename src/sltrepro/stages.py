@@ -43,15 +43,6 @@ class Stage:
     """GP-smoothed LLC at ``start`` and ``end``."""
     llc_end: float
 
-    def as_dict(self) -> dict:
-        return {
-            "start": self.start,
-            "end": self.end,
-            "type": self.type,
-            "llc_start": self.llc_start,
-            "llc_end": self.llc_end,
-        }
-
 
 @dataclass(frozen=True)
 class LLCCurveFit:

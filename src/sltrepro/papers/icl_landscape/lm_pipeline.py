@@ -26,7 +26,7 @@ outputs.npy), and at the top ``metrics.json``, ``checkpoints.csv``, ``stages.jso
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -426,7 +426,7 @@ def lm_analyze(ctx) -> None:
         json.dumps(
             {
                 "types": stages.stage_string(found),
-                "stages": [s.as_dict() for s in found],
+                "stages": [asdict(s) for s in found],
                 "kernel": fit.kernel,
                 "ed_turning_steps": [float(steps[i]) for i in turns],
                 "ed_boundary_matched": matched,

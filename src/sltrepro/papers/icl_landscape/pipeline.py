@@ -22,6 +22,7 @@ Method:
 """
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -294,7 +295,7 @@ def analyze_seed(ctx, seed: int, base: pd.DataFrame) -> dict:
     coords["turning_point"] = np.isin(np.arange(len(steps)), turns)
     coords.to_csv(folder / "essential_dynamics.csv", index=False)
     summary = {
-        "stages": [s.as_dict() for s in stages],
+        "stages": [asdict(s) for s in stages],
         "kernel": fit.kernel,
         "turning_point_steps": [int(steps[t]) for t in turns],
         "explained_variance_ratio": ed.explained_variance_ratio.tolist(),

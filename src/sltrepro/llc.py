@@ -530,6 +530,10 @@ class _ChainRunner:
         self.rms_alpha, self.rms_eps = rms
         self.limit = threshold / nbeta  # divergence: loss - L(w*) above this
         self.vectorize = vectorize
+        # a model's own all-chains forward needs no vmap trial: it is batched by construction
+        self.forward_chains = fm.forward_chains if vectorize is not False else None
+        if self.forward_chains is not None:
+            self.vectorize = True
         self.warned: list[str] = []
         # parameters are split into per-tensor views outside vmap (plain views, cheap)
         self._vmapped = vmap(fm.loss_params, in_dims=(0, 0, 0), randomness="different")
@@ -541,7 +545,7 @@ class _ChainRunner:
     # -- loss of every chain ---------------------------------------------------------------
     def _losses(self, w: torch.Tensor, xb, yb) -> torch.Tensor:
         """(C,) or (C, K) losses; xb/yb are (C, B, ...) or the full data when full-batch."""
-        if self.fm.forward_chains is not None and self.vectorize is not False:
+        if self.forward_chains is not None:
             return self._chain_losses(self.fm.split(w), xb, yb)
         if self.vectorize is not False:
             try:
@@ -565,12 +569,11 @@ class _ChainRunner:
         chains = next(iter(params.values())).shape[0]
         if self.full_batch:
             xb, yb = (t.expand(chains, *t.shape) for t in (xb, yb))
-        self.vectorize = True
-        return self._vmapped_loss(self.fm.forward_chains(params, xb), yb)
+        return self._vmapped_loss(self.forward_chains(params, xb), yb)
 
     def _ref_losses(self, xb, yb) -> torch.Tensor:
         with torch.no_grad():
-            if self.fm.forward_chains is not None and self.vectorize:
+            if self.forward_chains is not None:
                 w0 = self.fm.w0.expand(len(xb), -1)
                 return self._chain_losses(self.fm.split(w0), xb, yb)
             if self.vectorize:

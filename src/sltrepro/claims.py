@@ -197,7 +197,8 @@ def format_value(value) -> str:
     if isinstance(value, bool):
         return str(value)
     if isinstance(value, float):
-        return f"{value:.4g}"
+        # whole numbers in full (a count checked against `== 51717`), others to 6 digits
+        return str(int(value)) if value.is_integer() and abs(value) < 1e15 else f"{value:.6g}"
     return str(value)
 
 

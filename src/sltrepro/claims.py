@@ -59,22 +59,11 @@ CLAIMS_SCHEMA = {
                         "minItems": 1,
                         "items": {"enum": list(PROFILES)},
                     },
-                    "regress": {
-                        "type": "object",
-                        "additionalProperties": False,
-                        "properties": {
-                            "rtol": {"type": "number", "minimum": 0},
-                            "atol": {"type": "number", "minimum": 0},
-                        },
-                    },
                 },
             },
         }
     },
 }
-
-DEFAULT_RTOL = 1e-4
-DEFAULT_ATOL = 1e-8
 
 
 @dataclass(frozen=True)
@@ -200,34 +189,6 @@ def format_value(value) -> str:
         # whole numbers in full (a count checked against `== 51717`), others to 6 digits
         return str(int(value)) if value.is_integer() and abs(value) < 1e15 else f"{value:.6g}"
     return str(value)
-
-
-def regress(claims: list[dict], current: pd.DataFrame, baseline: pd.DataFrame) -> list[str]:
-    """What moved between ``baseline`` and ``current`` claims.csv tables (empty: nothing).
-
-    Numbers compare with ``|a - b| <= atol + rtol * |b|`` (per-claim ``regress`` tolerances,
-    else DEFAULT_RTOL / DEFAULT_ATOL); anything else must be equal.
-    """
-    tolerances = {c["id"]: c.get("regress", {}) for c in claims}
-    old = dict(zip(baseline["claim"], baseline["reproduced"], strict=True))
-    new = dict(zip(current["claim"], current["reproduced"], strict=True))
-    moved = []
-    for claim in sorted(set(old) | set(new)):
-        if claim not in new:
-            moved.append(f"{claim}: in the baseline but not computed now")
-            continue
-        if claim not in old:
-            moved.append(f"{claim}: new claim, not in the baseline (value {new[claim]})")
-            continue
-        a, b = _as_number(new[claim]), _as_number(old[claim])
-        if _is_number(a) and _is_number(b):
-            tol = tolerances.get(claim, {})
-            rtol, atol = tol.get("rtol", DEFAULT_RTOL), tol.get("atol", DEFAULT_ATOL)
-            if abs(a - b) > atol + rtol * abs(b):
-                moved.append(f"{claim}: {b!r} -> {a!r} (rtol {rtol:g}, atol {atol:g})")
-        elif str(new[claim]) != str(old[claim]):
-            moved.append(f"{claim}: {old[claim]!r} -> {new[claim]!r}")
-    return moved
 
 
 def _as_number(value):

@@ -15,11 +15,11 @@ import torch
 
 from sltrepro.llc import (
     LLCDivergenceError,
-    calibrate,
     default_nbeta,
     estimate_llc,
     full_data_loss,
 )
+from sltrepro.llc_calibration import calibrate
 from sltrepro.models.dln import DeepLinearNetwork
 from sltrepro.models.normal_crossing import MonomialRegression, gaussian_nll, monomial_data
 from sltrepro.theory import dln_learning_coefficient, normal_crossing_lambda, regular_lambda

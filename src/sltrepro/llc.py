@@ -37,14 +37,14 @@ import numbers
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
-import pandas as pd
 import torch
 from torch import nn
 from torch.func import functional_call, vmap
 
+from sltrepro import llc_diagnostics as diagnostics
 from sltrepro.device import resolve_device
 from sltrepro.progress import progress
 
@@ -52,19 +52,30 @@ SAMPLERS = ("sgld", "rmsprop_sgld")
 
 
 class LLCDivergenceError(RuntimeError):
-    """Every chain of an LLC estimate diverged."""
+    """Every chain of an LLC estimate diverged.
+
+    ``result`` is the :class:`LLCResult` all the same (``llc_mean`` NaN, every chain
+    flagged, ``healthy`` False): a sweep records ``err.result.summary_row()`` instead of
+    inventing a row of its own.
+    """
+
+    def __init__(self, message: str, result: LLCResult | None = None):
+        super().__init__(message)
+        self.result = result
 
 
 @dataclass
 class LLCResult:
-    """The outcome of :func:`estimate_llc`.
+    """The outcome of :func:`estimate_llc`: the estimate, its traces and its evidence.
 
     Shapes use C = chains, D = draws (after burn-in), K = loss components (only when
-    ``loss_fn`` returns a vector, e.g. one loss per token position).
+    ``loss_fn`` returns a vector, e.g. one loss per token position). The diagnostics
+    (``rhat`` ... ``mala_exact``) read the LLC trace nbeta * ``delta_trace`` of the chains
+    that did not diverge; see :mod:`sltrepro.llc_diagnostics`.
     """
 
     llc_mean: float
-    """Mean of ``llc_per_chain`` over the chains that did not diverge."""
+    """Mean of ``llc_per_chain`` over the chains that did not diverge (NaN when all did)."""
     llc_std: float
     """Standard deviation (ddof=1; 0 for a single chain) over the same chains."""
     llc_per_chain: np.ndarray
@@ -93,6 +104,27 @@ class LLCResult:
     paired: bool
     seed: int
     seconds: float
+    rhat: float = math.nan
+    """Rank-normalised split R-hat of the LLC trace (ArviZ)."""
+    ess_bulk: float = math.nan
+    """Bulk effective sample size of the LLC trace, all chains together (ArviZ)."""
+    ess_tail: float = math.nan
+    """Tail (5% / 95% quantile) effective sample size of the LLC trace (ArviZ)."""
+    llc_mcse: float = math.nan
+    """Monte Carlo standard error of ``llc_mean`` (ArviZ, from the bulk ESS)."""
+    trace_drift: float = math.nan
+    """|mean of the second half of the draws - first half| / max(|llc_mean|, llc_std)."""
+    loss_budget: float = math.nan
+    """nbeta * step_size * (num_burnin + num_draws): how far a direction of unit L-curvature
+    relaxes, in units of e-folds times 2."""
+    localization_budget: float = math.nan
+    """localization * step_size * (num_burnin + num_draws): the same for directions held
+    only by the localization (flat in L)."""
+    mala_exact: bool = False
+    """True when ``mala_acceptance`` is exact (full-batch gradients and losses); False when
+    it is a proxy read on minibatch losses."""
+    health_reasons: list[str] = field(default_factory=list)
+    """Why the estimate is not healthy, one line per failed check (empty: healthy)."""
     llc_components: np.ndarray | None = None
     """(K,) per-component LLCs nbeta * (E[L_k(w)] - L_k(w*)) over the same draws, when
     ``loss_fn`` returns a vector; None otherwise."""
@@ -101,21 +133,88 @@ class LLCResult:
     warnings: list[str] = field(default_factory=list)
 
     @property
+    def healthy(self) -> bool:
+        """True when every check of :func:`sltrepro.llc_diagnostics.assess` passed."""
+        return not self.health_reasons
+
+    @property
+    def num_chains(self) -> int:
+        return len(self.llc_per_chain)
+
+    @property
     def chain_steps_per_second(self) -> float:
-        steps = len(self.llc_per_chain) * (self.num_draws + self.num_burnin)
+        steps = self.num_chains * (self.num_draws + self.num_burnin)
         return steps / self.seconds if self.seconds > 0 else float("nan")
 
+    def summary_row(self, prefix: str = "") -> dict:
+        """One flat row of scalars, spelled the same for every paper (see ``ROW_FIELDS``).
+
+        ``mala_acceptance`` is the mean over chains (NaN when never checked);
+        ``health_reasons`` is the reasons joined by "; " ("" when healthy). ``prefix`` is
+        put before every name that does not already start with it, for tables that hold
+        other columns too: with "llc_", ``rhat`` becomes ``llc_rhat`` and ``llc_mean``
+        stays ``llc_mean``.
+        """
+        row = {
+            "llc_mean": self.llc_mean,
+            "llc_std": self.llc_std,
+            "llc_mcse": self.llc_mcse,
+            "rhat": self.rhat,
+            "ess_bulk": self.ess_bulk,
+            "ess_tail": self.ess_tail,
+            "trace_drift": self.trace_drift,
+            "loss_budget": self.loss_budget,
+            "localization_budget": self.localization_budget,
+            "mala_acceptance": _mean_acceptance(self.mala_acceptance),
+            "mala_exact": self.mala_exact,
+            "num_chains": self.num_chains,
+            "diverged_chains": int(self.diverged.sum()),
+            "healthy": self.healthy,
+            "health_reasons": "; ".join(self.health_reasons),
+            "init_loss": self.init_loss,
+            "sampler": self.sampler,
+            "step_size": self.step_size,
+            "nbeta": self.nbeta,
+            "localization": self.localization,
+            "num_draws": self.num_draws,
+            "num_burnin": self.num_burnin,
+            "batch_size": self.batch_size,
+            "paired": self.paired,
+            "num_samples": self.num_samples,
+            "num_params": self.num_params,
+            "seed": self.seed,
+            "seconds": self.seconds,
+        }
+        return {
+            (k if k.startswith(prefix) else prefix + k): (
+                float(v) if isinstance(v, np.floating) else v
+            )
+            for k, v in row.items()
+        }
+
     def summary(self) -> dict:
-        """JSON-friendly scalars (no traces)."""
-        keep = {k: v for k, v in asdict(self).items() if not isinstance(v, np.ndarray)}
-        keep.pop("warnings")
-        keep["num_chains"] = len(self.llc_per_chain)
-        keep["num_diverged"] = int(self.diverged.sum())
-        keep["mala_acceptance_mean"] = float(np.nanmean(self.mala_acceptance))
-        keep["llc_per_chain"] = [float(v) for v in self.llc_per_chain]
+        """JSON-friendly: :meth:`summary_row` plus the per-chain estimates (NaN -> None)
+        and, for a vector loss, the per-component LLCs."""
+        keep = self.summary_row()
+        keep["llc_per_chain"] = [None if math.isnan(v) else float(v) for v in self.llc_per_chain]
         if self.llc_components is not None:
             keep["llc_components"] = [float(v) for v in self.llc_components]
         return keep
+
+
+def _mean_acceptance(acceptance: np.ndarray) -> float:
+    """Mean over the chains that were checked (NaN when none was)."""
+    return float(np.nanmean(acceptance)) if np.isfinite(acceptance).any() else math.nan
+
+
+ROW_FIELDS = (
+    "llc_mean", "llc_std", "llc_mcse", "rhat", "ess_bulk", "ess_tail", "trace_drift",
+    "loss_budget", "localization_budget", "mala_acceptance", "mala_exact", "num_chains",
+    "diverged_chains", "healthy", "health_reasons", "init_loss", "sampler", "step_size",
+    "nbeta", "localization", "num_draws", "num_burnin", "batch_size", "paired",
+    "num_samples", "num_params", "seed", "seconds",
+)  # fmt: skip
+"""The keys of :meth:`LLCResult.summary_row`, in order: the one spelling papers use."""
 
 
 def sampler_settings(config: dict) -> dict:
@@ -388,7 +487,11 @@ def estimate_llc(
         l0 = torch.as_tensor(init_loss, dtype=fm.dtype, device=dev)
     if not torch.isfinite(l0).all():
         raise ValueError(f"the loss at w* is not finite ({l0.tolist()}): check model and data")
-    threshold = divergence_threshold or max(1e4, 100.0 * fm.num_params)
+    if divergence_threshold is None:
+        threshold = max(1e4, 100.0 * fm.num_params)
+    else:
+        _positive("divergence_threshold", divergence_threshold, allow_zero=True)
+        threshold = float(divergence_threshold)
 
     run = _ChainRunner(
         fm,
@@ -425,13 +528,7 @@ def estimate_llc(
     diverged |= ~np.isfinite(per_chain)
     per_chain[diverged] = np.nan
     notes = list(run.warned)
-    if diverged.all():
-        raise LLCDivergenceError(
-            f"all {num_chains} chains diverged (non-finite loss, or nbeta * (L - L(w*)) above "
-            f"{threshold:.3g}): lower step_size (now {step_size:g}); if that does not help, "
-            f"lower nbeta (now {float(nbeta):.4g}) or raise localization (now {localization:g})"
-        )
-    if diverged.any():
+    if diverged.any() and not diverged.all():
         bad = [int(i) for i in np.flatnonzero(diverged)]
         notes.append(
             f"chains {bad} of {num_chains} diverged and are excluded from the LLC mean; "
@@ -439,8 +536,8 @@ def estimate_llc(
         )
         warnings.warn(notes[-1], RuntimeWarning, stacklevel=2)
     good = per_chain[~diverged]
-    mean = float(good.mean())
-    std = float(good.std(ddof=1)) if len(good) > 1 else 0.0
+    mean = float(good.mean()) if len(good) else math.nan
+    std = float(good.std(ddof=1)) if len(good) > 1 else (0.0 if len(good) else math.nan)
     if mean < 0:
         notes.append(
             f"negative LLC estimate {mean:.4g}: w* may not be a local minimum of the loss, or "
@@ -451,7 +548,23 @@ def estimate_llc(
     if multi:
         components = float(nbeta) * delta_trace[~diverged].mean(axis=(0, 1))
         comp_l0 = l0.double().cpu().numpy()
-    return LLCResult(
+    llc_trace = float(nbeta) * per_draw[~diverged]
+    stats = diagnostics.chain_statistics(llc_trace)
+    steps = num_burnin + num_draws
+    stats["llc_mean"] = mean
+    stats["trace_drift"] = diagnostics.trace_drift(llc_trace, mean, std)
+    stats["loss_budget"] = float(nbeta) * float(step_size) * steps
+    stats["localization_budget"] = float(localization) * float(step_size) * steps
+    stats["mala_acceptance"] = _mean_acceptance(acceptance)
+    mala_exact = batch_size >= n
+    reasons = diagnostics.assess(
+        stats,
+        num_chains=num_chains,
+        diverged_chains=int(diverged.sum()),
+        sampler=sampler,
+        mala_exact=mala_exact,
+    )
+    result = LLCResult(
         llc_mean=mean,
         llc_std=std,
         llc_per_chain=per_chain,
@@ -472,10 +585,30 @@ def estimate_llc(
         paired=run.paired,
         seed=int(seed),
         seconds=time.perf_counter() - start_time,
+        rhat=stats["rhat"],
+        ess_bulk=stats["ess_bulk"],
+        ess_tail=stats["ess_tail"],
+        llc_mcse=stats["mcse"],
+        trace_drift=stats["trace_drift"],
+        loss_budget=stats["loss_budget"],
+        localization_budget=stats["localization_budget"],
+        mala_exact=mala_exact,
+        health_reasons=reasons,
         llc_components=components,
         component_init_loss=comp_l0,
         warnings=notes,
     )
+    if diverged.all():
+        raise LLCDivergenceError(
+            f"all {num_chains} chains diverged (non-finite loss, or nbeta * (L - L(w*)) above "
+            f"{threshold:.3g}): lower step_size (now {step_size:g}); if that does not help, "
+            f"lower nbeta (now {float(nbeta):.4g}) or raise localization (now {localization:g})",
+            result,
+        )
+    if reasons:
+        notes.append("LLC estimate not healthy: " + "; ".join(reasons))
+        warnings.warn(notes[-1], RuntimeWarning, stacklevel=2)
+    return result
 
 
 def _mala_acceptance(prev, cur, half_eps: float) -> torch.Tensor:
@@ -675,85 +808,5 @@ class _ChainRunner:
             if drift is None:
                 drift = grad.mul_(self.nbeta).add_(w - w0, alpha=gamma)
             w.addcmul_(precond, drift, value=-0.5 * eps)
-            w.addcmul_(precond.sqrt_().mul_(math.sqrt(eps)), noise)
-
-
-@dataclass
-class CalibrationResult:
-    """The outcome of :func:`calibrate`: one table row per (nbeta, step_size)."""
-
-    table: pd.DataFrame
-    """Columns: nbeta, step_size, llc_mean, llc_std, mala_acceptance, num_diverged,
-    trace_drift, stable."""
-    best_step_size: float | None
-    """Largest stable step size at ``best_nbeta`` (None if nothing was stable)."""
-    best_nbeta: float
-    """The grid nbeta closest (in log) to n / log n."""
-
-
-def trace_drift(result: LLCResult) -> float:
-    """|second-half mean - first-half mean| of the pooled delta trace, times nbeta, relative
-    to max(|llc_mean|, llc_std): a chain still drifting (not yet equilibrated, or slowly
-    running away) scores high."""
-    good = result.delta_trace[~result.diverged]
-    half = good.shape[1] // 2
-    if half == 0 or not len(good):
-        return math.nan
-    gap = result.nbeta * abs(good[:, half:].mean() - good[:, :half].mean())
-    return float(gap / max(abs(result.llc_mean), result.llc_std, 1e-12))
-
-
-def calibrate(
-    model: nn.Module,
-    loss_fn: Callable,
-    data: tuple[torch.Tensor, torch.Tensor],
-    *,
-    step_sizes: Sequence[float],
-    nbetas: Sequence[float] | None = None,
-    min_acceptance: float = 0.8,
-    max_drift: float = 0.25,
-    verbose: bool = False,
-    **kwargs,
-) -> CalibrationResult:
-    """Sweep step size x nbeta, recording the LLC, its spread, MALA acceptance and drift.
-
-    A setting is *stable* when no chain diverged, the estimate is positive, the mean MALA
-    acceptance is at least ``min_acceptance`` and :func:`trace_drift` is at most
-    ``max_drift``. The pick is the largest stable step size at the nbeta closest to n/log n
-    (larger steps mix faster; beyond the stable range the discretisation bias grows and
-    acceptance falls). ``kwargs`` go to :func:`estimate_llc` (chains, draws, batch, seed...).
-    """
-    n = data[0].shape[0]
-    nbetas = [default_nbeta(n)] if nbetas is None else list(nbetas)
-    rows = []
-    for nb in nbetas:
-        for eps in sorted(step_sizes):
-            row = {"nbeta": float(nb), "step_size": float(eps)}
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", RuntimeWarning)
-                    res = estimate_llc(
-                        model, loss_fn, data, step_size=eps, nbeta=nb, verbose=verbose, **kwargs
-                    )
-            except LLCDivergenceError:
-                chains = kwargs.get("num_chains", 4)
-                row.update(llc_mean=math.nan, llc_std=math.nan, mala_acceptance=math.nan)
-                row.update(num_diverged=chains, trace_drift=math.nan, stable=False)
-                rows.append(row)
-                continue
-            acc = float(np.nanmean(res.mala_acceptance))
-            drift = trace_drift(res)
-            row.update(llc_mean=res.llc_mean, llc_std=res.llc_std, mala_acceptance=acc)
-            row.update(num_diverged=int(res.diverged.sum()), trace_drift=drift)
-            row["stable"] = bool(
-                row["num_diverged"] == 0
-                and res.llc_mean > 0
-                and acc >= min_acceptance
-                and drift <= max_drift
-            )
-            rows.append(row)
-    table = pd.DataFrame(rows)
-    best_nbeta = min(nbetas, key=lambda nb: abs(math.log(nb / default_nbeta(n))))
-    ok = table[(table["nbeta"] == float(best_nbeta)) & table["stable"]]
-    best = float(ok["step_size"].max()) if len(ok) else None
-    return CalibrationResult(table=table, best_step_size=best, best_nbeta=float(best_nbeta))
+            # out of place: a MALA check one step later still reads this step's G
+            w.addcmul_(precond.sqrt().mul_(math.sqrt(eps)), noise)

@@ -235,13 +235,7 @@ def checkpoint_llc(model: AttnOnlyLM, data: EvalData, cfg: dict, seed: int, devi
         device=device,
         verbose=False,
     )
-    return {
-        "llc": result.llc_mean,
-        "llc_std": result.llc_std,
-        "llc_init_loss": result.init_loss,
-        "llc_diverged": int(result.diverged.sum()),
-        "llc_mala": float(np.nanmean(result.mala_acceptance)),
-    }
+    return {"llc": result.llc_mean, **result.summary_row(prefix="llc_")}
 
 
 @torch.no_grad()

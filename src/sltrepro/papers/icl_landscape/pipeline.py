@@ -116,7 +116,8 @@ def per_token_loss(preds: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
 
 
 def checkpoint_llc(model: ICLTransformer, data, llc_cfg: dict, seed: int) -> dict:
-    """The LLC of one checkpoint: mean of the K per-token LLCs, their values and the spread."""
+    """The LLC of one checkpoint: mean of the K per-token LLCs, their values, the spread and
+    the diagnostics (with one posterior per token: the worst over the K estimates)."""
     kwargs = dict(**sampler_settings(llc_cfg), seed=seed, device="cpu", verbose=False)
     if llc_cfg["per_token_posteriors"]:
         results = [
@@ -125,15 +126,20 @@ def checkpoint_llc(model: ICLTransformer, data, llc_cfg: dict, seed: int) -> dic
         ]
         per_token = np.array([r.llc_mean for r in results])
         std = float(np.mean([r.llc_std for r in results]))
-        diverged = sum(int(r.diverged.sum()) for r in results)
-        acceptance = float(np.nanmean([np.nanmean(r.mala_acceptance) for r in results]))
     else:
-        result = estimate_llc(model, per_token_loss, data, **kwargs)
-        per_token = result.llc_components
-        std, diverged = result.llc_std, int(result.diverged.sum())
-        acceptance = float(np.nanmean(result.mala_acceptance))
-    row = {"llc": float(per_token.mean()), "llc_chain_std": std, "diverged": diverged}
-    row["mala_acceptance"] = acceptance
+        results = [estimate_llc(model, per_token_loss, data, **kwargs)]
+        per_token = results[0].llc_components
+        std = results[0].llc_std
+    rows = [r.summary_row() for r in results]
+    row = {"llc": float(per_token.mean()), "llc_chain_std": std}
+    row["diverged_chains"] = sum(r["diverged_chains"] for r in rows)
+    row["mala_acceptance"] = float(np.nanmean([r["mala_acceptance"] for r in rows]))
+    row["healthy"] = all(r["healthy"] for r in rows)
+    row["rhat"] = max(r["rhat"] for r in rows)
+    row["ess_bulk"] = min(r["ess_bulk"] for r in rows)
+    row["ess_tail"] = min(r["ess_tail"] for r in rows)
+    row["loss_budget"] = rows[0]["loss_budget"]
+    row["health_reasons"] = "; ".join(sorted({r["health_reasons"] for r in rows} - {""}))
     row.update({f"llc_token{k + 1}": float(v) for k, v in enumerate(per_token)})
     return row
 

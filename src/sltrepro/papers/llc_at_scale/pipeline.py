@@ -148,24 +148,15 @@ def estimate_at(model, data, config: dict, family: dict, seed: int, device, log)
         mala_every=llc["mala_every"],
         verbose=False,
     )
-    start = time.perf_counter()
     try:
         result = estimate_llc(model, mse, data, **kwargs)
     except LLCDivergenceError as err:
         log.warning("all chains diverged: %s", err)
-        return {
-            "llc_mean": math.nan,
-            "llc_std": math.nan,
-            "num_chains": family["num_chains"],
-            "num_diverged": family["num_chains"],
-            "mala_acceptance_mean": math.nan,
-            "seconds": time.perf_counter() - start,
-            "seconds_per_1k_steps": math.nan,
-            "seconds_per_1k_chain_steps": math.nan,
-        }
+        result = err.result
     out = result.summary()
-    out["llc_per_chain"] = [None if math.isnan(v) else v for v in out["llc_per_chain"]]
-    out["seconds_per_1k_steps"] = 1000 * result.seconds / steps
+    # a run whose chains all diverged stops early: its time is not a rate
+    rate = math.nan if result.diverged.all() else 1000 * result.seconds / steps
+    out["seconds_per_1k_steps"] = rate
     out["seconds_per_1k_chain_steps"] = out["seconds_per_1k_steps"] / family["num_chains"]
     for note in result.warnings:
         log.warning(note)
@@ -246,8 +237,8 @@ def result_table(paths) -> pd.DataFrame:
             est = rec[where]
             row[f"lambda_hat_{where}"] = est["llc_mean"]
             row[f"std_{where}"] = est["llc_std"]
-            row[f"acceptance_{where}"] = est["mala_acceptance_mean"]
-            row[f"diverged_chains_{where}"] = est["num_diverged"]
+            row[f"acceptance_{where}"] = est["mala_acceptance"]
+            row[f"diverged_chains_{where}"] = est["diverged_chains"]
             row[f"chains_{where}"] = est["num_chains"]
             row[f"seconds_{where}"] = est["seconds"]
             row[f"seconds_per_1k_steps_{where}"] = est["seconds_per_1k_steps"]

@@ -241,10 +241,7 @@ def llc_trajectory(config: dict, arch: str, outdir, *, verbose=True) -> pd.DataF
                 "population_loss": 0.5 * float((product - teacher).pow(2).sum()),
                 "rank": rank,
                 "aoyagi_lambda": float(lam),
-                "llc_mean": result.llc_mean,
-                "llc_std": result.llc_std,
-                "mala_acceptance": float(np.nanmean(result.mala_acceptance)),
-                "diverged_chains": int(result.diverged.sum()),
+                **result.summary_row(),
             }
         )
     return pd.DataFrame(rows)

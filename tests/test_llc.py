@@ -15,6 +15,7 @@ import torch
 
 from sltrepro.llc import (
     LLCDivergenceError,
+    SamplerSettings,
     default_nbeta,
     estimate_llc,
     full_data_loss,
@@ -291,8 +292,8 @@ def test_calibrate_picks_largest_stable_step():
     assert cal.best_step_size == 1e-3
 
 
-def test_sampler_settings_picks_only_estimator_arguments():
-    from sltrepro.llc import sampler_settings
-
+def test_sampler_settings_from_config_picks_only_sampler_keys():
     block = {"num_chains": 2, "step_size": 1e-4, "lr": 0.1, "seed": 3, "architectures": {}}
-    assert sampler_settings(block) == {"num_chains": 2, "step_size": 1e-4}
+    settings = SamplerSettings.from_config(block, paired=True)
+    assert (settings.num_chains, settings.step_size, settings.paired) == (2, 1e-4, True)
+    assert settings.num_draws == SamplerSettings().num_draws

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from scipy.stats import spearmanr
 
-from sltrepro.llc import estimate_llc, sampler_settings
+from sltrepro.llc import SamplerSettings, estimate_llc
 from sltrepro.models.modular_transformer import (
     ModularTransformer,
     TransformerShape,
@@ -123,7 +123,7 @@ def llc(ctx) -> None:
             ModularTransformer(params),
             F.cross_entropy,
             data,
-            **sampler_settings(s),
+            SamplerSettings.from_config(s),
             seed=cfg["seed"],
             device=ctx.device,
             verbose=False,

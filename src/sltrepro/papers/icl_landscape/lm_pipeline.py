@@ -224,13 +224,13 @@ def head_scores(model: AttnOnlyLM, data: EvalData, cfg: dict, seed: int) -> dict
 
 def checkpoint_llc(model: AttnOnlyLM, data: EvalData, cfg: dict, seed: int, device) -> dict:
     """LLC of the mean next-token loss on the LLC training windows (shared estimator)."""
-    from sltrepro.llc import estimate_llc, sampler_settings
+    from sltrepro.llc import SamplerSettings, estimate_llc
 
     result = estimate_llc(
         model,
         next_token_loss,
         data.llc_data,
-        **sampler_settings(cfg["llc"]),
+        SamplerSettings.from_config(cfg["llc"]),
         seed=seed,
         device=device,
         verbose=False,

@@ -30,7 +30,7 @@ import pandas as pd
 import torch
 
 from sltrepro import stages as stg
-from sltrepro.llc import estimate_llc, sampler_settings
+from sltrepro.llc import SamplerSettings, estimate_llc
 from sltrepro.models.icl_transformer import ICLTransformer, encode, num_params
 from sltrepro.tasks.regression import (
     ols_predictions,
@@ -118,16 +118,17 @@ def per_token_loss(preds: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
 def checkpoint_llc(model: ICLTransformer, data, llc_cfg: dict, seed: int) -> dict:
     """The LLC of one checkpoint: mean of the K per-token LLCs, their values, the spread and
     the diagnostics (with one posterior per token: the worst over the K estimates)."""
-    kwargs = dict(**sampler_settings(llc_cfg), seed=seed, device="cpu", verbose=False)
+    settings = SamplerSettings.from_config(llc_cfg)
+    kwargs = dict(seed=seed, device="cpu", verbose=False)
     if llc_cfg["per_token_posteriors"]:
         results = [
-            estimate_llc(model, lambda p, y, k=k: per_token_loss(p, y)[k], data, **kwargs)
+            estimate_llc(model, lambda p, y, k=k: per_token_loss(p, y)[k], data, settings, **kwargs)
             for k in range(model.num_examples)
         ]
         per_token = np.array([r.llc_mean for r in results])
         std = float(np.mean([r.llc_std for r in results]))
     else:
-        results = [estimate_llc(model, per_token_loss, data, **kwargs)]
+        results = [estimate_llc(model, per_token_loss, data, settings, **kwargs)]
         per_token = results[0].llc_components
         std = results[0].llc_std
     rows = [r.summary_row() for r in results]

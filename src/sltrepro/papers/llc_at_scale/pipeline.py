@@ -31,7 +31,13 @@ from scipy.stats import spearmanr
 from torch.nn import functional as F
 
 from sltrepro import checkpoint
-from sltrepro.llc import LLCDivergenceError, default_nbeta, estimate_llc, full_data_loss
+from sltrepro.llc import (
+    LLCDivergenceError,
+    SamplerSettings,
+    default_nbeta,
+    estimate_llc,
+    full_data_loss,
+)
 from sltrepro.models.dln import (
     DeepLinearNetwork,
     numerical_rank,
@@ -135,7 +141,7 @@ def estimate_at(model, data, config: dict, family: dict, seed: int, device, log)
     llc = config["llc"]
     steps = family["num_steps"]
     draws = max(1, round(llc["draw_fraction"] * steps))
-    kwargs = dict(
+    settings = SamplerSettings(
         num_chains=family["num_chains"],
         num_draws=draws,
         num_burnin=steps - draws,
@@ -143,13 +149,10 @@ def estimate_at(model, data, config: dict, family: dict, seed: int, device, log)
         nbeta=default_nbeta(data[0].shape[0]),
         localization=llc["localization"],
         batch_size=llc["batch_size"],
-        seed=seed,
-        device=device,
         mala_every=llc["mala_every"],
-        verbose=False,
     )
     try:
-        result = estimate_llc(model, mse, data, **kwargs)
+        result = estimate_llc(model, mse, data, settings, seed=seed, device=device, verbose=False)
     except LLCDivergenceError as err:
         log.warning("all chains diverged: %s", err)
         result = err.result

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from sltrepro.llc import default_nbeta, estimate_llc
+from sltrepro.llc import SamplerSettings, default_nbeta, estimate_llc
 from sltrepro.llc_calibration import calibrate as calibrate_sweep
 from sltrepro.models.dln import DeepLinearNetwork
 from sltrepro.models.normal_crossing import MonomialRegression, gaussian_nll, monomial_data
@@ -73,9 +73,10 @@ def dln_data(net: DeepLinearNetwork, n: int, seed: int) -> tuple[torch.Tensor, t
 
 
 def _estimate(ctx, model, loss_fn, data, seed, step_size=None) -> dict:
-    # the sampler block's keys are estimate_llc's own argument names
-    sampler = {**ctx.config["sampler"], **({"step_size": step_size} if step_size else {})}
-    res = estimate_llc(model, loss_fn, data, **sampler, seed=seed, device=ctx.device, verbose=False)
+    settings = SamplerSettings.from_config(ctx.config["sampler"])
+    if step_size:
+        settings = settings.replace(step_size=step_size)
+    res = estimate_llc(model, loss_fn, data, settings, seed=seed, device=ctx.device, verbose=False)
     ctx.log.info(
         "seed %d: llc %.4f (chain std %.4f), MALA %.3f, %d diverged, %.1f s",
         seed,

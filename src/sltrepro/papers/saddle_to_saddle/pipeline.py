@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from sltrepro.llc import estimate_llc, sampler_settings
+from sltrepro.llc import SamplerSettings, estimate_llc
 from sltrepro.models.dln import DeepLinearNetwork
 from sltrepro.plateaus import find_plateaus
 from sltrepro.theory import dln_learning_coefficient, saxe_mode_trajectory
@@ -222,13 +222,12 @@ def llc_trajectory(config: dict, arch: str, outdir, *, verbose=True) -> pd.DataF
             net,
             half_squared_error,
             data,
-            **sampler_settings(cfg),
-            seed=seed,
-            device="cpu",
             # On a plateau the per-sample loss is ~10^2-10^3, so minibatch losses scatter by
             # far more than the LLC signal: read each draw paired with w*'s loss on the same
             # minibatch (the divergence check then reads the paired difference too).
-            paired=True,
+            SamplerSettings.from_config(cfg, paired=True),
+            seed=seed,
+            device="cpu",
             verbose=verbose,
         )
         lam, _ = dln_learning_coefficient(widths, rank)

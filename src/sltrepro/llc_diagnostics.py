@@ -38,7 +38,8 @@ def chain_statistics(trace: np.ndarray) -> dict[str, float]:
     """R-hat, bulk/tail ESS and MCSE of the mean of a (C, D) trace.
 
     ``rhat``: rank-normalised split R-hat (~1 when the chains agree with each other and
-    with themselves over time; a chain still drifting or stuck elsewhere pushes it up).
+    with themselves over time; a chain still drifting or stuck elsewhere pushes it up; a
+    single chain is split into its two halves first).
     ``ess_bulk`` / ``ess_tail``: effective sample sizes of the bulk and of the 5% / 95%
     quantiles, summed over chains. ``mcse``: Monte Carlo standard error of the grand mean
     (the LLC when ``trace`` is the LLC trace), in the units of the trace. NaN for every
@@ -47,15 +48,21 @@ def chain_statistics(trace: np.ndarray) -> dict[str, float]:
     """
     trace = np.asarray(trace, dtype=float)
     nan = {"rhat": math.nan, "ess_bulk": math.nan, "ess_tail": math.nan, "mcse": math.nan}
-    if trace.ndim != 2 or trace.shape[0] < 1 or trace.shape[1] < MIN_DRAWS:
+    if (
+        trace.ndim != 2
+        or trace.shape[0] < 1
+        or trace.shape[1] < MIN_DRAWS * (1 + (len(trace) == 1))
+    ):
         return nan
     if not np.isfinite(trace).all():
         return nan
     if np.ptp(trace) == 0:  # ArviZ returns a meaningless ESS (= C*D) for a constant trace
         return {**nan, "mcse": 0.0}
     az = _arviz()
+    # ArviZ's R-hat needs two chains: a single chain is compared across its two halves
+    halves = trace[:, : trace.shape[1] // 2 * 2].reshape(2, -1) if len(trace) == 1 else trace
     return {
-        "rhat": float(az.rhat(trace, method="rank")),
+        "rhat": float(az.rhat(halves, method="rank")),
         "ess_bulk": float(az.ess(trace, method="bulk")),
         "ess_tail": float(az.ess(trace, method="tail")),
         "mcse": float(az.mcse(trace, method="mean")),

@@ -389,6 +389,9 @@ def summarize(table: pd.DataFrame, found: list, cfg: dict) -> dict:
         "lm_llc_final": float(table["llc"].iloc[-1]),
         "lm_llc_max": float(table["llc"].max()),
         "lm_llc_all_finite": bool(np.isfinite(table["llc"]).all()),
+        # the health verdict of every checkpoint's LLC estimate (sltrepro.llc_diagnostics)
+        "lm_llc_healthy": bool(table["llc_healthy"].astype(bool).all()),
+        "lm_llc_healthy_fraction": float(table["llc_healthy"].astype(bool).mean()),
     }
 
 

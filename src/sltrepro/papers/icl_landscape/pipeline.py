@@ -317,6 +317,9 @@ def analyze_seed(ctx, seed: int, base: pd.DataFrame) -> dict:
     out["llc_final"] = float(final["llc"])
     out["llc_max"] = float(table["llc"].max())
     out["llc_rise"] = out["llc_final"] - out["llc_init"]
+    # the health verdict of every checkpoint's LLC estimate (sltrepro.llc_diagnostics)
+    out["llc_healthy"] = bool(table["healthy"].astype(bool).all())
+    out["llc_healthy_fraction"] = float(table["healthy"].astype(bool).mean())
     out["yhat_sq_min_ratio"] = float(table["yhat_sq"].min() / base["prior_mean"].mean())
     out["final_icl_score"] = float(final["icl_score"])
     out["final_ln_final_collapse"] = float(final["ln_final_collapse"])

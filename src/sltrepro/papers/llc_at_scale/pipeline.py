@@ -242,6 +242,7 @@ def result_table(paths) -> pd.DataFrame:
             row[f"std_{where}"] = est["llc_std"]
             row[f"acceptance_{where}"] = est["mala_acceptance"]
             row[f"diverged_chains_{where}"] = est["diverged_chains"]
+            row[f"healthy_{where}"] = est["healthy"]
             row[f"chains_{where}"] = est["num_chains"]
             row[f"seconds_{where}"] = est["seconds"]
             row[f"seconds_per_1k_steps_{where}"] = est["seconds_per_1k_steps"]
@@ -274,10 +275,13 @@ def summary_metrics(table: pd.DataFrame) -> dict:
         "frac_rel_error_in_paper_band": float(((rel >= lo) & (rel <= hi)).mean()),
         "diverged_chain_fraction_true": float(diverged / chains),
         "median_acceptance_true": float(table["acceptance_true"].median()),
+        # the health verdict of each estimate (sltrepro.llc_diagnostics)
+        "llc_healthy_fraction_true": float(table["healthy_true"].astype(bool).mean()),
     }
     both = table.dropna(subset=["lambda_hat_true", "lambda_hat_sgd"])
     metrics["median_ratio_sgd_true"] = float(both["ratio_sgd_true"].median())
     metrics["median_abs_rel_error_sgd"] = float(both["rel_error_sgd"].abs().median())
+    metrics["llc_healthy_fraction_sgd"] = float(table["healthy_sgd"].astype(bool).mean())
     metrics["diverged_chain_fraction_sgd"] = float(
         table["diverged_chains_sgd"].sum() / table["chains_sgd"].sum()
     )

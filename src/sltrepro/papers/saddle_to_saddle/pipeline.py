@@ -386,9 +386,12 @@ def summarize(config, histories, plateaus, counts, fits, saxe, llc) -> dict:
             (last.llc_mean - last.aoyagi_lambda) / last.aoyagi_lambda
         )
         metrics[f"llc_{arch}_final_rank"] = int(last["rank"])
+        # the health verdict of each estimate above (sltrepro.llc_diagnostics)
+        metrics[f"llc_{arch}_final_llc_healthy"] = bool(last.healthy)
         for row in group[group.plateau_index >= 0].itertuples():
             metrics[f"llc_{arch}_plateau{row.plateau_index}"] = _finite_or_none(row.llc_mean)
             metrics[f"llc_{arch}_plateau{row.plateau_index}_aoyagi"] = float(row.aoyagi_lambda)
+            metrics[f"llc_{arch}_plateau{row.plateau_index}_llc_healthy"] = bool(row.healthy)
     return metrics
 
 

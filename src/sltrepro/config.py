@@ -1,7 +1,9 @@
 """Load a paper's profile block from ``papers/<paper>/config.yaml`` and validate it.
 
 Each paper's ``config.schema.yaml`` is a JSON Schema for ONE profile block. Errors name the
-file, the profile and the offending key, and are raised before anything is computed.
+file, the profile and the offending key, and are raised before anything is computed. Shared
+schemas are referenced by URI: ``$ref: "urn:sltrepro:sampler"`` is the LLC sampler block
+(:data:`sltrepro.llc_settings.SAMPLER_SCHEMA`).
 """
 
 import hashlib
@@ -10,8 +12,13 @@ from pathlib import Path
 
 import jsonschema
 import yaml
+from referencing import Registry
+from referencing.jsonschema import DRAFT202012
 
+from .llc_settings import SAMPLER_SCHEMA, SCHEMA_URI
 from .paths import paper_dir
+
+SHARED_SCHEMAS = Registry().with_resource(SCHEMA_URI, DRAFT202012.create_resource(SAMPLER_SCHEMA))
 
 PROFILES = ("smoke", "cpu", "paper")
 DEFAULT_PROFILE = "cpu"
@@ -40,7 +47,7 @@ def _key_path(error: jsonschema.ValidationError) -> str:
 
 def validate_block(block: dict, schema: dict, *, where: str) -> None:
     """Raise ConfigError naming every key of ``block`` that breaks ``schema``."""
-    validator = jsonschema.Draft202012Validator(schema)
+    validator = jsonschema.Draft202012Validator(schema, registry=SHARED_SCHEMAS)
     errors = sorted(validator.iter_errors(block), key=lambda e: list(e.absolute_path))
     if errors:
         lines = [f"  - key {_key_path(e)}: {e.message}" for e in errors]

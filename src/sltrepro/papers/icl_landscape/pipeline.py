@@ -30,7 +30,7 @@ import pandas as pd
 import torch
 
 from sltrepro import stages as stg
-from sltrepro.llc import estimate_llc, sampler_settings
+from sltrepro.llc import SamplerSettings, estimate_llc
 from sltrepro.models.icl_transformer import ICLTransformer, encode, num_params
 from sltrepro.tasks.regression import (
     ols_predictions,
@@ -116,24 +116,31 @@ def per_token_loss(preds: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
 
 
 def checkpoint_llc(model: ICLTransformer, data, llc_cfg: dict, seed: int) -> dict:
-    """The LLC of one checkpoint: mean of the K per-token LLCs, their values and the spread."""
-    kwargs = dict(**sampler_settings(llc_cfg), seed=seed, device="cpu", verbose=False)
+    """The LLC of one checkpoint: mean of the K per-token LLCs, their values, the spread and
+    the diagnostics (with one posterior per token: the worst over the K estimates)."""
+    settings = SamplerSettings.from_config(llc_cfg)
+    kwargs = dict(seed=seed, device="cpu", verbose=False)
     if llc_cfg["per_token_posteriors"]:
         results = [
-            estimate_llc(model, lambda p, y, k=k: per_token_loss(p, y)[k], data, **kwargs)
+            estimate_llc(model, lambda p, y, k=k: per_token_loss(p, y)[k], data, settings, **kwargs)
             for k in range(model.num_examples)
         ]
         per_token = np.array([r.llc_mean for r in results])
         std = float(np.mean([r.llc_std for r in results]))
-        diverged = sum(int(r.diverged.sum()) for r in results)
-        acceptance = float(np.nanmean([np.nanmean(r.mala_acceptance) for r in results]))
     else:
-        result = estimate_llc(model, per_token_loss, data, **kwargs)
-        per_token = result.llc_components
-        std, diverged = result.llc_std, int(result.diverged.sum())
-        acceptance = float(np.nanmean(result.mala_acceptance))
-    row = {"llc": float(per_token.mean()), "llc_chain_std": std, "diverged": diverged}
-    row["mala_acceptance"] = acceptance
+        results = [estimate_llc(model, per_token_loss, data, settings, **kwargs)]
+        per_token = results[0].llc_components
+        std = results[0].llc_std
+    rows = [r.summary_row() for r in results]
+    row = {"llc": float(per_token.mean()), "llc_chain_std": std}
+    row["diverged_chains"] = sum(r["diverged_chains"] for r in rows)
+    row["mala_acceptance"] = float(np.nanmean([r["mala_acceptance"] for r in rows]))
+    row["healthy"] = all(r["healthy"] for r in rows)
+    row["rhat"] = max(r["rhat"] for r in rows)
+    row["ess_bulk"] = min(r["ess_bulk"] for r in rows)
+    row["ess_tail"] = min(r["ess_tail"] for r in rows)
+    row["loss_budget"] = rows[0]["loss_budget"]
+    row["health_reasons"] = "; ".join(sorted({r["health_reasons"] for r in rows} - {""}))
     row.update({f"llc_token{k + 1}": float(v) for k, v in enumerate(per_token)})
     return row
 
@@ -310,6 +317,9 @@ def analyze_seed(ctx, seed: int, base: pd.DataFrame) -> dict:
     out["llc_final"] = float(final["llc"])
     out["llc_max"] = float(table["llc"].max())
     out["llc_rise"] = out["llc_final"] - out["llc_init"]
+    # the health verdict of every checkpoint's LLC estimate (sltrepro.llc_diagnostics)
+    out["llc_healthy"] = bool(table["healthy"].astype(bool).all())
+    out["llc_healthy_fraction"] = float(table["healthy"].astype(bool).mean())
     out["yhat_sq_min_ratio"] = float(table["yhat_sq"].min() / base["prior_mean"].mean())
     out["final_icl_score"] = float(final["icl_score"])
     out["final_ln_final_collapse"] = float(final["ln_final_collapse"])

@@ -31,7 +31,13 @@ from scipy.stats import spearmanr
 from torch.nn import functional as F
 
 from sltrepro import checkpoint
-from sltrepro.llc import LLCDivergenceError, default_nbeta, estimate_llc, full_data_loss
+from sltrepro.llc import (
+    LLCDivergenceError,
+    SamplerSettings,
+    default_nbeta,
+    estimate_llc,
+    full_data_loss,
+)
 from sltrepro.models.dln import (
     DeepLinearNetwork,
     numerical_rank,
@@ -135,7 +141,7 @@ def estimate_at(model, data, config: dict, family: dict, seed: int, device, log)
     llc = config["llc"]
     steps = family["num_steps"]
     draws = max(1, round(llc["draw_fraction"] * steps))
-    kwargs = dict(
+    settings = SamplerSettings(
         num_chains=family["num_chains"],
         num_draws=draws,
         num_burnin=steps - draws,
@@ -143,29 +149,17 @@ def estimate_at(model, data, config: dict, family: dict, seed: int, device, log)
         nbeta=default_nbeta(data[0].shape[0]),
         localization=llc["localization"],
         batch_size=llc["batch_size"],
-        seed=seed,
-        device=device,
         mala_every=llc["mala_every"],
-        verbose=False,
     )
-    start = time.perf_counter()
     try:
-        result = estimate_llc(model, mse, data, **kwargs)
+        result = estimate_llc(model, mse, data, settings, seed=seed, device=device, verbose=False)
     except LLCDivergenceError as err:
         log.warning("all chains diverged: %s", err)
-        return {
-            "llc_mean": math.nan,
-            "llc_std": math.nan,
-            "num_chains": family["num_chains"],
-            "num_diverged": family["num_chains"],
-            "mala_acceptance_mean": math.nan,
-            "seconds": time.perf_counter() - start,
-            "seconds_per_1k_steps": math.nan,
-            "seconds_per_1k_chain_steps": math.nan,
-        }
+        result = err.result
     out = result.summary()
-    out["llc_per_chain"] = [None if math.isnan(v) else v for v in out["llc_per_chain"]]
-    out["seconds_per_1k_steps"] = 1000 * result.seconds / steps
+    # a run whose chains all diverged stops early: its time is not a rate
+    rate = math.nan if result.diverged.all() else 1000 * result.seconds / steps
+    out["seconds_per_1k_steps"] = rate
     out["seconds_per_1k_chain_steps"] = out["seconds_per_1k_steps"] / family["num_chains"]
     for note in result.warnings:
         log.warning(note)
@@ -246,8 +240,9 @@ def result_table(paths) -> pd.DataFrame:
             est = rec[where]
             row[f"lambda_hat_{where}"] = est["llc_mean"]
             row[f"std_{where}"] = est["llc_std"]
-            row[f"acceptance_{where}"] = est["mala_acceptance_mean"]
-            row[f"diverged_chains_{where}"] = est["num_diverged"]
+            row[f"acceptance_{where}"] = est["mala_acceptance"]
+            row[f"diverged_chains_{where}"] = est["diverged_chains"]
+            row[f"healthy_{where}"] = est["healthy"]
             row[f"chains_{where}"] = est["num_chains"]
             row[f"seconds_{where}"] = est["seconds"]
             row[f"seconds_per_1k_steps_{where}"] = est["seconds_per_1k_steps"]
@@ -280,10 +275,13 @@ def summary_metrics(table: pd.DataFrame) -> dict:
         "frac_rel_error_in_paper_band": float(((rel >= lo) & (rel <= hi)).mean()),
         "diverged_chain_fraction_true": float(diverged / chains),
         "median_acceptance_true": float(table["acceptance_true"].median()),
+        # the health verdict of each estimate (sltrepro.llc_diagnostics)
+        "llc_healthy_fraction_true": float(table["healthy_true"].astype(bool).mean()),
     }
     both = table.dropna(subset=["lambda_hat_true", "lambda_hat_sgd"])
     metrics["median_ratio_sgd_true"] = float(both["ratio_sgd_true"].median())
     metrics["median_abs_rel_error_sgd"] = float(both["rel_error_sgd"].abs().median())
+    metrics["llc_healthy_fraction_sgd"] = float(table["healthy_sgd"].astype(bool).mean())
     metrics["diverged_chain_fraction_sgd"] = float(
         table["diverged_chains_sgd"].sum() / table["chains_sgd"].sum()
     )

@@ -6,7 +6,15 @@ import sys
 from pathlib import Path
 
 from . import report
-from .claims import check_claims, format_table, load_claims, load_metrics, regress
+from .claims import (
+    check_claims,
+    count_passing,
+    format_table,
+    load_claims,
+    load_metrics,
+    regress,
+    split_kinds,
+)
 from .config import DEFAULT_PROFILE, PROFILES, ConfigError
 from .paths import UnknownPaperError, known_papers, paper_dir, results_dir
 
@@ -70,12 +78,16 @@ def cmd_claims(args) -> int:
     if args.out:
         table.to_csv(args.out, index=False)
     print(f"{args.paper} ({args.profile})")
-    print(format_table(table) if len(table) else "(no claims apply to this profile)")
+    claims_table, checks_table = split_kinds(table)
+    print(format_table(claims_table) if len(claims_table) else "(no claims apply to this profile)")
+    if len(checks_table):
+        print("harness checks:")
+        print(format_table(checks_table))
     failed = table.loc[table["status"] != "pass", "claim"].tolist()
     if failed:
-        print(f"FAILED: {', '.join(failed)}")
+        print(f"{count_passing(table)}. FAILED: {', '.join(failed)}")
         return 0 if args.no_fail else 1
-    print(f"all {len(table)} claims pass")
+    print(f"all pass: {count_passing(table)}")
     return 0
 
 
@@ -92,7 +104,9 @@ def cmd_regress(args) -> int:
         current = report.read_claims_csv(current_path)
         if args.update:
             baseline_path.parent.mkdir(parents=True, exist_ok=True)
-            current[["claim", "metric", "reproduced"]].to_csv(baseline_path, index=False)
+            # status too: a claim accepted as failing (with its reason) is part of the record
+            kept = [c for c in ("claim", "metric", "reproduced", "status") if c in current]
+            current[kept].to_csv(baseline_path, index=False)
             print(f"{paper}: baseline {baseline_path} updated")
             continue
         if not baseline_path.exists():

@@ -47,7 +47,8 @@ def test_toy_paper_end_to_end(toy_root):
     claims = pd.read_csv(out / "toy" / "claims.csv")
     assert claims["status"].tolist() == ["pass", "pass"]
     report = (out / "toy" / "report.md").read_text()
-    assert "2 of 2 claims pass" in report and "![draws](figures/draws.png)" in report
+    assert "1 of 1 claims pass; 1 of 1 checks pass" in report
+    assert "## Harness checks" in report and "![draws](figures/draws.png)" in report
     assert "| toy" not in (out / "summary.md").read_text().splitlines()[0]
     assert "## toy" in (out / "summary.md").read_text()
     prov = json.loads((out / "toy" / "provenance.json").read_text())

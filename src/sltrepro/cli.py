@@ -8,8 +8,17 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pandas as pd
+
 from . import provenance, regress, report
-from .claims import check_claims, format_table, load_claims, load_metrics
+from .claims import (
+    check_claims,
+    count_passing,
+    format_table,
+    load_claims,
+    load_metrics,
+    split_kinds,
+)
 from .config import DEFAULT_PROFILE, PROFILES, ConfigError
 from .paths import UnknownPaperError, known_papers, paper_dir, repo_root, results_dir
 
@@ -86,12 +95,16 @@ def cmd_claims(args) -> int:
     if args.out:
         table.to_csv(args.out, index=False)
     print(f"{args.paper} ({args.profile})")
-    print(format_table(table) if len(table) else "(no claims apply to this profile)")
+    claims_table, checks_table = split_kinds(table)
+    print(format_table(claims_table) if len(claims_table) else "(no claims apply to this profile)")
+    if len(checks_table):
+        print("harness checks:")
+        print(format_table(checks_table))
     failed = table.loc[table["status"] != "pass", "claim"].tolist()
     if failed:
-        print(f"FAILED: {', '.join(failed)}")
+        print(f"{count_passing(table)}. FAILED: {', '.join(failed)}")
         return 0 if args.no_fail else 1
-    print(f"all {len(table)} claims pass")
+    print(f"all pass: {count_passing(table)}")
     return 0
 
 
@@ -109,7 +122,8 @@ def cmd_regress(args) -> int:
             print(f"{paper}: {metrics_path} missing; run the {args.profile} pipeline first")
             status = 1
             continue
-        moved = regress.compare(regress.read_baseline(baseline_path), load_metrics(metrics_path))
+        seen = _observed(results_dir(args.profile, paper, args.results))
+        moved = regress.compare(regress.read_baseline(baseline_path), seen)
         if moved:
             status = 1
             print(f"{paper}: {len(moved)} value(s) moved from {baseline_path}:")
@@ -117,6 +131,14 @@ def cmd_regress(args) -> int:
         else:
             print(f"{paper}: matches {baseline_path}")
     return status
+
+
+def _observed(folder: Path) -> dict:
+    """A finished run's metrics and claim verdicts (``folder``: results/<profile>/<paper>)."""
+    claims_csv = folder / "claims.csv"
+    if not claims_csv.exists():
+        raise FileNotFoundError(f"{claims_csv}: no claims table; run the whole pipeline first")
+    return regress.observed(load_metrics(folder / "metrics.json"), pd.read_csv(claims_csv))
 
 
 def _baseline_path(paper: str, profile: str) -> Path:
@@ -146,9 +168,9 @@ def calibrate(paper: str, profile: str, results: str, cores: int) -> None:
         )
         if done.returncode != 0:
             raise RuntimeError(f"{paper}: the {path.name} run failed; see its log above")
-        metrics = load_metrics(results_dir(profile, paper, root) / "metrics.json")
-        runs.append(metrics)
-        per_path[path.name] = regress.flat_metrics(metrics)
+        seen = _observed(results_dir(profile, paper, root))
+        runs.append(seen)
+        per_path[path.name] = regress.flat_metrics(seen)
     table = regress.baseline_from_runs(runs)
     target = _baseline_path(paper, profile)
     regress.write_baseline(

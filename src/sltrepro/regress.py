@@ -2,7 +2,8 @@
 
 A paper's baseline ``papers/<paper>/baselines/<profile>.csv`` has one row per entry of its
 ``metrics.json`` (every number and boolean, not only those claims read, so that a boolean
-claim is backed by the continuous numbers it was computed from):
+claim is backed by the continuous numbers it was computed from) and one per verdict of its
+claims and checks (``verdict:<id>``, see :func:`observed`):
 
     metric, value, spread, tolerance
 
@@ -102,6 +103,17 @@ def flat_metrics(metrics: dict) -> dict:
         elif isinstance(value, int | float):
             flat[key] = None if math.isnan(value) else value
     return flat
+
+
+def observed(metrics: dict, claims_table: pd.DataFrame | None = None) -> dict:
+    """What a baseline guards of one run: its metrics and, from its claims.csv table, every
+    claim's and check's verdict as a boolean ``verdict:<id>`` (True: pass), so that a claim
+    accepted as failing at smoke stays an accepted failure and a passing one stays passing."""
+    seen = dict(metrics)
+    if claims_table is not None:
+        for claim, status in zip(claims_table["claim"], claims_table["status"], strict=True):
+            seen[f"verdict:{claim}"] = status == "pass"
+    return seen
 
 
 def baseline_from_runs(runs: list[dict]) -> pd.DataFrame:

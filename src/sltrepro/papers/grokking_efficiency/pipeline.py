@@ -324,6 +324,8 @@ def efficiency_metrics(mem: pd.DataFrame, gen: pd.DataFrame) -> dict:
         "gen_test_acc_min": float(gen.test_acc.min()),
         "gen_norm_mean": float(gen_norm.mean()),
         "gen_norm_rel_spread": float((gen_norm.max() - gen_norm.min()) / gen_norm.mean()),
+        # the same spread for memorising nets: the null the flat-norm claim must beat
+        "mem_norm_rel_spread": float((mem_norm.max() - mem_norm.min()) / mem_norm.mean()),
     }
 
 

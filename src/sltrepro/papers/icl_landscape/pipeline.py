@@ -256,6 +256,8 @@ def stage_metrics(table: pd.DataFrame, stages: list[stg.Stage], turns: list[int]
     argmin = int(table["yhat_sq"].idxmin())
     icl = np.flatnonzero(table["icl_score"].to_numpy() < ICL_ONSET)
     out["yhat_sq_min_before_icl"] = bool(len(icl) and argmin < icl[0])
+    # at step 0 the "prior-mean phase" would be the untrained model's, not a stage
+    out["yhat_sq_min_is_init"] = argmin == 0
     if bounds:
         end1 = nearest_index(steps, bounds[0])
         out["yhat_sq_min_near_first_boundary"] = abs(argmin - end1) <= 1
@@ -321,6 +323,8 @@ def analyze_seed(ctx, seed: int, base: pd.DataFrame) -> dict:
     out["llc_healthy"] = bool(table["healthy"].astype(bool).all())
     out["llc_healthy_fraction"] = float(table["healthy"].astype(bool).mean())
     out["yhat_sq_min_ratio"] = float(table["yhat_sq"].min() / base["prior_mean"].mean())
+    # the untrained model's value: the null the prior-mean claim must beat
+    out["yhat_sq_init_ratio"] = float(table["yhat_sq"].iloc[0] / base["prior_mean"].mean())
     out["final_icl_score"] = float(final["icl_score"])
     out["final_ln_final_collapse"] = float(final["ln_final_collapse"])
     return out
@@ -340,6 +344,8 @@ def step_analyze(ctx) -> None:
     for key, value in per_seed[seeds[0]].items():
         if isinstance(value, bool):
             metrics[f"{key}_all_seeds"] = all(per_seed[s].get(key) is True for s in seeds)
+    # the one-cycle schedule peaks half-way: a boundary there may be the schedule's doing
+    metrics["lr_peak_step"] = cfg["steps"] // 2
     metrics["num_params"] = num_params(ICLTransformer())
     metrics["ridge_mean_mse"] = float(base["ridge"].mean())
     metrics["ridge_mse_pos1"] = float(base["ridge"].iloc[0])

@@ -46,7 +46,7 @@ from sltrepro.models.dln import (
 )
 from sltrepro.progress import progress
 from sltrepro.tasks.teacher import teacher_dataset
-from sltrepro.theory import dln_learning_coefficient
+from sltrepro.theory import dln_learning_coefficient, rank_count_lambda
 
 INPUT_RANGE = 10.0  # x ~ U[-10, 10]^{H_1}, as in the paper
 PAPER_BAND = (-0.1, 0.5)  # where the paper's relative errors (lambda - hat)/lambda mostly lie
@@ -234,6 +234,7 @@ def result_table(paths) -> pd.DataFrame:
         rec = json.loads(Path(path).read_text())
         row = {k: rec[k] for k in ("index", "family", "num_params", "depth", "rank", "lambda")}
         row["multiplicity"] = rec["multiplicity"]
+        row["lambda_rank_count"] = float(rank_count_lambda(rec["widths"], rec["rank"]))
         row["widths"] = "-".join(map(str, rec["widths"]))
         row["wall_seconds"] = rec["wall_seconds"]
         for where in ("true", "sgd"):
@@ -252,6 +253,7 @@ def result_table(paths) -> pd.DataFrame:
     table["rel_error_true"] = relative_error(table["lambda"], table["lambda_hat_true"])
     table["rel_error_sgd"] = relative_error(table["lambda"], table["lambda_hat_sgd"])
     table["ratio_sgd_true"] = table["lambda_hat_sgd"] / table["lambda_hat_true"]
+    table["rel_error_rank_count"] = relative_error(table["lambda"], table["lambda_rank_count"])
     return table
 
 
@@ -278,6 +280,27 @@ def summary_metrics(table: pd.DataFrame) -> dict:
         # the health verdict of each estimate (sltrepro.llc_diagnostics)
         "llc_healthy_fraction_true": float(table["healthy_true"].astype(bool).mean()),
     }
+    # The null every claim must beat: the rank-count predictor r(H_1 + H_{L+1} - r)/2, which
+    # knows nothing of SLT, scored on the same (non-diverged) nets.
+    null_rel = ok["rel_error_rank_count"]
+    metrics["spearman_rank_count"] = (
+        float(spearmanr(ok["lambda"], ok["lambda_rank_count"]).statistic) if len(ok) > 2 else None
+    )
+    metrics["median_abs_rel_error_rank_count"] = float(null_rel.abs().median())
+    metrics["max_abs_rel_error_rank_count"] = float(null_rel.abs().max())
+    metrics["frac_rel_error_in_paper_band_rank_count"] = float(
+        ((null_rel >= lo) & (null_rel <= hi)).mean()
+    )
+    metrics["spearman_true_minus_rank_count"] = (
+        metrics["spearman_true"] - metrics["spearman_rank_count"]
+        if metrics["spearman_true"] is not None and metrics["spearman_rank_count"] is not None
+        else None
+    )
+    metrics["median_abs_rel_error_true_over_rank_count"] = (
+        metrics["median_abs_rel_error_true"] / metrics["median_abs_rel_error_rank_count"]
+        if metrics["median_abs_rel_error_rank_count"] > 0
+        else None
+    )
     both = table.dropna(subset=["lambda_hat_true", "lambda_hat_sgd"])
     metrics["median_ratio_sgd_true"] = float(both["ratio_sgd_true"].median())
     metrics["median_abs_rel_error_sgd"] = float(both["rel_error_sgd"].abs().median())

@@ -29,7 +29,7 @@ import torch
 from sltrepro.llc import SamplerSettings, estimate_llc
 from sltrepro.models.dln import DeepLinearNetwork
 from sltrepro.plateaus import find_plateaus
-from sltrepro.theory import dln_learning_coefficient, saxe_mode_trajectory
+from sltrepro.theory import dln_learning_coefficient, rank_count_lambda, saxe_mode_trajectory
 from sltrepro.train.dln import init_weights, log_spaced_steps, numerical_rank, train_dln
 
 DTYPE = torch.float64  # sigma^L reaches 1e-50 for the smallest inits
@@ -240,6 +240,7 @@ def llc_trajectory(config: dict, arch: str, outdir, *, verbose=True) -> pd.DataF
                 "population_loss": 0.5 * float((product - teacher).pow(2).sum()),
                 "rank": rank,
                 "aoyagi_lambda": float(lam),
+                "rank_count_lambda": float(rank_count_lambda(widths, rank)),
                 **result.summary_row(),
             }
         )
@@ -384,6 +385,10 @@ def summarize(config, histories, plateaus, counts, fits, saxe, llc) -> dict:
         metrics[f"llc_{arch}_final_aoyagi"] = float(last.aoyagi_lambda)
         metrics[f"llc_{arch}_final_rel_err"] = _finite_or_none(
             (last.llc_mean - last.aoyagi_lambda) / last.aoyagi_lambda
+        )
+        # the trivial predictor's error on the same net: what the LLC claims must beat
+        metrics[f"llc_{arch}_final_rank_count_rel_err"] = float(
+            (last.rank_count_lambda - last.aoyagi_lambda) / last.aoyagi_lambda
         )
         metrics[f"llc_{arch}_final_rank"] = int(last["rank"])
         # the health verdict of each estimate above (sltrepro.llc_diagnostics)

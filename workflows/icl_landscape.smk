@@ -126,12 +126,8 @@ rule icl_landscape_analyze:
     conda:
         ENV
     params:
-        reads=reads(
-            "icl_landscape",
-            *[f"regression.{k}" for k in ("eval_batch", "noise_var", "seeds", "stages")],
-            "regression.llc.blocks",
-            "regression.llc.num_chains",
-        ),
+        # the whole block: the analysis is cheap, and reads settings of every step before it
+        reads=reads("icl_landscape", "regression"),
     shell:
         step("icl_landscape", "analyze", ICL_R)
 

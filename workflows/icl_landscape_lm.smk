@@ -26,12 +26,6 @@ ICL_LM_EVALUATE_KEYS = ICL_LM_MODEL_KEYS + ICL_LM_CHECKPOINT_KEYS + [
     "llc",
     "ngram",
 ]
-ICL_LM_ANALYZE_KEYS = ICL_LM_CHECKPOINT_KEYS + [
-    "head_scores.formed_at",
-    "llc.blocks",
-    "n_layers",
-    "stages",
-]
 ICL_LM_FIGURES = [
     f"{ICL_LM}/figures/{name}.png" for name in ("llc_stages", "metrics", "essential_dynamics")
 ]
@@ -99,7 +93,8 @@ rule icl_landscape_lm_analyze:
         mem_mb=2000,
         runtime=10,
     params:
-        reads=reads("icl_landscape", "seed", *[f"language.{k}" for k in ICL_LM_ANALYZE_KEYS]),
+        # the whole block: the analysis is cheap, and reads settings of every step before it
+        reads=reads("icl_landscape", "seed", "language"),
     shell:
         step("icl_landscape", "lm_analyze", ICL_LM)
 

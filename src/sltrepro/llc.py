@@ -378,6 +378,7 @@ def estimate_llc(
         diverged_chains=int(diverged.sum()),
         sampler=sampler,
         mala_exact=mala_exact,
+        unpaired_minibatches=not (mala_exact or run.paired),
     )
     result = LLCResult(
         llc_mean=mean,

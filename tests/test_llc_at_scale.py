@@ -137,3 +137,4 @@ def test_summary_metrics_on_known_tables():
     assert nan_run["median_abs_rel_error_true"] == 0.0
     assert nan_run["diverged_chain_fraction_true"] == pytest.approx(4 / 16)
     assert nan_run["llc_healthy_fraction_true"] == 0.75 and exact["llc_healthy_fraction_true"] == 1
+    assert exact["llc_healthy_true"] is True and nan_run["llc_healthy_true"] is False

@@ -76,6 +76,7 @@ rule llc_estimator_collect:
     output:
         metrics=f"{LE}/metrics.json",
         table=f"{LE}/table.csv",
+        diagnostics=f"{LE}/diagnostics.csv",
     log:
         paper_log("llc_estimator", "collect"),
     conda:
@@ -89,12 +90,12 @@ rule llc_estimator_collect:
         step("llc_estimator", "collect", LE, "--input {input}")
 
 
-LE_FIGURES = [f"{LE}/figures/{name}.png" for name in ("estimates", "calibration")]
+LE_FIGURES = [f"{LE}/figures/{name}.png" for name in ("estimates", "calibration", "traces")]
 
 
 rule llc_estimator_figures:
     input:
-        [f"{LE}/table.csv"] + LE_CALIBRATION,
+        [f"{LE}/table.csv"] + LE_CALIBRATION + LE_ESTIMATES,
     output:
         [report(path, category="llc_estimator") for path in LE_FIGURES],
     log:

@@ -7,8 +7,9 @@ Steps (each writes into its own folder):
 - ``dln --opt case=NAME``: a reduced-rank-regression / deep-linear-network case at a random
   true parameter of the given rank, one estimate per seed -> ``estimates.json``.
 - ``calibrate``: step size x nbeta sweep on one DLN case -> ``calibration.csv``, ``.json``.
-- ``collect``: joins the above into ``table.csv`` and ``metrics.json``.
-- ``figures``: the estimates and calibration figures from those tables.
+- ``collect``: joins the above into ``table.csv``, ``diagnostics.csv`` (every estimate's
+  R-hat, ESS, MCSE, budgets, MALA and health verdict) and ``metrics.json``.
+- ``figures``: the estimates, calibration and LLC-trace figures from those files.
 """
 
 import json
@@ -18,7 +19,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from sltrepro.llc import SamplerSettings, default_nbeta, estimate_llc
+from sltrepro.llc import ROW_FIELDS, SamplerSettings, default_nbeta, estimate_llc
 from sltrepro.llc_calibration import calibrate as calibrate_sweep
 from sltrepro.models.dln import DeepLinearNetwork
 from sltrepro.models.normal_crossing import MonomialRegression, gaussian_nll, monomial_data
@@ -72,7 +73,9 @@ def dln_data(net: DeepLinearNetwork, n: int, seed: int) -> tuple[torch.Tensor, t
     return x, y
 
 
-def _estimate(ctx, model, loss_fn, data, seed, step_size=None) -> dict:
+def _estimate(ctx, model, loss_fn, data, seed, step_size=None, keep_trace=False) -> dict:
+    """One estimate's summary row (plus, with ``keep_trace``, its (C, D) LLC trace for the
+    trace figure: kept for the first seed only, the traces of all seeds would be large)."""
     settings = SamplerSettings.from_config(ctx.config["sampler"])
     if step_size:
         settings = settings.replace(step_size=step_size)
@@ -86,7 +89,10 @@ def _estimate(ctx, model, loss_fn, data, seed, step_size=None) -> dict:
         int(res.diverged.sum()),
         res.seconds,
     )
-    return res.summary()
+    out = res.summary()
+    if keep_trace:
+        out["llc_trace"] = (res.nbeta * res.delta_trace).round(6).tolist()
+    return out
 
 
 def normal_crossing(ctx) -> None:
@@ -98,7 +104,8 @@ def normal_crossing(ctx) -> None:
     for i in range(cfg["seeds"]):
         seed = _seed(cfg, i)
         data = monomial_data(cfg["num_samples"], noise_std=cfg["noise_std"], seed=seed)
-        runs.append(_estimate(ctx, MonomialRegression(spec["powers"]), loss_fn, data, seed))
+        model = MonomialRegression(spec["powers"])
+        runs.append(_estimate(ctx, model, loss_fn, data, seed, keep_trace=i == 0))
     out = {"kind": "normal_crossing", "name": spec["name"], "powers": spec["powers"]}
     out.update(truth=float(truth), truth_str=str(truth), runs=runs)
     (ctx.outdir / "estimates.json").write_text(json.dumps(out, indent=1))
@@ -113,7 +120,9 @@ def dln(ctx) -> None:
         seed = _seed(cfg, i)
         net = true_dln(case["widths"], case["rank"], seed)
         data = dln_data(net, cfg["num_samples"], seed)
-        runs.append(_estimate(ctx, net, gaussian_nll(1.0), data, seed, case["step_size"]))
+        runs.append(
+            _estimate(ctx, net, gaussian_nll(1.0), data, seed, case["step_size"], keep_trace=i == 0)
+        )
     out = {"kind": "dln", "name": case["name"], "widths": case["widths"], "rank": case["rank"]}
     out.update(truth=float(truth), truth_str=str(truth), runs=runs)
     (ctx.outdir / "estimates.json").write_text(json.dumps(out, indent=1))
@@ -170,6 +179,15 @@ def collect(ctx) -> None:
     cal = [json.loads(p.read_text()) for p in ctx.inputs if p.name == "calibration.json"]
     table = pd.DataFrame([_row(e) for e in ests])
     table.to_csv(ctx.outdir / "table.csv", index=False)
+    # the evidence behind every estimate: one row per case and seed
+    diagnostics = pd.DataFrame(
+        [
+            {"name": e["name"], "truth": e["truth"], **{k: r[k] for k in ROW_FIELDS}}
+            for e in ests
+            for r in e["runs"]
+        ]
+    )
+    diagnostics.to_csv(ctx.outdir / "diagnostics.csv", index=False)
     metrics = {}
     for row in table.itertuples():
         err = abs(row.mean - row.truth)
@@ -194,6 +212,8 @@ def collect(ctx) -> None:
 def make_figures(ctx) -> None:
     by_name = {p.name: p for p in ctx.inputs}
     figs.estimates_figure(pd.read_csv(by_name["table.csv"]), ctx.outdir / "estimates.png")
+    ests = [json.loads(p.read_text()) for p in ctx.inputs if p.name == "estimates.json"]
+    figs.trace_figure(ests, ctx.outdir / "traces.png")
     figs.calibration_figure(
         pd.read_csv(by_name["calibration.csv"]),
         json.loads(by_name["calibration.json"].read_text()),

@@ -42,7 +42,7 @@ def test_smoke_dag_claims_and_baseline(paper, smoke_results):
     # baseline records that failure (re-accepted deliberately, the reason in the commit).
     failing = table[table["status"] != "pass"]
     assert (failing["kind"] == "claim").all(), f"smoke checks fail:\n{failing.to_string()}"
-    assert failing["reason"].fillna("").str.len().gt(0).all(), failing.to_string()
+    assert failing["reason"].fillna("").astype(str).str.len().gt(0).all(), failing.to_string()
     baseline = pd.read_csv(REPO / "papers" / paper / "baselines" / "smoke.csv")
     accepted = dict(zip(baseline["claim"], baseline.get("status", "pass"), strict=True))
     unaccepted = failing[[accepted.get(c) != "fail" for c in failing["claim"]]]

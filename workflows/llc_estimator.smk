@@ -8,6 +8,7 @@ LE_ESTIMATES = [f"{LE}/normal_crossing/{m}/estimates.json" for m in LE_MODELS] +
     f"{LE}/dln/{c}/estimates.json" for c in LE_CASES
 ]
 LE_CALIBRATION = [f"{LE}/calibration/calibration.csv", f"{LE}/calibration/calibration.json"]
+LE_MALA = [f"{LE}/mala/{c}/reference.json" for c in LE_CFG["mala_reference"]["cases"]]
 
 
 rule llc_estimator_normal_crossing:
@@ -53,6 +54,38 @@ rule llc_estimator_dln:
         step("llc_estimator", "dln", f"{LE}/dln/{{wildcards.case}}", "--opt case={wildcards.case}")
 
 
+rule llc_estimator_mala_reference:
+    output:
+        f"{LE}/mala/{{case}}/reference.json",
+    log:
+        paper_log("llc_estimator", "mala_{case}"),
+    wildcard_constraints:
+        case="|".join(LE_CASES),
+    threads: 1
+    conda:
+        ENV
+    resources:
+        mem_mb=2000,
+        runtime=60,
+    params:
+        reads=reads(
+            "llc_estimator",
+            "dln_cases",
+            "mala_reference",
+            "num_samples",
+            "sampler.localization",
+            "seed",
+            "seeds",
+        ),
+    shell:
+        step(
+            "llc_estimator",
+            "mala_reference",
+            f"{LE}/mala/{{wildcards.case}}",
+            "--opt case={wildcards.case}",
+        )
+
+
 rule llc_estimator_calibrate:
     output:
         LE_CALIBRATION,
@@ -72,7 +105,7 @@ rule llc_estimator_calibrate:
 
 rule llc_estimator_collect:
     input:
-        LE_ESTIMATES + LE_CALIBRATION[1:],
+        LE_ESTIMATES + LE_CALIBRATION[1:] + LE_MALA,
     output:
         metrics=f"{LE}/metrics.json",
         table=f"{LE}/table.csv",

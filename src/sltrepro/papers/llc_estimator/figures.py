@@ -20,9 +20,11 @@ def estimates_figure(table: pd.DataFrame, path: Path) -> Path:
         pos + 0.1, nc["paper_mean"], yerr=nc["paper_std"], fmt="s", capsize=3, label="paper SGLD"
     )
     ax.scatter(pos, nc["truth"], marker="_", s=400, color="k", label="true lambda", zorder=5)
-    ax.set_xticks(pos, nc["name"])
+    ax.scatter(pos, nc["reference_mean"], marker="x", color="C3", zorder=6,
+               label="quadrature (finite nbeta)")  # fmt: skip
+    ax.set_xticks(pos, nc["name"], rotation=30, fontsize=7)
     ax.set_ylabel("lambda_hat (mean +- std over seeds)")
-    ax.set_title("Table 1: y = p(w) x + noise, n = 1000")
+    ax.set_title("Table 1 and the two-minimum potential, n = 1000", fontsize=9)
     ax.legend(fontsize=8)
     dln = table[table["kind"] == "dln"]
     ax = axes[1]

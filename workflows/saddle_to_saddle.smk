@@ -98,7 +98,14 @@ rule saddle_to_saddle_figures:
     conda:
         ENV
     params:
-        reads=reads("saddle_to_saddle", "depths", "escape_fit_min_gamma", "plateau", "target_diag"),
+        reads=reads(
+            "saddle_to_saddle",
+            "depths",
+            "escape_fit_min_gamma",
+            "llc.architectures",
+            "plateau",
+            "target_diag",
+        ),
     shell:
         step("saddle_to_saddle", "figures", f"{S2S_P}/figures")
 

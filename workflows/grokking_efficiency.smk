@@ -189,7 +189,7 @@ rule grokking_efficiency_figures:
     input:
         GE_RESULTS,
     output:
-        [report(path, category="grokking_efficiency") for path in GE_FIGURES],
+        [report_figure("grokking_efficiency", path) for path in GE_FIGURES],
     log:
         paper_log("grokking_efficiency", "figures"),
     benchmark:

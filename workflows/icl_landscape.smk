@@ -145,7 +145,7 @@ rule icl_landscape_figures:
         f"{ICL_R}/metrics.json",
     output:
         [
-            report(path, category="icl_landscape")
+            report_figure("icl_landscape", path, part="regression")
             for path in ICL_FIGURES
             if path.startswith(f"{ICL_R}/figures/")
         ],

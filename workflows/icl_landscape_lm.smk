@@ -109,7 +109,7 @@ rule icl_landscape_lm_figures:
     input:
         f"{ICL_LM}/metrics.json",
     output:
-        [report(path, category="icl_landscape") for path in ICL_LM_FIGURES],
+        [report_figure("icl_landscape", path, part="language") for path in ICL_LM_FIGURES],
     log:
         paper_log("icl_landscape", "lm_figures"),
     benchmark:

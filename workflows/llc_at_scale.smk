@@ -64,7 +64,7 @@ rule llc_at_scale_figures:
     input:
         f"{LAS}/table.csv",
     output:
-        [report(path, category="llc_at_scale") for path in LAS_FIGURES],
+        [report_figure("llc_at_scale", path) for path in LAS_FIGURES],
     log:
         paper_log("llc_at_scale", "figures"),
     benchmark:

@@ -138,7 +138,7 @@ rule llc_estimator_figures:
     input:
         [f"{LE}/table.csv"] + LE_CALIBRATION + LE_ESTIMATES,
     output:
-        [report(path, category="llc_estimator") for path in LE_FIGURES],
+        [report_figure("llc_estimator", path) for path in LE_FIGURES],
     log:
         paper_log("llc_estimator", "figures"),
     benchmark:

@@ -97,7 +97,7 @@ rule saddle_to_saddle_figures:
         expand(f"{S2S_P}/llc/{{arch}}/llc.csv", arch=S2S_ARCHS),
         f"{S2S_P}/saxe/saxe.csv",
     output:
-        [report(f"{S2S_P}/figures/{name}.png", category="saddle_to_saddle") for name in S2S_FIGURES],
+        [report_figure("saddle_to_saddle", f"{S2S_P}/figures/{name}.png") for name in S2S_FIGURES],
     log:
         paper_log("saddle_to_saddle", "figures"),
     benchmark:

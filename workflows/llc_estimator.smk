@@ -63,6 +63,8 @@ rule llc_estimator_mala_reference:
         f"{LE}/mala/{{case}}/reference.json",
     log:
         paper_log("llc_estimator", "mala_{case}"),
+    benchmark:
+        f"{LE}/benchmarks/mala_{{case}}.tsv"
     wildcard_constraints:
         case="|".join(LE_CASES),
     threads: 1

@@ -56,7 +56,8 @@ def report_figure(paper, path, part=None):
     caption = f"report/{paper}/{name}.rst"
     if not (Path(workflow.basedir) / "workflows" / caption).exists():
         raise WorkflowError(f"figure {path} has no caption: write workflows/{caption}")
-    return report(path, caption=caption, category=paper, subcategory=part)
+    labels = {"figure": Path(path).stem.replace("_", " ")}
+    return report(path, caption=caption, category=paper, subcategory=part, labels=labels)
 
 # Rules call the `sltrepro` of the Python that runs Snakemake (the project's .venv).
 shell.prefix(f'set -euo pipefail; export PATH="{Path(sys.executable).parent}:$PATH"; ')

@@ -117,12 +117,12 @@ def _html_table(table: pd.DataFrame) -> str:
     columns = ["paper_value", "reproduced", "null", "band"]
     if (table["kind"] == "check").all():
         columns = ["reproduced", "band"]
-    head = ["claim", "source", *columns, "result", "reason"]
+    head = ["claim", *columns, "result", "reason"]
     rows = ["<tr>" + "".join(f"<th>{html.escape(c.replace('_', ' '))}</th>" for c in head)]
     for _, row in table.iterrows():
         cells = [
-            f"<code>{html.escape(row['claim'])}</code><br>{html.escape(row['statement'])}",
-            html.escape(row["source"]),
+            f"<code>{html.escape(row['claim'])}</code><br>{html.escape(row['statement'])} "
+            f'<span class="source">({html.escape(row["source"])})</span>',
             *(html.escape(format_value(row[c]) if c != "band" else row[c]) for c in columns),
             _status(row),
             html.escape(row["reason"]),
@@ -133,7 +133,10 @@ def _html_table(table: pd.DataFrame) -> str:
 
 CLAIMS_PAGE_STYLE = """
 body { font-family: sans-serif; font-size: 14px; margin: 1.5em; }
-table { border-collapse: collapse; }
+table { border-collapse: collapse; width: 100%; }
+td:first-child { width: 45%; }
+code { word-break: break-all; }
+.source { color: #666; }
 th, td { border: 1px solid #ccc; padding: 4px 6px; text-align: left; vertical-align: top; }
 th { background: #f3f3f3; }
 tr.pass td:nth-last-child(2) { color: #17702a; font-weight: bold; }
@@ -196,12 +199,12 @@ def _short_authors(authors: list[str]) -> str:
 
 def front_page_rst(paper: str, profile: str, claims_csv: str | Path, out: str | Path) -> str:
     """Write ``out``: the paper's section of the report's front page, reStructuredText that
-    workflows/report/workflow.rst includes (its headings are one level below that page's
-    ``---`` sections): the pass counts, then the claims and, apart, the checks."""
+    workflows/report/workflow.rst includes (its heading underlined ``---`` like that page's
+    sections): the pass counts, then the claims and, apart, the checks."""
     meta = read_yaml(paper_dir(paper) / "paper.yaml")
     table = read_claims_csv(claims_csv)
     claims, checks = split_kinds(table)
-    lines = [paper, "~" * len(paper), ""]
+    lines = [paper, "-" * len(paper), ""]
     lines += [f"{_short_authors(meta['authors'])} {meta['year']}: *{meta['title']}*.", ""]
     lines += [f"Profile {profile}: **{count_passing(table)}**.", ""]
     if len(claims):

@@ -16,6 +16,8 @@ rule llc_estimator_normal_crossing:
         f"{LE}/normal_crossing/{{model}}/estimates.json",
     log:
         paper_log("llc_estimator", "normal_crossing_{model}"),
+    benchmark:
+        f"{LE}/benchmarks/normal_crossing_{{model}}.tsv"
     wildcard_constraints:
         model="|".join(LE_MODELS),
     threads: 1
@@ -40,6 +42,8 @@ rule llc_estimator_dln:
         f"{LE}/dln/{{case}}/estimates.json",
     log:
         paper_log("llc_estimator", "dln_{case}"),
+    benchmark:
+        f"{LE}/benchmarks/dln_{{case}}.tsv"
     wildcard_constraints:
         case="|".join(LE_CASES),
     threads: 1
@@ -59,6 +63,8 @@ rule llc_estimator_mala_reference:
         f"{LE}/mala/{{case}}/reference.json",
     log:
         paper_log("llc_estimator", "mala_{case}"),
+    benchmark:
+        f"{LE}/benchmarks/mala_{{case}}.tsv"
     wildcard_constraints:
         case="|".join(LE_CASES),
     threads: 1
@@ -91,6 +97,8 @@ rule llc_estimator_calibrate:
         LE_CALIBRATION,
     log:
         paper_log("llc_estimator", "calibrate"),
+    benchmark:
+        f"{LE}/benchmarks/calibrate.tsv"
     threads: 1
     conda:
         ENV
@@ -112,6 +120,8 @@ rule llc_estimator_collect:
         diagnostics=f"{LE}/diagnostics.csv",
     log:
         paper_log("llc_estimator", "collect"),
+    benchmark:
+        f"{LE}/benchmarks/collect.tsv"
     conda:
         ENV
     resources:
@@ -130,9 +140,11 @@ rule llc_estimator_figures:
     input:
         [f"{LE}/table.csv"] + LE_CALIBRATION + LE_ESTIMATES,
     output:
-        [report(path, category="llc_estimator") for path in LE_FIGURES],
+        [report_figure("llc_estimator", path) for path in LE_FIGURES],
     log:
         paper_log("llc_estimator", "figures"),
+    benchmark:
+        f"{LE}/benchmarks/figures.tsv"
     conda:
         ENV
     resources:

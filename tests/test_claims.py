@@ -238,22 +238,6 @@ def test_report_and_summary_show_checks_apart(toy_root, tmp_path):
     assert "0 of 1 claims pass; 1 of 1 checks pass across 1 papers" in summary
 
 
-def test_regress_update_records_status_and_regress_ignores_it(toy_root, tmp_path, capsys):
-    metrics = tmp_path / "metrics.json"
-    metrics.write_text(json.dumps({"mean": 5.0, "draws_ok": True}))
-    out = tmp_path / "results" / "smoke" / "toy" / "claims.csv"
-    out.parent.mkdir(parents=True)
-    main(["claims", "toy", "--profile", "smoke", "--metrics", str(metrics), "--out", str(out)])
-    assert pd.read_csv(out)["reason"].tolist()[0] == "5 outside 0 ± 2"
-    argv = ["regress", "toy", "--profile", "smoke", "--results", str(tmp_path / "results")]
-    assert main([*argv, "--update"]) == 0
-    baseline = pd.read_csv(toy_root / "papers" / "toy" / "baselines" / "smoke.csv")
-    assert baseline.columns.tolist() == ["claim", "metric", "reproduced", "status"]
-    assert baseline["status"].tolist() == ["fail", "pass"]
-    assert main(argv) == 0
-    assert "matches" in capsys.readouterr().out
-
-
 def test_html_report_parts_show_failures_and_checks_apart(toy_root, tmp_path):
     """The claims page and the front-page section (reStructuredText, which docutils must
     parse without a message: an error there would stop `snakemake --report`)."""

@@ -4,6 +4,7 @@ import json
 import math
 import platform
 
+import pandas as pd
 import pytest
 from conftest import run
 
@@ -94,3 +95,13 @@ def test_calibrate_then_regress_on_the_toy_paper(toy_root):
     metrics.write_text(json.dumps({**values, "mean": values["mean"] + 1e-3}))
     moved = run(["sltrepro", "regress", "toy", "--profile", "smoke"], toy_root)
     assert moved.returncode == 1 and "mean:" in moved.stdout
+
+
+def test_the_baseline_holds_every_verdict_so_an_accepted_failure_stays_one():
+    table = pd.DataFrame({"claim": ["holds", "accepted_fail"], "status": ["pass", "fail"]})
+    run = regress.observed({"x": 1.0}, table)
+    assert run == {"x": 1.0, "verdict:holds": True, "verdict:accepted_fail": False}
+    base = regress.baseline_from_runs([run])
+    flipped = regress.observed({"x": 1.0}, table.assign(status=["fail", "fail"]))
+    assert regress.compare(base, run) == []
+    assert regress.compare(base, flipped)[0].startswith("verdict:holds: True -> False")

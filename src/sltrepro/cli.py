@@ -69,6 +69,14 @@ def build_parser() -> argparse.ArgumentParser:
         "path this CPU offers and record values, spreads and tolerances",
     )
     reg.add_argument("--cores", type=int, default=2, help="snakemake cores for --calibrate")
+    reg.add_argument(
+        "--forcerun",
+        nargs="+",
+        default=[],
+        metavar="RULE",
+        help="with --calibrate: rerun these rules (and what follows) in every rounding path's "
+        "results; a code change Snakemake cannot see, e.g. in a summary step, needs this",
+    )
 
     rep = sub.add_parser(
         "report", help="write a paper's report.md (and its parts of the HTML report)"
@@ -116,7 +124,7 @@ def cmd_regress(args) -> int:
     papers = known_papers() if args.paper == "all" else [paper_dir(args.paper).name]
     if args.calibrate:
         for paper in papers:
-            calibrate(paper, args.profile, args.results, args.cores)
+            calibrate(paper, args.profile, args.results, args.cores, args.forcerun)
         return 0
     status = 0
     for paper in papers:
@@ -149,7 +157,7 @@ def _baseline_path(paper: str, profile: str) -> Path:
     return paper_dir(paper) / "baselines" / f"{profile}.csv"
 
 
-def calibrate(paper: str, profile: str, results: str, cores: int) -> None:
+def calibrate(paper: str, profile: str, results: str, cores: int, forcerun=()) -> None:
     """Run ``paper``'s DAG once per rounding path and write its baseline with the spreads."""
     paths = regress.rounding_paths()
     print(f"{paper}: {len(paths)} rounding paths: {', '.join(p.name for p in paths)}")
@@ -166,6 +174,7 @@ def calibrate(paper: str, profile: str, results: str, cores: int) -> None:
                 "--config",
                 f"profile={profile}",
                 f"results={root}",
+                *(["--forcerun", *forcerun] if forcerun else []),
             ],
             cwd=repo_root(),
             env={**os.environ, **path.env},

@@ -300,6 +300,10 @@ def llc_metrics(llcs: pd.DataFrame, history: pd.DataFrame) -> dict:
     at_mem = llcs[llcs.step >= (t_mem or math.inf)]
     peak = llcs.loc[llcs.llc_mean.idxmax()]
     return {
+        # at the initialisation, before training amplifies rounding: the number that shows a
+        # change of the sampler itself where the trained checkpoints' LLCs vary by 2% between
+        # CPUs (the drift check of paper.yaml)
+        "llc_init": float(llcs.llc_mean.iloc[0]),
         "llc_final": float(llcs.llc_mean.iloc[-1]),
         "llc_max": float(peak.llc_mean),
         "llc_step_of_max": float(peak.step),

@@ -502,7 +502,7 @@ def summarize(config, crit, llc, occ, bayes_summary, plateaus, sgd_llc_table, ar
     )
     m["llc_mala_acceptance_min"] = float(llc.mala_acceptance.min())
     m["llc_refine_kept_phase"] = bool(
-        (llc.phase_after_refine == llc.point.str.split("_").str[0]).all()
+        (llc.phase_after_refine.astype(str) == llc.point.str.split("_").str[0]).all()
     )
     # Bayesian transition 5-gon -> 6-gon: predicted from our losses and the paper's lambdas
     lam = {p["name"]: p["lambda"] for p in config["paper_lambdas"]}

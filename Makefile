@@ -1,6 +1,7 @@
 # Two commands on a fresh machine with Python 3.11+ and git:
 #   make reproduce [PAPER=name[,name]] [PROFILE=smoke|cpu|paper] [CORES=2]
-#   make test
+#   make test           (CI: lint, unit tests, every paper's smoke DAG against its baseline)
+# and for development: make test-fast (no end-to-end DAGs), make unlock (after a killed run).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -10,7 +11,7 @@ PAPER ?= all
 CORES ?= 2
 SNAKEMAKE_ARGS ?=
 
-.PHONY: .venv reproduce test lint format report lock clean-smoke
+.PHONY: .venv reproduce unlock test test-fast lint format report lock
 
 .venv: $(STAMP)
 
@@ -23,8 +24,23 @@ $(STAMP): pyproject.toml requirements.txt
 	$(BIN)/python -m pip install --quiet -c requirements.txt -e '.[dev,slurm]'
 	touch $@
 
+SNAKEMAKE_RUN = $(BIN)/snakemake --cores $(CORES) --config profile=$(PROFILE) papers=$(PAPER)
+
+# A killed run resumes with this same command (profiles/default reruns incomplete jobs). Only
+# a lock left by a killed Snakemake stops it; locks are never removed automatically, because
+# another instance may be running, so the message says what to run.
 reproduce: .venv
-	$(BIN)/snakemake --cores $(CORES) --config profile=$(PROFILE) papers=$(PAPER) $(SNAKEMAKE_ARGS)
+	@$(SNAKEMAKE_RUN) $(SNAKEMAKE_ARGS) || { status=$$?; \
+	  if [ -n "$$(ls -A .snakemake/locks 2>/dev/null)" ]; then \
+	    echo ""; \
+	    echo "A Snakemake lock is held in $$(pwd)/.snakemake/locks. If no other Snakemake"; \
+	    echo "is running in this folder (a killed run leaves its lock behind), run"; \
+	    echo "  make unlock PROFILE=$(PROFILE) PAPER=$(PAPER)"; \
+	    echo "and then the same make reproduce command again: it resumes where it stopped."; \
+	  fi; exit $$status; }
+
+unlock: .venv
+	$(SNAKEMAKE_RUN) --unlock
 
 report: .venv
 	$(BIN)/snakemake --cores $(CORES) --config profile=$(PROFILE) papers=$(PAPER) \
@@ -40,6 +56,10 @@ format: .venv
 
 test: lint
 	$(BIN)/pytest
+
+# Unit and workflow tests only: no paper's DAG end to end (the e2e marker), for development.
+test-fast: lint
+	$(BIN)/pytest -m "not e2e"
 
 # After a deliberate upgrade inside .venv: rewrite the pins (torch without its +cpu label, so
 # the same file serves CUDA machines).

@@ -31,6 +31,15 @@ def snakemake(*args, cwd: Path = REPO, env: dict | None = None, timeout: int = 9
     return run([BIN / "snakemake", *args], cwd=cwd, env=env, timeout=timeout)
 
 
+def planned_rules(*args, cwd: Path = REPO, env: dict | None = None) -> set[str]:
+    """The rules a dry run with ``args`` would run (the generic final rules left out)."""
+    dry = snakemake("-n", *args, cwd=cwd, env=env)
+    assert dry.returncode == 0, dry.stdout[-3000:] + dry.stderr
+    lines = (dry.stdout + dry.stderr).splitlines()
+    rules = {line.split()[1].rstrip(":") for line in lines if line.startswith("rule ")}
+    return rules - {"all", "claims", "report", "summary"}
+
+
 @pytest.fixture
 def toy_root(tmp_path, monkeypatch) -> Path:
     """A copy of the harness (Snakefile, common rules) whose only paper is tests/toy."""
@@ -41,6 +50,7 @@ def toy_root(tmp_path, monkeypatch) -> Path:
         shutil.copy(REPO / "workflows" / shared, root / "workflows")
     for folder in ("schemas", "envs"):
         shutil.copytree(REPO / "workflows" / folder, root / "workflows" / folder)
+    shutil.copytree(REPO / "profiles" / "default", root / "profiles" / "default")
     shutil.copy(TOY / "workflows" / "toy.smk", root / "workflows")
     shutil.copytree(TOY / "papers", root / "papers")
     env = {"SLTREPRO_ROOT": str(root), "PYTHONPATH": str(TOY)}

@@ -3,7 +3,7 @@ import json
 import pandas as pd
 import pytest
 
-from sltrepro.claims import Band, check_claims, load_claims, regress
+from sltrepro.claims import Band, check_claims, format_value, load_claims
 from sltrepro.cli import main
 from sltrepro.config import ConfigError
 
@@ -16,7 +16,8 @@ from sltrepro.config import ConfigError
         ({"min": 0.95}, [0.95, 3.0], [0.94, True]),
         ({"max": 0.1}, [-1.0, 0.1], [0.11]),
         ({"min": -0.1, "max": 0.5}, [-0.1, 0.5], [-0.2, 0.6]),
-        ({"equals": True}, [True], [False, None]),
+        ({"equals": True}, [True], [False, None, 1]),
+        ({"equals": 5}, [5, 5.0], [True, 4]),
     ],
 )
 def test_band_contains(band, inside, outside):
@@ -42,6 +43,7 @@ def write_claims(path, profiles=("smoke",)):
     metric: a
     paper_value: 0.5
     band: {{target: 0.5, abs_tol: 0.1}}
+    null_model: {{value: 0.0, source: "untrained model"}}
     justification: Twice the paper's reported standard deviation.
     profiles: {list(profiles)}
   - id: fails
@@ -49,6 +51,7 @@ def write_claims(path, profiles=("smoke",)):
     source: Fig. 2
     metric: b
     band: {{min: 0.95}}
+    null_model: {{value: 0.5, source: "chance"}}
     justification: The threshold stated in the paper's text.
     profiles: {list(profiles)}
   - id: other_profile
@@ -56,6 +59,7 @@ def write_claims(path, profiles=("smoke",)):
     source: Fig. 3
     metric: c
     band: {{max: 1}}
+    null_model: {{value: 2, source: "a trivial predictor"}}
     justification: Checked only at the paper's scale.
     profiles: [paper]
 """
@@ -84,7 +88,7 @@ def test_cli_claims_exit_code_and_csv(toy_root, tmp_path, capsys):
     out = tmp_path / "claims.csv"
     argv = ["claims", "toy", "--profile", "smoke", "--metrics", str(metrics), "--out", str(out)]
     assert main(argv) == 0
-    assert "all 2 claims pass" in capsys.readouterr().out
+    assert "all pass: 1 of 1 claims pass; 1 of 1 checks pass" in capsys.readouterr().out
     metrics.write_text(json.dumps({"mean": 5.0, "draws_ok": True}))
     assert main(argv) == 1
     assert "FAILED: mean_near_zero" in capsys.readouterr().out
@@ -97,12 +101,138 @@ def test_cli_unknown_paper(toy_root, capsys):
     assert "unknown paper 'nosuchpaper'" in capsys.readouterr().err
 
 
-def test_regress_reports_what_moved(tmp_path):
-    claims = load_claims(path=write_claims(tmp_path / "claims.yaml"))
-    base = pd.DataFrame({"claim": ["passes", "fails"], "reproduced": ["0.5", "0.3"]})
-    same = pd.DataFrame({"claim": ["passes", "fails"], "reproduced": ["0.50000001", "0.3"]})
-    moved = pd.DataFrame({"claim": ["passes", "fails"], "reproduced": ["0.51", "0.3"]})
-    assert regress(claims, same, base) == []
-    assert regress(claims, moved, base) == ["passes: 0.5 -> 0.51 (rtol 0.0001, atol 1e-08)"]
-    fewer = pd.DataFrame({"claim": ["passes"], "reproduced": ["0.5"]})
-    assert "not computed now" in regress(claims, fewer, base)[0]
+def test_values_are_shown_exactly_enough_to_check_the_band_by_eye():
+    # a count checked against `== 51717` was shown as 5.172e+04 ("51720")
+    assert format_value(51717.0) == format_value("51717") == "51717"
+    assert format_value(0.9499) == "0.9499" and format_value(-1.6262459754943848) == "-1.62625"
+    assert format_value("True") == "True" and format_value(None) == "—"
+
+
+CLAIM = """  - id: {id}
+    statement: A claim.
+    source: Table 1
+    metric: {metric}
+    band: {band}
+{extra}    justification: A band from the measured seed spread.
+    profiles: [smoke]
+"""
+
+
+def one_claim(path, band="{min: 0.5}", extra="", metric="a", checks=""):
+    path.write_text("claims:\n" + CLAIM.format(id="c", metric=metric, band=band, extra=extra))
+    if checks:
+        path.write_text(path.read_text() + "checks:\n" + checks)
+    return path
+
+
+def test_a_claim_must_name_its_null(tmp_path):
+    with pytest.raises(ConfigError, match=r"claims\.0.*'null_model' is a required property"):
+        load_claims(path=one_claim(tmp_path / "claims.yaml"))
+    bad = "    null_model: {value: 0.1, metric: b, source: chance}\n"
+    with pytest.raises(ConfigError, match="null_model"):
+        load_claims(path=one_claim(tmp_path / "claims.yaml", extra=bad))
+
+
+@pytest.mark.parametrize(
+    ("band", "null"),
+    [("{min: 0.5}", "0.7"), ("{target: 0.25, abs_tol: 0.3}", "0.0"), ("{equals: true}", "true")],
+)
+def test_claims_rejects_a_band_containing_its_own_null(tmp_path, band, null, capsys):
+    extra = f"    null_model: {{value: {null}, source: untrained model}}\n"
+    path = one_claim(tmp_path / "claims.yaml", band=band, extra=extra)
+    with pytest.raises(ConfigError, match=r"claim 'c'.*contains its own null .*untrained model"):
+        load_claims(path=path)
+
+
+def test_cli_claims_rejects_a_band_containing_its_null(toy_root, tmp_path, capsys):
+    path = toy_root / "papers" / "toy" / "claims.yaml"
+    path.write_text(path.read_text().replace("value: 3.0", "value: 1.5"))
+    metrics = tmp_path / "metrics.json"
+    metrics.write_text(json.dumps({"mean": 0.1, "draws_ok": True}))
+    assert main(["claims", "toy", "--profile", "smoke", "--metrics", str(metrics)]) == 2
+    assert "contains its own null 1.5" in capsys.readouterr().err
+
+
+def test_null_metric_inside_band_fails_at_check_time(tmp_path):
+    extra = "    null_model: {metric: a_trivial, source: rank-count predictor}\n"
+    claims = load_claims(path=one_claim(tmp_path / "claims.yaml", extra=extra))
+    good = check_claims(claims, {"a": 0.9, "a_trivial": 0.2}, "smoke").iloc[0]
+    assert (good["status"], good["reason"], good["null"]) == ("pass", "", 0.2)
+    bad = check_claims(claims, {"a": 0.9, "a_trivial": 0.6}, "smoke").iloc[0]
+    assert bad["status"] == "fail"
+    assert bad["reason"] == "null inside band: rank-count predictor gives 0.6"
+    missing = check_claims(claims, {"a": 0.9}, "smoke").iloc[0]
+    assert (missing["status"], missing["reason"]) == ("fail", "null metric 'a_trivial' missing")
+
+
+def test_health_gate_fails_whatever_the_number(tmp_path):
+    extra = (
+        "    null_model: {value: 0.0, source: untrained model}\n"
+        "    needs_healthy: [x_llc_healthy, y_llc_healthy]\n"
+    )
+    claims = load_claims(path=one_claim(tmp_path / "claims.yaml", extra=extra))
+    healthy = {"a": 0.9, "x_llc_healthy": True, "y_llc_healthy": True}
+    assert check_claims(claims, healthy, "smoke")["status"].tolist() == ["pass"]
+    for sick, shown in [({"y_llc_healthy": False}, "y_llc_healthy=False"), ({}, None)]:
+        metrics = {"a": 0.9, "x_llc_healthy": True, **sick}
+        if not sick:
+            metrics.pop("x_llc_healthy")
+            shown = "x_llc_healthy=missing, y_llc_healthy=missing"
+        row = check_claims(claims, metrics, "smoke").iloc[0]
+        assert row["status"] == "fail"
+        assert row["reason"] == f"LLC estimates not converged: {shown}"
+    # a truthy number is not a health verdict
+    row = check_claims(claims, {**healthy, "y_llc_healthy": 1}, "smoke").iloc[0]
+    assert row["status"] == "fail"
+
+
+def test_reasons_for_missing_and_outside(tmp_path):
+    extra = "    null_model: {value: 0.0, source: untrained model}\n"
+    claims = load_claims(path=one_claim(tmp_path / "claims.yaml", extra=extra))
+    assert check_claims(claims, {}, "smoke")["reason"].tolist() == ["metric 'a' missing"]
+    assert check_claims(claims, {"a": 0.25}, "smoke")["reason"].tolist() == ["0.25 outside >= 0.5"]
+
+
+CHECK = """  - id: k
+    statement: Our parameter count.
+    source: App. B
+    metric: n
+    band: {equals: 7}
+    justification: An exact count of our own model.
+    profiles: [smoke]
+"""
+
+
+def test_checks_need_no_null_and_are_counted_apart(tmp_path):
+    from sltrepro.claims import count_passing
+
+    extra = "    null_model: {value: 0.0, source: untrained model}\n"
+    claims = load_claims(path=one_claim(tmp_path / "claims.yaml", extra=extra, checks=CHECK))
+    assert [(c["id"], c["kind"]) for c in claims] == [("c", "claim"), ("k", "check")]
+    table = check_claims(claims, {"a": 0.9, "n": 8}, "smoke")
+    assert table["kind"].tolist() == ["claim", "check"]
+    assert table.columns.tolist()[:1] == ["claim"]
+    assert count_passing(table) == "1 of 1 claims pass; 0 of 1 checks pass"
+    with pytest.raises(ConfigError, match="duplicated"):
+        load_claims(
+            path=one_claim(
+                tmp_path / "dup.yaml", extra=extra, checks=CHECK.replace("id: k", "id: c")
+            )
+        )
+
+
+def test_report_and_summary_show_checks_apart(toy_root, tmp_path):
+    from sltrepro import report
+
+    extra = "    null_model: {value: 0.0, source: untrained model}\n"
+    claims = load_claims(path=one_claim(tmp_path / "claims.yaml", extra=extra, checks=CHECK))
+    csv = tmp_path / "toy" / "claims.csv"
+    csv.parent.mkdir()
+    check_claims(claims, {"n": 7}, "smoke").to_csv(csv, index=False)
+    text = report.paper_report("toy", "smoke", csv, [], tmp_path / "report.md")
+    assert "0 of 1 claims pass; 1 of 1 checks pass" in text
+    claims_part, checks_part = text.split("## Harness checks")
+    assert "metric 'a' missing" in claims_part and "| k " not in claims_part
+    assert "| k " in checks_part
+    summary = report.summary("smoke", {"toy": csv}, tmp_path / "summary.md")
+    assert "0 of 1 claims pass; 1 of 1 checks pass across 1 papers" in summary

@@ -14,12 +14,14 @@ import pytest
 import torch
 
 from sltrepro.llc import (
+    ROW_FIELDS,
     LLCDivergenceError,
-    calibrate,
+    SamplerSettings,
     default_nbeta,
     estimate_llc,
     full_data_loss,
 )
+from sltrepro.llc_calibration import calibrate
 from sltrepro.models.dln import DeepLinearNetwork
 from sltrepro.models.normal_crossing import MonomialRegression, gaussian_nll, monomial_data
 from sltrepro.theory import dln_learning_coefficient, normal_crossing_lambda, regular_lambda
@@ -291,8 +293,214 @@ def test_calibrate_picks_largest_stable_step():
     assert cal.best_step_size == 1e-3
 
 
-def test_sampler_settings_picks_only_estimator_arguments():
-    from sltrepro.llc import sampler_settings
-
+def test_sampler_settings_from_config_picks_only_sampler_keys():
     block = {"num_chains": 2, "step_size": 1e-4, "lr": 0.1, "seed": 3, "architectures": {}}
-    assert sampler_settings(block) == {"num_chains": 2, "step_size": 1e-4}
+    settings = SamplerSettings.from_config(block, paired=True)
+    assert (settings.num_chains, settings.step_size, settings.paired) == (2, 1e-4, True)
+    assert settings.num_draws == SamplerSettings().num_draws
+
+
+# -- SGNHT ---------------------------------------------------------------------------------
+def test_sgnht_regular_model():
+    model, data = _regular_problem()
+    res = estimate_llc(
+        model, NLL, data, num_chains=4, num_draws=600, num_burnin=100, step_size=1e-3,
+        batch_size=10_000, seed=1, sampler="sgnht", verbose=False,
+    )  # fmt: skip
+    _close(res, 2.0, bias=0.15 * 2.0)
+    assert np.isnan(res.mala_acceptance).all()  # no MALA test for a momentum sampler
+
+
+def test_sgnht_normal_crossing_and_rrr():
+    """The same bands as the SGLD tests above: w1 w2^3 (lambda 1/6) and [3, 2, 3] r1."""
+    res = estimate_llc(
+        MonomialRegression((1, 3)), gaussian_nll(0.5), monomial_data(1000, seed=4),
+        num_chains=4, num_draws=800, num_burnin=100, step_size=1e-3, batch_size=1000,
+        seed=5, sampler="sgnht", verbose=False,
+    )  # fmt: skip
+    assert 0.05 < res.llc_mean < 0.3, res.llc_mean
+    widths, rank = [3, 2, 3], 1
+    truth = float(dln_learning_coefficient(widths, rank)[0])
+    net, data = _dln_problem(widths, rank, seed=6)
+    res = estimate_llc(
+        net, NLL, data, num_chains=4, num_draws=800, num_burnin=200, step_size=1e-3,
+        batch_size=10_000, seed=7, sampler="sgnht", verbose=False,
+    )  # fmt: skip
+    _close(res, truth, bias=0.25 * truth)
+
+
+# -- diagnostics and the health verdict -----------------------------------------------------
+W2 = dict(num_chains=4, num_burnin=100, batch_size=1000, seed=0, verbose=False)
+
+
+def _w2(**kw):
+    """y = w2 x + N(0, 0.5^2), lambda 1/2: the case whose smoke estimate lands near truth."""
+    data = monomial_data(1000, seed=0)
+    return estimate_llc(MonomialRegression((0, 1)), gaussian_nll(0.5), data, **{**W2, **kw})
+
+
+def test_healthy_known_case_lands_near_truth():
+    res = _w2(num_draws=600, step_size=5e-4)
+    assert res.healthy, res.health_reasons
+    assert res.rhat < 1.05 and res.ess_bulk > 300 and res.ess_tail > 300
+    assert 0 < res.llc_mcse < 0.1 * res.llc_mean
+    assert res.mala_exact and res.mala_acceptance.mean() > 0.9
+    assert res.loss_budget == pytest.approx(res.nbeta * 5e-4 * 700)
+    assert res.localization_budget == pytest.approx(1.0 * 5e-4 * 700)
+    _close(res, 0.5, bias=0.15)
+
+
+@pytest.mark.parametrize(
+    ("settings", "reason"),
+    [
+        (dict(num_draws=20, num_burnin=0, step_size=5e-4), "R-hat"),  # far too few steps
+        (dict(num_draws=600, step_size=1e-6), "equilibration budget"),  # nothing moves
+        (dict(num_draws=600, step_size=5e-4, batch_size=32), "MCSE"),  # unpaired minibatches
+    ],
+)
+def test_unhealthy_settings_are_flagged_with_what_to_change(settings, reason):
+    with pytest.warns(RuntimeWarning, match="LLC estimate not healthy"):
+        res = _w2(**settings)
+    assert not res.healthy
+    assert any(r.startswith(reason) for r in res.health_reasons), res.health_reasons
+    assert abs(res.llc_mean - 0.5) > 0.1 or reason == "R-hat"  # these land off the truth
+    row = res.summary_row()
+    assert row["healthy"] is False and reason in row["health_reasons"]
+    if settings.get("batch_size") == 32:
+        assert not res.mala_exact and "paired=True" in row["health_reasons"]
+
+
+def test_budget_warning_before_sampling_names_the_fix():
+    with pytest.warns(RuntimeWarning, match=r"nbeta \* step_size .* raise step_size or num_burnin"):
+        res = _w2(num_draws=50, num_burnin=0, step_size=1e-6)
+    assert any("nbeta * step_size" in note for note in res.warnings)
+
+
+def test_summary_row_has_one_spelling():
+    model, data = _regular_problem(n=100)
+    res = estimate_llc(model, NLL, data, num_chains=2, num_draws=20, batch_size=100, verbose=False)
+    row = res.summary_row()
+    assert tuple(row) == ROW_FIELDS
+    assert row["diverged_chains"] == 0 and row["num_chains"] == 2
+    assert row["mala_acceptance"] == pytest.approx(float(np.nanmean(res.mala_acceptance)))
+    prefixed = res.summary_row(prefix="llc_")
+    assert prefixed["llc_mean"] == row["llc_mean"] and prefixed["llc_rhat"] == row["rhat"]
+    summary = res.summary()
+    assert summary["llc_per_chain"] == pytest.approx(list(res.llc_per_chain))
+
+
+# -- defects fixed on the way ---------------------------------------------------------------
+def _reference_acceptance(model, data, *, eps, nbeta, gamma, steps, seed, rmsprop):
+    """Textbook (p)SGLD-MALA in float64, written apart from the estimator: one chain, full
+    batch, the same noise stream. Returns the mean acceptance of moves 0->1, ..., (D-2)->(D-1)."""
+    x, y = (t.double() for t in data)
+    w0 = torch.cat([model.weight.detach().reshape(-1), model.bias.detach()]).double()
+
+    def potential_and_grad(w):
+        w = w.clone().requires_grad_(True)
+        pred = x @ w[:3, None] + w[3]
+        u = nbeta * 0.5 * (pred - y).pow(2).sum(-1).mean() + 0.5 * gamma * (w - w0).pow(2).sum()
+        (g,) = torch.autograd.grad(u, w)
+        grad_l = (g - gamma * (w - w0)).detach() / nbeta
+        return u.detach(), g.detach(), grad_l
+
+    gen = torch.Generator().manual_seed(seed * 1_000_003)
+    w, v, states = w0.clone(), None, []
+    for _ in range(steps):
+        u, drift, grad_l = potential_and_grad(w)
+        if rmsprop:
+            sq = (nbeta * grad_l) ** 2
+            v = sq if v is None else 0.99 * v + 0.01 * sq
+            g = 1.0 / (v.sqrt() + 1.0)
+        else:
+            g = torch.ones_like(w)
+        states.append((w, u, drift, g))
+        noise = torch.randn((1, 4), generator=gen)[0].double()
+        w = w - 0.5 * eps * g * drift + (eps * g).sqrt() * noise
+
+    def log_q(to, frm, drift, g):
+        r = to - frm + 0.5 * eps * g * drift
+        return float(-(r**2 / g).sum() / (2 * eps) - 0.5 * g.log().sum())
+
+    rates = []
+    for (wa, ua, da, ga), (wb, ub, db, gb) in zip(states[:-1], states[1:], strict=True):
+        log_ratio = float(ua - ub) + log_q(wa, wb, db, gb) - log_q(wb, wa, da, ga)
+        rates.append(min(1.0, math.exp(log_ratio)))
+    return float(np.mean(rates))
+
+
+@pytest.mark.parametrize(("sampler", "eps"), [("sgld", 5e-3), ("rmsprop_sgld", 5e-2)])
+def test_mala_acceptance_matches_an_independent_computation(sampler, eps):
+    """The RMSprop preconditioner kept for the next MALA check used to be overwritten in
+    place by the update (sqrt(eps G) instead of G): acceptance read far too low."""
+    model, data = _regular_problem(n=200)
+    nbeta = default_nbeta(200)
+    res = estimate_llc(
+        model, NLL, data, num_chains=1, num_draws=60, step_size=eps, batch_size=200,
+        sampler=sampler, mala_every=1, seed=3, verbose=False,
+    )  # fmt: skip
+    ref = _reference_acceptance(
+        model, data, eps=eps, nbeta=nbeta, gamma=1.0, steps=60, seed=3,
+        rmsprop=sampler == "rmsprop_sgld",
+    )  # fmt: skip
+    assert res.mala_acceptance[0] == pytest.approx(ref, abs=2e-3)
+    assert ref < 0.995  # a step large enough that a wrong G would show
+
+
+def test_zero_divergence_threshold_is_a_threshold():
+    """0 used to read as "unset" (``threshold or default``): now every chain whose loss
+    ever rises above L(w*) diverges, which all of them do."""
+    model, data = _regular_problem(n=100)
+    kw = dict(num_chains=2, num_draws=50, batch_size=100, verbose=False)
+    with pytest.raises(LLCDivergenceError) as err:
+        estimate_llc(model, NLL, data, divergence_threshold=0.0, **kw)
+    assert err.value.result.diverged.all()
+    with pytest.raises(ValueError, match="divergence_threshold"):
+        estimate_llc(model, NLL, data, divergence_threshold=-1.0, **kw)
+
+
+def test_all_diverged_error_carries_the_result():
+    model, data = _regular_problem(n=100)
+    with pytest.raises(LLCDivergenceError) as err:
+        estimate_llc(
+            model, NLL, data, num_chains=2, num_draws=300, step_size=1.0, batch_size=100,
+            verbose=False,
+        )  # fmt: skip
+    result = err.value.result
+    row = result.summary_row()
+    assert math.isnan(row["llc_mean"]) and row["diverged_chains"] == 2
+    assert not row["healthy"] and "2 of 2 chains diverged" in row["health_reasons"]
+
+
+def test_settings_are_validated_once_and_frozen():
+    with pytest.raises(ValueError, match="num_chains"):
+        SamplerSettings(num_chains=0)
+    with pytest.raises(ValueError, match="step_size"):
+        SamplerSettings(step_size=math.inf)
+    with pytest.raises(ValueError, match="sampler"):
+        SamplerSettings(sampler="hmc")
+    with pytest.raises(ValueError, match="unknown sampler settings"):
+        SamplerSettings().replace(learning_rate=1e-3)
+    settings = SamplerSettings(num_chains=2)
+    with pytest.raises(AttributeError):
+        settings.num_chains = 3
+    assert settings.replace(num_chains=3).num_chains == 3 and settings.num_chains == 2
+
+
+class _NoVmap(torch.nn.Linear):
+    """A model vmap cannot batch (data-dependent Python control flow)."""
+
+    def forward(self, x):
+        out = super().forward(x)
+        return out if float(out.detach().sum()) > -math.inf else -out
+
+
+def test_forward_chosen_once_falls_back_to_the_loop():
+    model, data = _regular_problem(n=100)
+    loopy = _NoVmap(3, 1)
+    loopy.load_state_dict(model.state_dict())
+    kw = dict(num_chains=2, num_draws=30, batch_size=16, seed=2, verbose=False)
+    with pytest.warns(RuntimeWarning, match="vmap over chains failed"):
+        fallback = estimate_llc(loopy, NLL, data, **kw)
+    loop = estimate_llc(loopy, NLL, data, vectorize=False, **kw)
+    np.testing.assert_array_equal(fallback.loss_trace, loop.loss_trace)

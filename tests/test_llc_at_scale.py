@@ -110,6 +110,8 @@ def _table(lam, hat_true, hat_sgd, diverged=0):
             "chains_sgd": 4,
             "diverged_chains_true": [diverged] + [0] * (n - 1),
             "diverged_chains_sgd": 0,
+            "healthy_true": [diverged == 0] + [True] * (n - 1),
+            "healthy_sgd": True,
         }
     )
     table["rel_error_true"] = (table["lambda"] - table["lambda_hat_true"]) / table["lambda"]
@@ -134,3 +136,4 @@ def test_summary_metrics_on_known_tables():
     nan_run = summary_metrics(_table(lam, [math.nan, 2.0, 4.0, 8.0], lam, diverged=4))
     assert nan_run["median_abs_rel_error_true"] == 0.0
     assert nan_run["diverged_chain_fraction_true"] == pytest.approx(4 / 16)
+    assert nan_run["llc_healthy_fraction_true"] == 0.75 and exact["llc_healthy_fraction_true"] == 1

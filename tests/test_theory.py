@@ -80,3 +80,15 @@ def test_normal_crossing_table1_models():
 def test_regular_and_isotropic():
     assert regular_lambda(6) == (3, 1)
     assert isotropic_lambda(4, 2) == 1
+
+
+def test_rank_count_lambda_is_the_trivial_predictor():
+    from sltrepro.theory import rank_count_lambda
+
+    # equal to Aoyagi's lambda at full rank of the bottleneck, below it elsewhere
+    assert (
+        rank_count_lambda([10, 3, 3, 3, 10], 3) == dln_learning_coefficient([10, 3, 3, 3, 10], 3)[0]
+    )
+    assert rank_count_lambda([10, 3, 3, 3, 10], 1) == Fraction(19, 2)
+    assert dln_learning_coefficient([10, 3, 3, 3, 10], 1)[0] == 11
+    assert rank_count_lambda([5, 5], 5) == Fraction(25, 2)

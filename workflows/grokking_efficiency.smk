@@ -21,6 +21,8 @@ rule grokking_efficiency_grok:
         runtime=120,
     conda:
         ENV
+    params:
+        reads=reads("grokking_efficiency", "checkpoint_every", "grok", "log_points", "model", "operation", "optimizer", "p", "seed"),
     shell:
         step("grokking_efficiency", "grok", f"{P_GE}/grok")
 
@@ -39,6 +41,8 @@ rule grokking_efficiency_llc:
         runtime=120,
     conda:
         ENV
+    params:
+        reads=reads("grokking_efficiency", "llc", "operation", "p", "seed"),
     shell:
         step("grokking_efficiency", "llc", f"{P_GE}/llc")
 
@@ -57,6 +61,8 @@ rule grokking_efficiency_efficiency:
         runtime=240,
     conda:
         ENV
+    params:
+        reads=reads("grokking_efficiency", "checkpoint_every", "efficiency", "log_points", "model", "operation", "optimizer", "p", "seed"),
     shell:
         step(
             "grokking_efficiency",
@@ -79,6 +85,8 @@ rule grokking_efficiency_pretrain:
         runtime=120,
     conda:
         ENV
+    params:
+        reads=reads("grokking_efficiency", "checkpoint_every", "log_points", "model", "operation", "optimizer", "p", "seed", "ungrok"),
     shell:
         step("grokking_efficiency", "pretrain", f"{P_GE}/pretrain")
 
@@ -99,6 +107,8 @@ rule grokking_efficiency_ungrok:
         runtime=480,
     conda:
         ENV
+    params:
+        reads=reads("grokking_efficiency", "checkpoint_every", "log_points", "operation", "optimizer", "p", "ungrok"),
     shell:
         step(
             "grokking_efficiency",
@@ -120,6 +130,8 @@ rule grokking_efficiency_semigrok:
         runtime=1440,
     conda:
         ENV
+    params:
+        reads=reads("grokking_efficiency", "checkpoint_every", "log_points", "model", "operation", "optimizer", "p", "seed", "semigrok"),
     shell:
         step("grokking_efficiency", "semigrok", f"{P_GE}/semigrok")
 
@@ -147,6 +159,8 @@ rule grokking_efficiency_analyze:
         runtime=10,
     conda:
         ENV
+    params:
+        reads=reads("grokking_efficiency", "ungrok"),
     shell:
         step("grokking_efficiency", "analyze", P_GE)
 
@@ -170,6 +184,8 @@ rule grokking_efficiency_figures:
         runtime=10,
     conda:
         ENV
+    params:
+        reads=reads("grokking_efficiency", "ungrok"),
     shell:
         step("grokking_efficiency", "figures", f"{P_GE}/figures")
 

@@ -9,6 +9,20 @@ ICL_REG = ICL_CFG["regression"]
 ICL_R = f"{ICL}/regression"
 ICL_SEEDS = ICL_REG["seeds"]
 ICL_BLOCKS = range(ICL_REG["llc"]["blocks"])
+# What training reads of `regression:` (its rules' `reads`, their rerun trigger): an edit of
+# the LLC, probe or stage settings reruns those steps without retraining.
+ICL_TRAIN_KEYS = [
+    f"regression.{key}"
+    for key in (
+        "batch_size",
+        "noise_var",
+        "num_linear_checkpoints",
+        "num_log_checkpoints",
+        "num_tasks",
+        "peak_lr",
+        "steps",
+    )
+]
 
 ICL_METRICS_PARTS = [f"{ICL_R}/metrics.json"]
 ICL_FIGURES = [f"{ICL_R}/figures/{name}.png" for name in ("llc_stages", "metrics", "essential_dynamics")]
@@ -28,6 +42,8 @@ rule icl_landscape_train:
         runtime=600,
     conda:
         ENV
+    params:
+        reads=reads("icl_landscape", *ICL_TRAIN_KEYS),
     shell:
         step(
             "icl_landscape",
@@ -53,6 +69,8 @@ rule icl_landscape_llc:
         runtime=600,
     conda:
         ENV
+    params:
+        reads=reads("icl_landscape", *ICL_TRAIN_KEYS, "regression.llc"),
     shell:
         step(
             "icl_landscape",
@@ -78,6 +96,11 @@ rule icl_landscape_probe:
         runtime=30,
     conda:
         ENV
+    params:
+        reads=reads(
+            "icl_landscape",
+            *[f"regression.{k}" for k in ("collapse_tol", "ed_batch", "eval_batch", "noise_var")],
+        ),
     shell:
         step(
             "icl_landscape",
@@ -102,6 +125,9 @@ rule icl_landscape_analyze:
         runtime=10,
     conda:
         ENV
+    params:
+        # the whole block: the analysis is cheap, and reads settings of every step before it
+        reads=reads("icl_landscape", "regression"),
     shell:
         step("icl_landscape", "analyze", ICL_R)
 
@@ -122,6 +148,8 @@ rule icl_landscape_figures:
         runtime=5,
     conda:
         ENV
+    params:
+        reads=reads("icl_landscape", "regression.seeds"),
     shell:
         step("icl_landscape", "figures", f"{ICL_R}/figures")
 
@@ -144,6 +172,8 @@ rule icl_landscape_metrics:
         runtime=5,
     conda:
         ENV
+    params:
+        reads=reads("icl_landscape"),
     shell:
         step("icl_landscape", "metrics", ICL, " ".join(f"--input {p}" for p in ICL_METRICS_PARTS))
 

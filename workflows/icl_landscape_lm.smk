@@ -5,6 +5,27 @@
 ICL_LM_CFG = ICL_CFG["language"]
 ICL_LM = f"{ICL}/language"
 ICL_LM_BLOCKS = range(ICL_LM_CFG["llc"]["blocks"])
+# What each step reads of `language:` (its rule's `reads`, its rerun trigger).
+ICL_LM_MODEL_KEYS = ["context", "d_head", "d_model", "n_heads", "n_layers", "val_fraction"]
+ICL_LM_CHECKPOINT_KEYS = ["num_linear_checkpoints", "num_log_checkpoints", "steps"]
+ICL_LM_TRAIN_KEYS = ICL_LM_MODEL_KEYS + ICL_LM_CHECKPOINT_KEYS + [
+    "batch_size",
+    "corpus",
+    "corpus_chars",
+    "lr",
+    "text_field",
+    "tokenizer_chars",
+    "vocab_size",
+    "weight_decay",
+]
+ICL_LM_EVALUATE_KEYS = ICL_LM_MODEL_KEYS + ICL_LM_CHECKPOINT_KEYS + [
+    "essential_dynamics",
+    "eval_sequences",
+    "head_scores.sequences",
+    "icl",
+    "llc",
+    "ngram",
+]
 ICL_LM_FIGURES = [
     f"{ICL_LM}/figures/{name}.png" for name in ("llc_stages", "metrics", "essential_dynamics")
 ]
@@ -22,6 +43,8 @@ rule icl_landscape_lm_train:
     resources:
         mem_mb=4000,
         runtime=600,
+    params:
+        reads=reads("icl_landscape", "seed", *[f"language.{k}" for k in ICL_LM_TRAIN_KEYS]),
     shell:
         step("icl_landscape", "lm_train", f"{ICL_LM}/train")
 
@@ -42,6 +65,8 @@ rule icl_landscape_lm_evaluate:
     resources:
         mem_mb=4000,
         runtime=600,
+    params:
+        reads=reads("icl_landscape", "seed", *[f"language.{k}" for k in ICL_LM_EVALUATE_KEYS]),
     shell:
         step(
             "icl_landscape",
@@ -67,6 +92,9 @@ rule icl_landscape_lm_analyze:
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        # the whole block: the analysis is cheap, and reads settings of every step before it
+        reads=reads("icl_landscape", "seed", "language"),
     shell:
         step("icl_landscape", "lm_analyze", ICL_LM)
 
@@ -83,6 +111,8 @@ rule icl_landscape_lm_figures:
     resources:
         mem_mb=1000,
         runtime=5,
+    params:
+        reads=reads("icl_landscape", "language.n_layers"),
     shell:
         step("icl_landscape", "lm_figures", f"{ICL_LM}/figures")
 

@@ -20,6 +20,8 @@ rule llc_at_scale_estimate:
     resources:
         mem_mb=4000,
         runtime=60,
+    params:
+        reads=reads("llc_at_scale", "families", "llc", "rank_cut_prob", "seed", "sgd"),
     shell:
         step(
             "llc_at_scale",
@@ -42,6 +44,8 @@ rule llc_at_scale_collect:
     resources:
         mem_mb=1000,
         runtime=5,
+    params:
+        reads=reads("llc_at_scale", "families"),
     shell:
         step("llc_at_scale", "collect", LAS)
 
@@ -64,6 +68,8 @@ rule llc_at_scale_figures:
     resources:
         mem_mb=1000,
         runtime=5,
+    params:
+        reads=reads("llc_at_scale"),
     shell:
         step("llc_at_scale", "figures", f"{LAS}/figures", "--input {input}")
 

@@ -23,6 +23,8 @@ rule llc_estimator_normal_crossing:
     resources:
         mem_mb=2000,
         runtime=30,
+    params:
+        reads=reads("llc_estimator", "models", "noise_std", "num_samples", "sampler", "seed", "seeds"),
     shell:
         step(
             "llc_estimator",
@@ -45,6 +47,8 @@ rule llc_estimator_dln:
     resources:
         mem_mb=2000,
         runtime=30,
+    params:
+        reads=reads("llc_estimator", "dln_cases", "num_samples", "sampler", "seed", "seeds"),
     shell:
         step("llc_estimator", "dln", f"{LE}/dln/{{wildcards.case}}", "--opt case={wildcards.case}")
 
@@ -60,6 +64,8 @@ rule llc_estimator_calibrate:
     resources:
         mem_mb=2000,
         runtime=60,
+    params:
+        reads=reads("llc_estimator", "calibration", "dln_cases", "num_samples", "sampler", "seed"),
     shell:
         step("llc_estimator", "calibrate", f"{LE}/calibration")
 
@@ -77,6 +83,8 @@ rule llc_estimator_collect:
     resources:
         mem_mb=1000,
         runtime=5,
+    params:
+        reads=reads("llc_estimator"),
     shell:
         step("llc_estimator", "collect", LE, "--input {input}")
 
@@ -96,6 +104,8 @@ rule llc_estimator_figures:
     resources:
         mem_mb=1000,
         runtime=5,
+    params:
+        reads=reads("llc_estimator"),
     shell:
         step("llc_estimator", "figures", f"{LE}/figures", "--input {input}")
 

@@ -20,6 +20,8 @@ rule saddle_to_saddle_train:
         runtime=60,
     conda:
         ENV
+    params:
+        reads=reads("saddle_to_saddle", "checkpoint_every", "depths", "log_points_per_decade", "num_seeds", "seed", "target_diag"),
     shell:
         step("saddle_to_saddle", "train", f"{S2S_P}/train/L{{wildcards.depth}}", "--opt depth={wildcards.depth}")
 
@@ -35,6 +37,8 @@ rule saddle_to_saddle_saxe:
         runtime=20,
     conda:
         ENV
+    params:
+        reads=reads("saddle_to_saddle", "saxe", "seed", "target_diag"),
     shell:
         step("saddle_to_saddle", "saxe", f"{S2S_P}/saxe")
 
@@ -52,6 +56,8 @@ rule saddle_to_saddle_llc:
         runtime=60,
     conda:
         ENV
+    params:
+        reads=reads("saddle_to_saddle", "checkpoint_every", "llc", "log_points_per_decade", "plateau", "rank_rtol", "seed"),
     shell:
         step("saddle_to_saddle", "llc", f"{S2S_P}/llc/{{wildcards.arch}}", "--opt arch={wildcards.arch}")
 
@@ -71,6 +77,8 @@ rule saddle_to_saddle_analyze:
         runtime=10,
     conda:
         ENV
+    params:
+        reads=reads("saddle_to_saddle", "depths", "escape_fit_min_gamma", "llc.architectures", "plateau", "rank_rtol", "target_diag"),
     shell:
         step("saddle_to_saddle", "analyze", S2S_P)
 
@@ -89,6 +97,8 @@ rule saddle_to_saddle_figures:
         runtime=10,
     conda:
         ENV
+    params:
+        reads=reads("saddle_to_saddle", "depths", "escape_fit_min_gamma", "plateau", "target_diag"),
     shell:
         step("saddle_to_saddle", "figures", f"{S2S_P}/figures")
 

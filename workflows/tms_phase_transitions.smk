@@ -21,6 +21,8 @@ rule tms_phase_transitions_critical:
         runtime=10,
     conda:
         ENV
+    params:
+        reads=reads("tms_phase_transitions", "c", "critical", "critical_points", "seed"),
     shell:
         step("tms_phase_transitions", "critical", f"{TMS_P}/critical")
 
@@ -40,6 +42,8 @@ rule tms_phase_transitions_llc:
         runtime=30,
     conda:
         ENV
+    params:
+        reads=reads("tms_phase_transitions", "critical_points", "llc", "seed"),
     shell:
         step(
             "tms_phase_transitions",
@@ -65,6 +69,8 @@ rule tms_phase_transitions_bayes:
         runtime=60,
     conda:
         ENV
+    params:
+        reads=reads("tms_phase_transitions", "bayes.initial_step_size", "bayes.num_adapt", "bayes.num_burnin", "bayes.num_chains", "bayes.num_draws", "bayes.prior_std", "bayes.thin", "c", "seed"),
     shell:
         step("tms_phase_transitions", "bayes", f"{TMS_P}/bayes/n{{wildcards.n}}", "--opt n={wildcards.n}")
 
@@ -82,6 +88,8 @@ rule tms_phase_transitions_sgd:
         runtime=60,
     conda:
         ENV
+    params:
+        reads=reads("tms_phase_transitions", "c", "seed", "sgd.batch_size", "sgd.init_std", "sgd.log_points", "sgd.lr", "sgd.n_samples", "sgd.num_seeds", "sgd.num_steps"),
     shell:
         step("tms_phase_transitions", "sgd", f"{TMS_P}/sgd")
 
@@ -102,6 +110,8 @@ rule tms_phase_transitions_sgd_llc:
         runtime=60,
     conda:
         ENV
+    params:
+        reads=reads("tms_phase_transitions", "c", "critical_points", "llc", "plateau", "sgd.llc_seeds", "sgd.n_samples"),
     shell:
         step("tms_phase_transitions", "sgd_llc", f"{TMS_P}/sgd_llc")
 
@@ -125,6 +135,8 @@ rule tms_phase_transitions_analyze:
         runtime=10,
     conda:
         ENV
+    params:
+        reads=reads("tms_phase_transitions", "bayes.max_start_disagreement", "bayes.sample_sizes", "c", "critical_points", "llc.max_drift", "llc.points", "paper_lambdas", "plateau_level_rtol"),
     shell:
         step("tms_phase_transitions", "analyze", TMS_P)
 
@@ -144,6 +156,8 @@ rule tms_phase_transitions_figures:
         runtime=10,
     conda:
         ENV
+    params:
+        reads=reads("tms_phase_transitions", "critical_points"),
     shell:
         step("tms_phase_transitions", "figures", f"{TMS_P}/figures")
 

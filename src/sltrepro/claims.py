@@ -1,7 +1,16 @@
 """Check a paper's claims (``papers/<paper>/claims.yaml``) against the metrics it computed.
 
+``claims.yaml`` has two lists. ``claims`` are the paper's results; each names its null model
+(``null_model``: what chance, an untrained model or a trivial predictor gives for the metric,
+as a number or as a metric computed beside it), and its band must exclude that null.
+``checks`` test our own code (parameter counts, closed forms matching their formula, finite
+estimates); they need no null and are counted apart from the claims.
+
 A band is one of ``{target, abs_tol}``, ``{target, rel_tol}``, ``{min}``, ``{max}``,
-``{min, max}`` or ``{equals}``. A claim whose metric is missing or not a finite number fails.
+``{min, max}`` or ``{equals}``. An entry fails, with its ``reason``, when its metric is
+missing or not a finite number, when a metric named in ``needs_healthy`` is not True (LLC
+estimates that have not converged), when its null model's computed value lies inside the
+band, or when the value lies outside it.
 """
 
 import json
@@ -15,6 +24,43 @@ from .config import PROFILES, ConfigError, read_yaml, validate_block
 from .paths import paper_dir
 
 _NUMBER = {"type": "number"}
+_VALUE = {"type": ["number", "boolean"]}
+_ENTRY_REQUIRED = ["id", "statement", "source", "metric", "band", "justification", "profiles"]
+_ENTRY_PROPERTIES = {
+    "id": {"type": "string", "pattern": "^[a-z0-9_]+$"},
+    "statement": {"type": "string"},
+    "source": {"type": "string"},
+    "metric": {"type": "string"},
+    "paper_value": {"type": ["number", "string", "boolean", "null"]},
+    "band": {
+        "type": "object",
+        "additionalProperties": False,
+        "minProperties": 1,
+        "properties": {
+            "target": _NUMBER,
+            "abs_tol": {"type": "number", "minimum": 0},
+            "rel_tol": {"type": "number", "minimum": 0},
+            "min": _NUMBER,
+            "max": _NUMBER,
+            "equals": _VALUE,
+        },
+    },
+    "justification": {"type": "string", "minLength": 10},
+    "profiles": {"type": "array", "minItems": 1, "items": {"enum": list(PROFILES)}},
+    "needs_healthy": {"type": "array", "minItems": 1, "items": {"type": "string"}},
+}
+# `null_model` rather than `null`: YAML reads an unquoted `null:` key as None.
+_NULL_MODEL = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["source"],
+    "oneOf": [{"required": ["value"]}, {"required": ["metric"]}],
+    "properties": {
+        "value": _VALUE,
+        "metric": {"type": "string"},
+        "source": {"type": "string", "minLength": 3},
+    },
+}
 CLAIMS_SCHEMA = {
     "type": "object",
     "required": ["claims"],
@@ -24,57 +70,35 @@ CLAIMS_SCHEMA = {
             "type": "array",
             "items": {
                 "type": "object",
-                "required": [
-                    "id",
-                    "statement",
-                    "source",
-                    "metric",
-                    "band",
-                    "justification",
-                    "profiles",
-                ],
+                "required": [*_ENTRY_REQUIRED, "null_model"],
                 "additionalProperties": False,
-                "properties": {
-                    "id": {"type": "string", "pattern": "^[a-z0-9_]+$"},
-                    "statement": {"type": "string"},
-                    "source": {"type": "string"},
-                    "metric": {"type": "string"},
-                    "paper_value": {"type": ["number", "string", "boolean", "null"]},
-                    "band": {
-                        "type": "object",
-                        "additionalProperties": False,
-                        "minProperties": 1,
-                        "properties": {
-                            "target": _NUMBER,
-                            "abs_tol": {"type": "number", "minimum": 0},
-                            "rel_tol": {"type": "number", "minimum": 0},
-                            "min": _NUMBER,
-                            "max": _NUMBER,
-                            "equals": {"type": ["boolean", "number"]},
-                        },
-                    },
-                    "justification": {"type": "string", "minLength": 10},
-                    "profiles": {
-                        "type": "array",
-                        "minItems": 1,
-                        "items": {"enum": list(PROFILES)},
-                    },
-                    "regress": {
-                        "type": "object",
-                        "additionalProperties": False,
-                        "properties": {
-                            "rtol": {"type": "number", "minimum": 0},
-                            "atol": {"type": "number", "minimum": 0},
-                        },
-                    },
-                },
+                "properties": {**_ENTRY_PROPERTIES, "null_model": _NULL_MODEL},
             },
-        }
+        },
+        "checks": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": _ENTRY_REQUIRED,
+                "additionalProperties": False,
+                "properties": _ENTRY_PROPERTIES,
+            },
+        },
     },
 }
-
-DEFAULT_RTOL = 1e-4
-DEFAULT_ATOL = 1e-8
+COLUMNS = [
+    "claim",
+    "statement",
+    "source",
+    "metric",
+    "paper_value",
+    "reproduced",
+    "band",
+    "status",
+    "kind",
+    "null",
+    "reason",
+]
 
 
 @dataclass(frozen=True)
@@ -99,6 +123,9 @@ class Band:
 
     def contains(self, value) -> bool:
         if self.equals is not None:
+            # True == 1 in Python: a boolean never matches a number, nor a number a boolean
+            if isinstance(value, bool) != isinstance(self.equals, bool):
+                return False
             return value is not None and value == self.equals
         if not _is_number(value):
             return False
@@ -125,20 +152,33 @@ def _is_number(value) -> bool:
 
 
 def load_claims(paper: str | None = None, path: str | Path | None = None) -> list[dict]:
-    """Claims of ``paper`` (or of the file at ``path``), validated, each with a ``Band``."""
+    """Claims, then checks, of ``paper`` (or of the file at ``path``), validated.
+
+    Each entry gains ``kind`` ("claim" or "check") and ``band_obj`` (a ``Band``). A claim
+    whose band contains its own numeric null is a ConfigError: such a claim cannot fail.
+    """
     path = Path(path) if path else paper_dir(paper) / "claims.yaml"
     data = read_yaml(path)
     validate_block(data, CLAIMS_SCHEMA, where=str(path))
-    ids = [c["id"] for c in data["claims"]]
+    entries = [{**c, "kind": "claim"} for c in data["claims"]]
+    entries += [{**c, "kind": "check"} for c in data.get("checks", [])]
+    ids = [c["id"] for c in entries]
     duplicated = sorted({i for i in ids if ids.count(i) > 1})
     if duplicated:
-        raise ConfigError(f"{path}: duplicated claim ids {duplicated}")
-    for claim in data["claims"]:
+        raise ConfigError(f"{path}: duplicated claim/check ids {duplicated}")
+    for entry in entries:
         try:
-            claim["band_obj"] = Band(**claim["band"])
+            entry["band_obj"] = Band(**entry["band"])
         except ConfigError as err:
-            raise ConfigError(f"{path}: claim {claim['id']!r}: {err}") from err
-    return data["claims"]
+            raise ConfigError(f"{path}: {entry['kind']} {entry['id']!r}: {err}") from err
+        null = entry.get("null_model", {})
+        if "value" in null and entry["band_obj"].contains(null["value"]):
+            raise ConfigError(
+                f"{path}: claim {entry['id']!r}: its band {entry['band_obj'].describe()} "
+                f"contains its own null {null['value']!r} ({null['source']}), so it cannot "
+                "fail; tighten the band (from measured spread) or fix the claim"
+            )
+    return entries
 
 
 def load_metrics(path: str | Path) -> dict:
@@ -148,43 +188,91 @@ def load_metrics(path: str | Path) -> dict:
     return json.loads(path.read_text())
 
 
+def judge(entry: dict, metrics: dict) -> tuple[str, str, object]:
+    """``(status, reason, null value)`` of one claim or check against ``metrics``.
+
+    ``reason`` is empty for a pass; for a failure it lists every cause found.
+    """
+    band = entry["band_obj"]
+    value = metrics.get(entry["metric"])
+    reasons = []
+    if value is None:
+        reasons.append(f"metric {entry['metric']!r} missing")
+    elif not band.contains(value):
+        reasons.append(f"{_show(value)} outside {band.describe()}")
+    unhealthy = [
+        f"{m}={_show(metrics.get(m))}"
+        for m in entry.get("needs_healthy", [])
+        if metrics.get(m) is not True
+    ]
+    if unhealthy:
+        reasons.append(f"LLC estimates not converged: {', '.join(unhealthy)}")
+    null = entry.get("null_model")
+    null_value = None
+    if null is not None:
+        null_value = null["value"] if "value" in null else metrics.get(null["metric"])
+        if null_value is None:
+            reasons.append(f"null metric {null['metric']!r} missing")
+        elif band.contains(null_value):
+            reasons.append(f"null inside band: {null['source']} gives {_show(null_value)}")
+    return ("fail" if reasons else "pass"), "; ".join(reasons), null_value
+
+
+def _show(value) -> str:
+    return "missing" if value is None else format_value(value)
+
+
 def check_claims(claims: list[dict], metrics: dict, profile: str) -> pd.DataFrame:
-    """One row per claim that applies to ``profile``: values, band and pass/fail."""
+    """One row per claim or check that applies to ``profile``: values, band, status, reason."""
     rows = []
-    for claim in claims:
-        if profile not in claim["profiles"]:
+    for entry in claims:
+        if profile not in entry["profiles"]:
             continue
-        value = metrics.get(claim["metric"])
+        status, reason, null_value = judge(entry, metrics)
         rows.append(
             {
-                "claim": claim["id"],
-                "statement": claim["statement"],
-                "source": claim["source"],
-                "metric": claim["metric"],
-                "paper_value": claim.get("paper_value"),
-                "reproduced": value,
-                "band": claim["band_obj"].describe(),
-                "status": "pass" if claim["band_obj"].contains(value) else "fail",
+                "claim": entry["id"],
+                "statement": entry["statement"],
+                "source": entry["source"],
+                "metric": entry["metric"],
+                "paper_value": entry.get("paper_value"),
+                "reproduced": metrics.get(entry["metric"]),
+                "band": entry["band_obj"].describe(),
+                "status": status,
+                "kind": entry.get("kind", "claim"),
+                "null": null_value,
+                "reason": reason,
             }
         )
-    columns = [
-        "claim",
-        "statement",
-        "source",
-        "metric",
-        "paper_value",
-        "reproduced",
-        "band",
-        "status",
-    ]
-    return pd.DataFrame(rows, columns=columns)
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def split_kinds(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(claims, checks)`` rows of a claims table (a table without ``kind``: all claims)."""
+    if "kind" not in table:
+        return table, table.iloc[0:0]
+    is_check = table["kind"] == "check"
+    return table[~is_check], table[is_check]
+
+
+def count_passing(table: pd.DataFrame) -> str:
+    """``"N of M claims pass"`` plus ``"; K of L checks pass"`` when there are checks."""
+    claims, checks = split_kinds(table)
+    text = f"{int((claims['status'] == 'pass').sum())} of {len(claims)} claims pass"
+    if len(checks):
+        text += f"; {int((checks['status'] == 'pass').sum())} of {len(checks)} checks pass"
+    return text
 
 
 def format_table(table: pd.DataFrame) -> str:
-    """A compact markdown table of claim, values, band and status."""
-    shown = table[["claim", "paper_value", "reproduced", "band", "status"]].copy()
-    shown["reproduced"] = shown["reproduced"].map(format_value)
-    shown["paper_value"] = shown["paper_value"].map(format_value)
+    """A compact markdown table of claim, values, null, band, status and failure reason."""
+    columns = ["claim", "paper_value", "reproduced", "null", "band", "status", "reason"]
+    shown = table[[c for c in columns if c in table]].copy()
+    if "kind" in table and (table["kind"] == "check").all():
+        shown = shown.drop(columns=["paper_value", "null"], errors="ignore")
+    for column in ("paper_value", "reproduced", "null"):
+        if column in shown:
+            shown[column] = shown[column].map(format_value)
     shown["status"] = shown["status"].str.upper()
     return shown.to_markdown(index=False)
 
@@ -197,36 +285,9 @@ def format_value(value) -> str:
     if isinstance(value, bool):
         return str(value)
     if isinstance(value, float):
-        return f"{value:.4g}"
+        # whole numbers in full (a count checked against `== 51717`), others to 6 digits
+        return str(int(value)) if value.is_integer() and abs(value) < 1e15 else f"{value:.6g}"
     return str(value)
-
-
-def regress(claims: list[dict], current: pd.DataFrame, baseline: pd.DataFrame) -> list[str]:
-    """What moved between ``baseline`` and ``current`` claims.csv tables (empty: nothing).
-
-    Numbers compare with ``|a - b| <= atol + rtol * |b|`` (per-claim ``regress`` tolerances,
-    else DEFAULT_RTOL / DEFAULT_ATOL); anything else must be equal.
-    """
-    tolerances = {c["id"]: c.get("regress", {}) for c in claims}
-    old = dict(zip(baseline["claim"], baseline["reproduced"], strict=True))
-    new = dict(zip(current["claim"], current["reproduced"], strict=True))
-    moved = []
-    for claim in sorted(set(old) | set(new)):
-        if claim not in new:
-            moved.append(f"{claim}: in the baseline but not computed now")
-            continue
-        if claim not in old:
-            moved.append(f"{claim}: new claim, not in the baseline (value {new[claim]})")
-            continue
-        a, b = _as_number(new[claim]), _as_number(old[claim])
-        if _is_number(a) and _is_number(b):
-            tol = tolerances.get(claim, {})
-            rtol, atol = tol.get("rtol", DEFAULT_RTOL), tol.get("atol", DEFAULT_ATOL)
-            if abs(a - b) > atol + rtol * abs(b):
-                moved.append(f"{claim}: {b!r} -> {a!r} (rtol {rtol:g}, atol {atol:g})")
-        elif str(new[claim]) != str(old[claim]):
-            moved.append(f"{claim}: {old[claim]!r} -> {new[claim]!r}")
-    return moved
 
 
 def _as_number(value):

@@ -2,13 +2,25 @@
 
 import argparse
 import logging
+import os
+import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
-from . import report
-from .claims import check_claims, format_table, load_claims, load_metrics, regress
+import pandas as pd
+
+from . import provenance, regress, report
+from .claims import (
+    check_claims,
+    count_passing,
+    format_table,
+    load_claims,
+    load_metrics,
+    split_kinds,
+)
 from .config import DEFAULT_PROFILE, PROFILES, ConfigError
-from .paths import UnknownPaperError, known_papers, paper_dir, results_dir
+from .paths import UnknownPaperError, known_papers, paper_dir, repo_root, results_dir
 
 
 def _add_profile(parser: argparse.ArgumentParser) -> None:
@@ -30,6 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--threads", type=int, default=1)
     run.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE")
     run.add_argument("--input", action="extend", nargs="+", default=[], metavar="PATH")
+    run.add_argument(
+        "--reads",
+        metavar="KEYS@DIGEST",
+        help="the config keys the step may read, as the rule declares them (default: all)",
+    )
 
     claims = sub.add_parser("claims", help="check a paper's claims; exit 1 if any fails")
     claims.add_argument("paper")
@@ -40,10 +57,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-fail", action="store_true", help="exit 0 even when a claim fails (for the DAG)"
     )
 
-    reg = sub.add_parser("regress", help="compare claims.csv with the accepted baseline")
+    reg = sub.add_parser(
+        "regress", help="compare metrics.json with the accepted baseline, within measured noise"
+    )
     reg.add_argument("paper", help="a paper, or 'all'")
     _add_profile(reg)
-    reg.add_argument("--update", action="store_true", help="accept the current values")
+    reg.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="measure a new baseline: run the paper's DAG under every floating-point rounding "
+        "path this CPU offers and record values, spreads and tolerances",
+    )
+    reg.add_argument("--cores", type=int, default=2, help="snakemake cores for --calibrate")
 
     rep = sub.add_parser("report", help="write a paper's report.md")
     rep.add_argument("paper")
@@ -70,36 +95,35 @@ def cmd_claims(args) -> int:
     if args.out:
         table.to_csv(args.out, index=False)
     print(f"{args.paper} ({args.profile})")
-    print(format_table(table) if len(table) else "(no claims apply to this profile)")
+    claims_table, checks_table = split_kinds(table)
+    print(format_table(claims_table) if len(claims_table) else "(no claims apply to this profile)")
+    if len(checks_table):
+        print("harness checks:")
+        print(format_table(checks_table))
     failed = table.loc[table["status"] != "pass", "claim"].tolist()
     if failed:
-        print(f"FAILED: {', '.join(failed)}")
+        print(f"{count_passing(table)}. FAILED: {', '.join(failed)}")
         return 0 if args.no_fail else 1
-    print(f"all {len(table)} claims pass")
+    print(f"all pass: {count_passing(table)}")
     return 0
 
 
 def cmd_regress(args) -> int:
-    papers = known_papers() if args.paper == "all" else [args.paper]
+    papers = known_papers() if args.paper == "all" else [paper_dir(args.paper).name]
+    if args.calibrate:
+        for paper in papers:
+            calibrate(paper, args.profile, args.results, args.cores)
+        return 0
     status = 0
     for paper in papers:
-        current_path = results_dir(args.profile, paper, args.results) / "claims.csv"
-        baseline_path = paper_dir(paper) / "baselines" / f"{args.profile}.csv"
-        if not current_path.exists():
-            print(f"{paper}: {current_path} missing; run the {args.profile} pipeline first")
+        metrics_path = results_dir(args.profile, paper, args.results) / "metrics.json"
+        baseline_path = _baseline_path(paper, args.profile)
+        if not metrics_path.exists():
+            print(f"{paper}: {metrics_path} missing; run the {args.profile} pipeline first")
             status = 1
             continue
-        current = report.read_claims_csv(current_path)
-        if args.update:
-            baseline_path.parent.mkdir(parents=True, exist_ok=True)
-            current[["claim", "metric", "reproduced"]].to_csv(baseline_path, index=False)
-            print(f"{paper}: baseline {baseline_path} updated")
-            continue
-        if not baseline_path.exists():
-            print(f"{paper}: no baseline {baseline_path}; accept one with --update")
-            status = 1
-            continue
-        moved = regress(load_claims(paper), current, report.read_claims_csv(baseline_path))
+        seen = _observed(results_dir(args.profile, paper, args.results))
+        moved = regress.compare(regress.read_baseline(baseline_path), seen)
         if moved:
             status = 1
             print(f"{paper}: {len(moved)} value(s) moved from {baseline_path}:")
@@ -107,6 +131,65 @@ def cmd_regress(args) -> int:
         else:
             print(f"{paper}: matches {baseline_path}")
     return status
+
+
+def _observed(folder: Path) -> dict:
+    """A finished run's metrics and claim verdicts (``folder``: results/<profile>/<paper>)."""
+    claims_csv = folder / "claims.csv"
+    if not claims_csv.exists():
+        raise FileNotFoundError(f"{claims_csv}: no claims table; run the whole pipeline first")
+    return regress.observed(load_metrics(folder / "metrics.json"), pd.read_csv(claims_csv))
+
+
+def _baseline_path(paper: str, profile: str) -> Path:
+    return paper_dir(paper) / "baselines" / f"{profile}.csv"
+
+
+def calibrate(paper: str, profile: str, results: str, cores: int) -> None:
+    """Run ``paper``'s DAG once per rounding path and write its baseline with the spreads."""
+    paths = regress.rounding_paths()
+    print(f"{paper}: {len(paths)} rounding paths: {', '.join(p.name for p in paths)}")
+    snakemake = Path(sys.executable).parent / "snakemake"
+    runs, per_path = [], {}
+    for path in paths:
+        root = Path(results) / "calibration" / path.name
+        print(f"{paper}: running the {profile} DAG with {path.env or 'no overrides'} -> {root}")
+        done = subprocess.run(
+            [
+                str(snakemake),
+                f"-c{cores}",
+                paper,
+                "--config",
+                f"profile={profile}",
+                f"results={root}",
+            ],
+            cwd=repo_root(),
+            env={**os.environ, **path.env},
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"{paper}: the {path.name} run failed; see its log above")
+        seen = _observed(results_dir(profile, paper, root))
+        runs.append(seen)
+        per_path[path.name] = regress.flat_metrics(seen)
+    table = regress.baseline_from_runs(runs)
+    target = _baseline_path(paper, profile)
+    regress.write_baseline(
+        table,
+        target,
+        {
+            "paper": paper,
+            "profile": profile,
+            "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "machine": provenance.host_info(),
+            "git": provenance.git_state(),
+            "rounding_paths": {p.name: p.env for p in paths},
+            "values": per_path,
+        },
+    )
+    noisy = table[table["spread"] > 0]
+    print(f"{paper}: baseline {target} written; {len(noisy)} of {len(table)} metrics vary")
+    for row in noisy.itertuples(index=False):
+        print(f"  {row.metric}: spread {row.spread:.3g}, tolerance {row.tolerance:.3g}")
 
 
 def cmd_summary(args) -> int:
@@ -136,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
                 opts=parse_opts(args.opt),
                 inputs=args.input,
                 results_root=args.results,
+                reads=args.reads,
             )
             return 0
         if args.command == "claims":
@@ -147,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "summary":
             return cmd_summary(args)
-    except (ConfigError, UnknownPaperError, FileNotFoundError) as err:
+    except (ConfigError, UnknownPaperError, FileNotFoundError, RuntimeError) as err:
         print(f"sltrepro: error: {err}", file=sys.stderr)
         return 2
     return 0

@@ -40,16 +40,29 @@ def package_versions() -> dict:
     return versions
 
 
-def host_info(device: torch.device) -> dict:
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux), else what ``platform`` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def host_info(device: torch.device | str = "cpu") -> dict:
+    """Where a result was computed. The CPU capability matters: it selects the rounding path."""
     info = {
         "hostname": platform.node(),
         "platform": platform.platform(),
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": cpu_model(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "python": platform.python_version(),
         "torch_threads": torch.get_num_threads(),
         "device": str(device),
     }
-    if device.type == "cuda":
+    if torch.device(device).type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
     return info
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .claims import format_table
+from .claims import count_passing, format_table, split_kinds
 from .config import read_yaml
 from .paths import paper_dir
 
@@ -20,23 +20,39 @@ def paper_report(
     """Write ``out`` (markdown): what the paper is, the claims table, then every figure."""
     meta = read_yaml(paper_dir(paper) / "paper.yaml")
     table = read_claims_csv(claims_csv)
+    claims, checks = split_kinds(table)
     out = Path(out)
-    n_pass = int((table["status"] == "pass").sum())
     lines = [
         f"# {meta['title']}",
         "",
         f"{', '.join(meta['authors'])} ({meta['year']}), arXiv {meta['arxiv']}.",
-        f"Profile **{profile}**: {n_pass} of {len(table)} claims pass.",
+        f"Profile **{profile}**: {count_passing(table)}.",
         "",
         meta.get("reproduces", "").strip(),
         "",
         "## Claims",
         "",
-        format_table(table) if len(table) else "(no claims apply to this profile)",
+        "Each claim names its null model (what chance, an untrained model or a trivial",
+        "predictor gives); a claim whose null lies inside its band fails.",
+        "",
+        format_table(claims) if len(claims) else "(no claims apply to this profile)",
         "",
     ]
-    for _, row in table.iterrows():
+    for _, row in claims.iterrows():
         lines.append(f"- **{row['claim']}** ({row['source']}): {row['statement']}")
+    if len(checks):
+        lines += [
+            "",
+            "## Harness checks",
+            "",
+            "Checks of our own code (counts, closed forms, finite estimates), not of the paper;",
+            "they are not counted among the claims.",
+            "",
+            format_table(checks),
+            "",
+        ]
+        for _, row in checks.iterrows():
+            lines.append(f"- **{row['claim']}** ({row['source']}): {row['statement']}")
     lines += [
         "",
         f"Deviations from the original and the reasons for failing claims: "
@@ -61,15 +77,21 @@ def summary(profile: str, claims_csvs: dict, out: str | Path) -> str:
         table.insert(0, "paper", paper)
         frames.append(table)
     everything = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    n_pass = int((everything["status"] == "pass").sum()) if len(everything) else 0
     lines = [
         f"# Reproduction summary: profile {profile}",
         "",
-        f"{n_pass} of {len(everything)} claims pass across {len(frames)} papers.",
+        f"{count_passing(everything) if len(everything) else '0 of 0 claims pass'} "
+        f"across {len(frames)} papers.",
         "",
     ]
     for paper, table in everything.groupby("paper", sort=True) if len(everything) else []:
-        lines += [f"## {paper}", "", format_table(table), "", f"Report: `{paper}/report.md`", ""]
+        claims, checks = split_kinds(table)
+        lines += [f"## {paper}", "", f"{count_passing(table)}.", ""]
+        if len(claims):
+            lines += [format_table(claims), ""]
+        if len(checks):
+            lines += ["Harness checks:", "", format_table(checks), ""]
+        lines += [f"Report: `{paper}/report.md`", ""]
     text = "\n".join(lines)
     Path(out).write_text(text)
     return text

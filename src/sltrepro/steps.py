@@ -4,6 +4,10 @@ A paper's package ``sltrepro.papers.<paper>`` exposes ``STEPS = {name: function}
 function takes a :class:`StepContext`, writes its outputs into ``ctx.outdir`` and returns
 nothing. This module validates the config, sets device and threads, times the step and
 writes ``provenance.json`` beside its outputs.
+
+A rule passes ``--reads key,key.sub,...@digest`` (``reads(...)`` in common.smk): the step then
+sees only those keys of its config block, so the rule's digest covers everything the step
+reads and a config edit reruns exactly the rules it concerns.
 """
 
 import importlib
@@ -15,7 +19,7 @@ from pathlib import Path
 import torch
 
 from . import provenance
-from .config import ConfigError, load_profile, read_yaml
+from .config import ConfigError, DeclaredConfig, load_profile, read_yaml
 from .device import resolve_device, set_threads
 from .paths import paper_dir, results_dir
 
@@ -71,12 +75,20 @@ def run_step(
     opts: dict | None = None,
     inputs: list | None = None,
     results_root: str | Path = "results",
+    reads: str | None = None,
 ) -> StepContext:
-    """Validate, run ``STEPS[step]`` of ``paper`` and write provenance.json into ``outdir``."""
+    """Validate, run ``STEPS[step]`` of ``paper`` and write provenance.json into ``outdir``.
+
+    ``reads`` (a rule's ``--reads`` spec) restricts the config the step sees to the keys its
+    rule declares; without it (a step run by hand) the step sees the whole block.
+    """
     steps = paper_steps(paper)
     if step not in steps:
         raise ConfigError(f"paper {paper!r} has no step {step!r}; steps: {', '.join(steps)}")
     config = load_profile(paper, profile)
+    if reads is not None:
+        where = f"papers/{paper}/config.yaml (profile {profile!r})"
+        config = DeclaredConfig.select(config, reads, where=where)
     set_threads(threads)
     device = resolve_device(config.get("device", "auto"))
     outdir = Path(outdir)

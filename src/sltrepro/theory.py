@@ -49,6 +49,15 @@ def _check_widths(widths, rank: int) -> list[int]:
     return widths
 
 
+def rank_count_lambda(widths, rank: int) -> Fraction:
+    """Half the dimension of the manifold of rank-``rank`` H_{L+1} x H_1 matrices,
+    r (H_1 + H_{L+1} - r) / 2: the learning coefficient a predictor that knows nothing of
+    SLT would guess from the end-to-end map alone (the null for Aoyagi's lambda; they differ
+    only where a hidden layer is a bottleneck)."""
+    widths = _check_widths(widths, rank)
+    return Fraction(rank * (widths[0] + widths[-1] - rank), 2)
+
+
 def dln_learning_coefficient(widths, rank: int) -> tuple[Fraction, int]:
     """Aoyagi (2024): the learning coefficient of a deep linear network at a rank-r truth.
 

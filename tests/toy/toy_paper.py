@@ -1,6 +1,7 @@
 """A toy paper used by the harness tests: seeded draws, their mean, one figure."""
 
 import json
+import time
 
 import torch
 
@@ -10,7 +11,12 @@ from sltrepro import plots
 def sample(ctx):
     gen = torch.Generator().manual_seed(ctx.config["seed"])
     draws = torch.randn(ctx.config["draws"], generator=gen).tolist()
-    (ctx.outdir / "draws.json").write_text(json.dumps(draws))
+    with open(ctx.outdir / "draws.json", "w") as out:
+        # a step that writes its output over time, so a kill can leave it half written
+        out.write("[")
+        out.flush()
+        time.sleep(ctx.config["delay_s"])
+        out.write(", ".join(map(repr, draws)) + "]")
 
 
 def analyze(ctx):
@@ -18,7 +24,7 @@ def analyze(ctx):
     metrics = {"mean": sum(draws) / len(draws), "draws_ok": len(draws) == ctx.config["draws"]}
     (ctx.outdir / "metrics.json").write_text(json.dumps(metrics))
     fig, ax = plots.figure()
-    ax.hist(draws)
+    ax.hist(draws, bins=ctx.config["bins"])
     plots.save(fig, ctx.outdir / "figures" / "draws.png")
 
 

@@ -6,6 +6,8 @@ rule toy_sample:
         f"{P}/sample/draws.json",
     log:
         paper_log("toy", "sample"),
+    params:
+        reads=reads("toy", "seed", "draws", "delay_s"),
     shell:
         step("toy", "sample", f"{P}/sample")
 
@@ -18,6 +20,8 @@ rule toy_analyze:
         figure=report(f"{P}/figures/draws.png", category="toy"),
     log:
         paper_log("toy", "analyze"),
+    params:
+        reads=reads("toy", "draws", "bins"),
     shell:
         step("toy", "analyze", P, "--input {input}")
 

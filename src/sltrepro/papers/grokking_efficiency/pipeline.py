@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from scipy.stats import spearmanr
 
-from sltrepro.llc import estimate_llc, sampler_settings
+from sltrepro.llc import SamplerSettings, estimate_llc
 from sltrepro.models.modular_transformer import (
     ModularTransformer,
     TransformerShape,
@@ -123,21 +123,12 @@ def llc(ctx) -> None:
             ModularTransformer(params),
             F.cross_entropy,
             data,
-            **sampler_settings(s),
+            SamplerSettings.from_config(s),
             seed=cfg["seed"],
             device=ctx.device,
             verbose=False,
         )
-        rows.append(
-            {
-                "step": step,
-                "llc_mean": result.llc_mean,
-                "llc_std": result.llc_std,
-                "init_loss": result.init_loss,
-                "num_diverged": int(result.diverged.sum()),
-                "mala_acceptance": float(np.nanmean(result.mala_acceptance)),
-            }
-        )
+        rows.append({"step": step, **result.summary_row()})
         ctx.log.info("LLC at step %d: %.2f +- %.2f", step, result.llc_mean, result.llc_std)
     pd.DataFrame(rows).to_csv(ctx.outdir / "llc.csv", index=False)
 
@@ -313,7 +304,12 @@ def llc_metrics(llcs: pd.DataFrame, history: pd.DataFrame) -> dict:
         "llc_max": float(peak.llc_mean),
         "llc_step_of_max": float(peak.step),
         "llc_at_memorisation": float(at_mem.llc_mean.iloc[0]) if len(at_mem) else None,
-        "llc_all_finite": bool(np.isfinite(llcs.llc_mean).all() and llcs.num_diverged.eq(0).all()),
+        "llc_all_finite": bool(
+            np.isfinite(llcs.llc_mean).all() and llcs.diverged_chains.eq(0).all()
+        ),
+        # the health verdict of every LLC estimate above (sltrepro.llc_diagnostics)
+        "llc_healthy": bool(llcs.healthy.all()),
+        "llc_final_healthy": bool(llcs.healthy.iloc[-1]),
     }
 
 
@@ -328,6 +324,8 @@ def efficiency_metrics(mem: pd.DataFrame, gen: pd.DataFrame) -> dict:
         "gen_test_acc_min": float(gen.test_acc.min()),
         "gen_norm_mean": float(gen_norm.mean()),
         "gen_norm_rel_spread": float((gen_norm.max() - gen_norm.min()) / gen_norm.mean()),
+        # the same spread for memorising nets: the null the flat-norm claim must beat
+        "mem_norm_rel_spread": float((mem_norm.max() - mem_norm.min()) / mem_norm.mean()),
     }
 
 

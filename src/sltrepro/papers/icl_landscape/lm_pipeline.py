@@ -224,24 +224,18 @@ def head_scores(model: AttnOnlyLM, data: EvalData, cfg: dict, seed: int) -> dict
 
 def checkpoint_llc(model: AttnOnlyLM, data: EvalData, cfg: dict, seed: int, device) -> dict:
     """LLC of the mean next-token loss on the LLC training windows (shared estimator)."""
-    from sltrepro.llc import estimate_llc, sampler_settings
+    from sltrepro.llc import SamplerSettings, estimate_llc
 
     result = estimate_llc(
         model,
         next_token_loss,
         data.llc_data,
-        **sampler_settings(cfg["llc"]),
+        SamplerSettings.from_config(cfg["llc"]),
         seed=seed,
         device=device,
         verbose=False,
     )
-    return {
-        "llc": result.llc_mean,
-        "llc_std": result.llc_std,
-        "llc_init_loss": result.init_loss,
-        "llc_diverged": int(result.diverged.sum()),
-        "llc_mala": float(np.nanmean(result.mala_acceptance)),
-    }
+    return {"llc": result.llc_mean, **result.summary_row(prefix="llc_")}
 
 
 @torch.no_grad()
@@ -395,6 +389,9 @@ def summarize(table: pd.DataFrame, found: list, cfg: dict) -> dict:
         "lm_llc_final": float(table["llc"].iloc[-1]),
         "lm_llc_max": float(table["llc"].max()),
         "lm_llc_all_finite": bool(np.isfinite(table["llc"]).all()),
+        # the health verdict of every checkpoint's LLC estimate (sltrepro.llc_diagnostics)
+        "lm_llc_healthy": bool(table["llc_healthy"].astype(bool).all()),
+        "lm_llc_healthy_fraction": float(table["llc_healthy"].astype(bool).mean()),
     }
 
 

@@ -30,7 +30,7 @@ import pandas as pd
 import torch
 
 from sltrepro import stages as stg
-from sltrepro.llc import estimate_llc, sampler_settings
+from sltrepro.llc import SamplerSettings, estimate_llc
 from sltrepro.models.icl_transformer import ICLTransformer, encode, num_params
 from sltrepro.tasks.regression import (
     ols_predictions,
@@ -116,24 +116,31 @@ def per_token_loss(preds: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
 
 
 def checkpoint_llc(model: ICLTransformer, data, llc_cfg: dict, seed: int) -> dict:
-    """The LLC of one checkpoint: mean of the K per-token LLCs, their values and the spread."""
-    kwargs = dict(**sampler_settings(llc_cfg), seed=seed, device="cpu", verbose=False)
+    """The LLC of one checkpoint: mean of the K per-token LLCs, their values, the spread and
+    the diagnostics (with one posterior per token: the worst over the K estimates)."""
+    settings = SamplerSettings.from_config(llc_cfg)
+    kwargs = dict(seed=seed, device="cpu", verbose=False)
     if llc_cfg["per_token_posteriors"]:
         results = [
-            estimate_llc(model, lambda p, y, k=k: per_token_loss(p, y)[k], data, **kwargs)
+            estimate_llc(model, lambda p, y, k=k: per_token_loss(p, y)[k], data, settings, **kwargs)
             for k in range(model.num_examples)
         ]
         per_token = np.array([r.llc_mean for r in results])
         std = float(np.mean([r.llc_std for r in results]))
-        diverged = sum(int(r.diverged.sum()) for r in results)
-        acceptance = float(np.nanmean([np.nanmean(r.mala_acceptance) for r in results]))
     else:
-        result = estimate_llc(model, per_token_loss, data, **kwargs)
-        per_token = result.llc_components
-        std, diverged = result.llc_std, int(result.diverged.sum())
-        acceptance = float(np.nanmean(result.mala_acceptance))
-    row = {"llc": float(per_token.mean()), "llc_chain_std": std, "diverged": diverged}
-    row["mala_acceptance"] = acceptance
+        results = [estimate_llc(model, per_token_loss, data, settings, **kwargs)]
+        per_token = results[0].llc_components
+        std = results[0].llc_std
+    rows = [r.summary_row() for r in results]
+    row = {"llc": float(per_token.mean()), "llc_chain_std": std}
+    row["diverged_chains"] = sum(r["diverged_chains"] for r in rows)
+    row["mala_acceptance"] = float(np.nanmean([r["mala_acceptance"] for r in rows]))
+    row["healthy"] = all(r["healthy"] for r in rows)
+    row["rhat"] = max(r["rhat"] for r in rows)
+    row["ess_bulk"] = min(r["ess_bulk"] for r in rows)
+    row["ess_tail"] = min(r["ess_tail"] for r in rows)
+    row["loss_budget"] = rows[0]["loss_budget"]
+    row["health_reasons"] = "; ".join(sorted({r["health_reasons"] for r in rows} - {""}))
     row.update({f"llc_token{k + 1}": float(v) for k, v in enumerate(per_token)})
     return row
 
@@ -249,6 +256,8 @@ def stage_metrics(table: pd.DataFrame, stages: list[stg.Stage], turns: list[int]
     argmin = int(table["yhat_sq"].idxmin())
     icl = np.flatnonzero(table["icl_score"].to_numpy() < ICL_ONSET)
     out["yhat_sq_min_before_icl"] = bool(len(icl) and argmin < icl[0])
+    # at step 0 the "prior-mean phase" would be the untrained model's, not a stage
+    out["yhat_sq_min_is_init"] = argmin == 0
     if bounds:
         end1 = nearest_index(steps, bounds[0])
         out["yhat_sq_min_near_first_boundary"] = abs(argmin - end1) <= 1
@@ -310,7 +319,12 @@ def analyze_seed(ctx, seed: int, base: pd.DataFrame) -> dict:
     out["llc_final"] = float(final["llc"])
     out["llc_max"] = float(table["llc"].max())
     out["llc_rise"] = out["llc_final"] - out["llc_init"]
+    # the health verdict of every checkpoint's LLC estimate (sltrepro.llc_diagnostics)
+    out["llc_healthy"] = bool(table["healthy"].astype(bool).all())
+    out["llc_healthy_fraction"] = float(table["healthy"].astype(bool).mean())
     out["yhat_sq_min_ratio"] = float(table["yhat_sq"].min() / base["prior_mean"].mean())
+    # the untrained model's value: the null the prior-mean claim must beat
+    out["yhat_sq_init_ratio"] = float(table["yhat_sq"].iloc[0] / base["prior_mean"].mean())
     out["final_icl_score"] = float(final["icl_score"])
     out["final_ln_final_collapse"] = float(final["ln_final_collapse"])
     return out
@@ -330,6 +344,8 @@ def step_analyze(ctx) -> None:
     for key, value in per_seed[seeds[0]].items():
         if isinstance(value, bool):
             metrics[f"{key}_all_seeds"] = all(per_seed[s].get(key) is True for s in seeds)
+    # the one-cycle schedule peaks half-way: a boundary there may be the schedule's doing
+    metrics["lr_peak_step"] = cfg["steps"] // 2
     metrics["num_params"] = num_params(ICLTransformer())
     metrics["ridge_mean_mse"] = float(base["ridge"].mean())
     metrics["ridge_mse_pos1"] = float(base["ridge"].iloc[0])

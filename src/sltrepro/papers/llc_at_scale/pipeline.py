@@ -31,7 +31,13 @@ from scipy.stats import spearmanr
 from torch.nn import functional as F
 
 from sltrepro import checkpoint
-from sltrepro.llc import LLCDivergenceError, default_nbeta, estimate_llc, full_data_loss
+from sltrepro.llc import (
+    LLCDivergenceError,
+    SamplerSettings,
+    default_nbeta,
+    estimate_llc,
+    full_data_loss,
+)
 from sltrepro.models.dln import (
     DeepLinearNetwork,
     numerical_rank,
@@ -40,7 +46,7 @@ from sltrepro.models.dln import (
 )
 from sltrepro.progress import progress
 from sltrepro.tasks.teacher import teacher_dataset
-from sltrepro.theory import dln_learning_coefficient
+from sltrepro.theory import dln_learning_coefficient, rank_count_lambda
 
 INPUT_RANGE = 10.0  # x ~ U[-10, 10]^{H_1}, as in the paper
 PAPER_BAND = (-0.1, 0.5)  # where the paper's relative errors (lambda - hat)/lambda mostly lie
@@ -135,7 +141,7 @@ def estimate_at(model, data, config: dict, family: dict, seed: int, device, log)
     llc = config["llc"]
     steps = family["num_steps"]
     draws = max(1, round(llc["draw_fraction"] * steps))
-    kwargs = dict(
+    settings = SamplerSettings(
         num_chains=family["num_chains"],
         num_draws=draws,
         num_burnin=steps - draws,
@@ -143,29 +149,17 @@ def estimate_at(model, data, config: dict, family: dict, seed: int, device, log)
         nbeta=default_nbeta(data[0].shape[0]),
         localization=llc["localization"],
         batch_size=llc["batch_size"],
-        seed=seed,
-        device=device,
         mala_every=llc["mala_every"],
-        verbose=False,
     )
-    start = time.perf_counter()
     try:
-        result = estimate_llc(model, mse, data, **kwargs)
+        result = estimate_llc(model, mse, data, settings, seed=seed, device=device, verbose=False)
     except LLCDivergenceError as err:
         log.warning("all chains diverged: %s", err)
-        return {
-            "llc_mean": math.nan,
-            "llc_std": math.nan,
-            "num_chains": family["num_chains"],
-            "num_diverged": family["num_chains"],
-            "mala_acceptance_mean": math.nan,
-            "seconds": time.perf_counter() - start,
-            "seconds_per_1k_steps": math.nan,
-            "seconds_per_1k_chain_steps": math.nan,
-        }
+        result = err.result
     out = result.summary()
-    out["llc_per_chain"] = [None if math.isnan(v) else v for v in out["llc_per_chain"]]
-    out["seconds_per_1k_steps"] = 1000 * result.seconds / steps
+    # a run whose chains all diverged stops early: its time is not a rate
+    rate = math.nan if result.diverged.all() else 1000 * result.seconds / steps
+    out["seconds_per_1k_steps"] = rate
     out["seconds_per_1k_chain_steps"] = out["seconds_per_1k_steps"] / family["num_chains"]
     for note in result.warnings:
         log.warning(note)
@@ -240,14 +234,16 @@ def result_table(paths) -> pd.DataFrame:
         rec = json.loads(Path(path).read_text())
         row = {k: rec[k] for k in ("index", "family", "num_params", "depth", "rank", "lambda")}
         row["multiplicity"] = rec["multiplicity"]
+        row["lambda_rank_count"] = float(rank_count_lambda(rec["widths"], rec["rank"]))
         row["widths"] = "-".join(map(str, rec["widths"]))
         row["wall_seconds"] = rec["wall_seconds"]
         for where in ("true", "sgd"):
             est = rec[where]
             row[f"lambda_hat_{where}"] = est["llc_mean"]
             row[f"std_{where}"] = est["llc_std"]
-            row[f"acceptance_{where}"] = est["mala_acceptance_mean"]
-            row[f"diverged_chains_{where}"] = est["num_diverged"]
+            row[f"acceptance_{where}"] = est["mala_acceptance"]
+            row[f"diverged_chains_{where}"] = est["diverged_chains"]
+            row[f"healthy_{where}"] = est["healthy"]
             row[f"chains_{where}"] = est["num_chains"]
             row[f"seconds_{where}"] = est["seconds"]
             row[f"seconds_per_1k_steps_{where}"] = est["seconds_per_1k_steps"]
@@ -257,6 +253,7 @@ def result_table(paths) -> pd.DataFrame:
     table["rel_error_true"] = relative_error(table["lambda"], table["lambda_hat_true"])
     table["rel_error_sgd"] = relative_error(table["lambda"], table["lambda_hat_sgd"])
     table["ratio_sgd_true"] = table["lambda_hat_sgd"] / table["lambda_hat_true"]
+    table["rel_error_rank_count"] = relative_error(table["lambda"], table["lambda_rank_count"])
     return table
 
 
@@ -280,10 +277,34 @@ def summary_metrics(table: pd.DataFrame) -> dict:
         "frac_rel_error_in_paper_band": float(((rel >= lo) & (rel <= hi)).mean()),
         "diverged_chain_fraction_true": float(diverged / chains),
         "median_acceptance_true": float(table["acceptance_true"].median()),
+        # the health verdict of each estimate (sltrepro.llc_diagnostics)
+        "llc_healthy_fraction_true": float(table["healthy_true"].astype(bool).mean()),
     }
+    # The null every claim must beat: the rank-count predictor r(H_1 + H_{L+1} - r)/2, which
+    # knows nothing of SLT, scored on the same (non-diverged) nets.
+    null_rel = ok["rel_error_rank_count"]
+    metrics["spearman_rank_count"] = (
+        float(spearmanr(ok["lambda"], ok["lambda_rank_count"]).statistic) if len(ok) > 2 else None
+    )
+    metrics["median_abs_rel_error_rank_count"] = float(null_rel.abs().median())
+    metrics["max_abs_rel_error_rank_count"] = float(null_rel.abs().max())
+    metrics["frac_rel_error_in_paper_band_rank_count"] = float(
+        ((null_rel >= lo) & (null_rel <= hi)).mean()
+    )
+    metrics["spearman_true_minus_rank_count"] = (
+        metrics["spearman_true"] - metrics["spearman_rank_count"]
+        if metrics["spearman_true"] is not None and metrics["spearman_rank_count"] is not None
+        else None
+    )
+    metrics["median_abs_rel_error_true_over_rank_count"] = (
+        metrics["median_abs_rel_error_true"] / metrics["median_abs_rel_error_rank_count"]
+        if metrics["median_abs_rel_error_rank_count"] > 0
+        else None
+    )
     both = table.dropna(subset=["lambda_hat_true", "lambda_hat_sgd"])
     metrics["median_ratio_sgd_true"] = float(both["ratio_sgd_true"].median())
     metrics["median_abs_rel_error_sgd"] = float(both["rel_error_sgd"].abs().median())
+    metrics["llc_healthy_fraction_sgd"] = float(table["healthy_sgd"].astype(bool).mean())
     metrics["diverged_chain_fraction_sgd"] = float(
         table["diverged_chains_sgd"].sum() / table["chains_sgd"].sum()
     )

@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from sltrepro.llc import calibrate as calibrate_sweep
-from sltrepro.llc import default_nbeta, estimate_llc
+from sltrepro.llc import SamplerSettings, default_nbeta, estimate_llc
+from sltrepro.llc_calibration import calibrate as calibrate_sweep
 from sltrepro.models.dln import DeepLinearNetwork
 from sltrepro.models.normal_crossing import MonomialRegression, gaussian_nll, monomial_data
 from sltrepro.papers.llc_estimator import figures as figs
@@ -73,9 +73,10 @@ def dln_data(net: DeepLinearNetwork, n: int, seed: int) -> tuple[torch.Tensor, t
 
 
 def _estimate(ctx, model, loss_fn, data, seed, step_size=None) -> dict:
-    # the sampler block's keys are estimate_llc's own argument names
-    sampler = {**ctx.config["sampler"], **({"step_size": step_size} if step_size else {})}
-    res = estimate_llc(model, loss_fn, data, **sampler, seed=seed, device=ctx.device, verbose=False)
+    settings = SamplerSettings.from_config(ctx.config["sampler"])
+    if step_size:
+        settings = settings.replace(step_size=step_size)
+    res = estimate_llc(model, loss_fn, data, settings, seed=seed, device=ctx.device, verbose=False)
     ctx.log.info(
         "seed %d: llc %.4f (chain std %.4f), MALA %.3f, %d diverged, %.1f s",
         seed,
@@ -150,11 +151,14 @@ def calibrate(ctx) -> None:
 
 def _row(est: dict) -> dict:
     llc = np.array([r["llc_mean"] for r in est["runs"]], dtype=float)
-    acc = np.array([r["mala_acceptance_mean"] for r in est["runs"]], dtype=float)
+    acc = np.array([r["mala_acceptance"] for r in est["runs"]], dtype=float)
     row = {"kind": est["kind"], "name": est["name"], "truth": est["truth"]}
     row.update(truth_str=est["truth_str"], seeds=len(llc), mean=float(llc.mean()))
     row.update(std=float(llc.std(ddof=1)), mala=float(acc.mean()))
-    row["diverged_chains"] = int(sum(r["num_diverged"] for r in est["runs"]))
+    row["diverged_chains"] = int(sum(r["diverged_chains"] for r in est["runs"]))
+    row["healthy_seeds"] = int(sum(r["healthy"] for r in est["runs"]))
+    row["max_rhat"] = max(r["rhat"] for r in est["runs"])
+    row["min_ess_bulk"] = min(r["ess_bulk"] for r in est["runs"])
     paper = PAPER_SGLD.get(est["name"]) if est["kind"] == "normal_crossing" else None
     row["paper_mean"], row["paper_std"] = paper if paper else (math.nan, math.nan)
     return row
@@ -178,6 +182,8 @@ def collect(ctx) -> None:
         else:
             metrics[f"{key}_rel_error"] = err / row.truth
         metrics[f"{key}_diverged_chains"] = row.diverged_chains
+        # every seed's estimate passed the health verdict (sltrepro.llc_diagnostics)
+        metrics[f"{key}_llc_healthy"] = bool(row.healthy_seeds == row.seeds)
     if cal:
         metrics["calibration_best_step_size"] = cal[0]["best_step_size"]
         metrics["calibration_found_stable"] = cal[0]["best_step_size"] is not None

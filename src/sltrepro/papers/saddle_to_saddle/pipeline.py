@@ -26,10 +26,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from sltrepro.llc import estimate_llc, sampler_settings
+from sltrepro.llc import SamplerSettings, estimate_llc
 from sltrepro.models.dln import DeepLinearNetwork
 from sltrepro.plateaus import find_plateaus
-from sltrepro.theory import dln_learning_coefficient, saxe_mode_trajectory
+from sltrepro.theory import dln_learning_coefficient, rank_count_lambda, saxe_mode_trajectory
 from sltrepro.train.dln import init_weights, log_spaced_steps, numerical_rank, train_dln
 
 DTYPE = torch.float64  # sigma^L reaches 1e-50 for the smallest inits
@@ -222,13 +222,12 @@ def llc_trajectory(config: dict, arch: str, outdir, *, verbose=True) -> pd.DataF
             net,
             half_squared_error,
             data,
-            **sampler_settings(cfg),
-            seed=seed,
-            device="cpu",
             # On a plateau the per-sample loss is ~10^2-10^3, so minibatch losses scatter by
             # far more than the LLC signal: read each draw paired with w*'s loss on the same
             # minibatch (the divergence check then reads the paired difference too).
-            paired=True,
+            SamplerSettings.from_config(cfg, paired=True),
+            seed=seed,
+            device="cpu",
             verbose=verbose,
         )
         lam, _ = dln_learning_coefficient(widths, rank)
@@ -241,10 +240,8 @@ def llc_trajectory(config: dict, arch: str, outdir, *, verbose=True) -> pd.DataF
                 "population_loss": 0.5 * float((product - teacher).pow(2).sum()),
                 "rank": rank,
                 "aoyagi_lambda": float(lam),
-                "llc_mean": result.llc_mean,
-                "llc_std": result.llc_std,
-                "mala_acceptance": float(np.nanmean(result.mala_acceptance)),
-                "diverged_chains": int(result.diverged.sum()),
+                "rank_count_lambda": float(rank_count_lambda(widths, rank)),
+                **result.summary_row(),
             }
         )
     return pd.DataFrame(rows)
@@ -389,10 +386,17 @@ def summarize(config, histories, plateaus, counts, fits, saxe, llc) -> dict:
         metrics[f"llc_{arch}_final_rel_err"] = _finite_or_none(
             (last.llc_mean - last.aoyagi_lambda) / last.aoyagi_lambda
         )
+        # the trivial predictor's error on the same net: what the LLC claims must beat
+        metrics[f"llc_{arch}_final_rank_count_rel_err"] = float(
+            (last.rank_count_lambda - last.aoyagi_lambda) / last.aoyagi_lambda
+        )
         metrics[f"llc_{arch}_final_rank"] = int(last["rank"])
+        # the health verdict of each estimate above (sltrepro.llc_diagnostics)
+        metrics[f"llc_{arch}_final_llc_healthy"] = bool(last.healthy)
         for row in group[group.plateau_index >= 0].itertuples():
             metrics[f"llc_{arch}_plateau{row.plateau_index}"] = _finite_or_none(row.llc_mean)
             metrics[f"llc_{arch}_plateau{row.plateau_index}_aoyagi"] = float(row.aoyagi_lambda)
+            metrics[f"llc_{arch}_plateau{row.plateau_index}_llc_healthy"] = bool(row.healthy)
     return metrics
 
 

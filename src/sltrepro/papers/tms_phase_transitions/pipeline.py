@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from sltrepro.llc import estimate_llc, sampler_settings, trace_drift
+from sltrepro.llc import SamplerSettings, estimate_llc
 from sltrepro.models.tms import (
     KGon,
     ToyModel,
@@ -145,7 +145,7 @@ def llc_at_point(config: dict, name: str, *, verbose=True) -> pd.DataFrame:
             model,
             squared_error,
             (x, x),
-            **sampler_settings(cfg),
+            SamplerSettings.from_config(cfg),
             seed=seed,
             device="cpu",
             verbose=verbose,
@@ -160,7 +160,7 @@ def llc_at_point(config: dict, name: str, *, verbose=True) -> pd.DataFrame:
                 "num_chains": len(result.llc_per_chain),
                 "mala_acceptance": float(np.nanmean(result.mala_acceptance)),
                 "diverged_chains": int(result.diverged.sum()),
-                "trace_drift": trace_drift(result),
+                "trace_drift": result.trace_drift,
             }
         )
     return pd.DataFrame(rows)
@@ -391,7 +391,7 @@ def sgd_llc(config: dict, arrays: dict, *, verbose=True) -> pd.DataFrame:
                 model,
                 squared_error,
                 (x, x),
-                **sampler_settings(config["llc"]),
+                SamplerSettings.from_config(config["llc"]),
                 seed=seed,
                 device="cpu",
                 verbose=verbose,

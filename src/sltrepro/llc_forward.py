@@ -1,0 +1,214 @@
+"""A model as a loss of one flat parameter vector, evaluated for many chains at once.
+
+:class:`FlatModel` sees the trainable parameters of a model as one vector (P,); a
+:class:`ChainForward` evaluates the loss of C such vectors, ``(C, P)``, on their minibatches.
+The way it does so is chosen once, by :func:`choose_forward`, before sampling starts:
+
+- the model's own ``forward_chains(params, x)`` (a dict of ``(C, *shape)`` parameters,
+  inputs ``(C, B, ...)`` -> outputs ``(C, B, ...)``), used whenever every parameter is
+  trainable and the model has no buffers (deep linear networks: a chain of ``bmm``);
+- ``torch.func.vmap`` of ``functional_call`` over the chains;
+- a loop over chains, when vmap cannot batch the model (found by one trial call on two
+  samples, with a warning) or when asked for. Same arithmetic, same random numbers.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import nn
+from torch.func import functional_call, vmap
+
+from sltrepro.device import resolve_device
+
+
+class FlatModel:
+    """A model seen as a function of one flat vector of its trainable parameters.
+
+    ``loss(flat, x, y)`` with flat of shape (P,) returns ``loss_fn(model(x), y)``; the
+    model object itself is never modified. Frozen parameters and buffers are constants.
+    """
+
+    def __init__(self, model: nn.Module, loss_fn: Callable, device: torch.device):
+        named = [(k, p) for k, p in model.named_parameters() if p.requires_grad]
+        if not named:
+            raise ValueError("the model has no trainable parameters (requires_grad=True)")
+        dtypes = {p.dtype for _, p in named}
+        if len(dtypes) != 1 or not next(iter(dtypes)).is_floating_point:
+            raise ValueError(f"trainable parameters must share one float dtype, got {dtypes}")
+        self.model = model
+        self.loss_fn = loss_fn
+        self.names = [k for k, _ in named]
+        self.shapes = [p.shape for _, p in named]
+        self.numels = [p.numel() for _, p in named]
+        self.dtype = named[0][1].dtype
+        self.w0 = torch.cat([p.detach().reshape(-1) for _, p in named]).to(device)
+        frozen = {k: p.detach().to(device) for k, p in model.named_parameters()}
+        frozen = {k: v for k, v in frozen.items() if k not in set(self.names)}
+        buffers = {k: b.to(device) for k, b in model.named_buffers()}
+        self.consts = {**frozen, **buffers}
+        forward_chains = getattr(model, "forward_chains", None)
+        self.forward_chains = None if self.consts else forward_chains
+
+    @property
+    def num_params(self) -> int:
+        return self.w0.numel()
+
+    def split(self, flat: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Views of flat (..., P) as the trainable parameters, each (..., *shape)."""
+        lead = flat.shape[:-1]
+        pieces = torch.split(flat, self.numels, dim=-1)
+        return {
+            k: v.view(*lead, *s) for k, v, s in zip(self.names, pieces, self.shapes, strict=True)
+        }
+
+    def loss_params(self, params: dict, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.loss_fn(functional_call(self.model, {**params, **self.consts}, (x,)), y)
+
+    def loss(self, flat: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.loss_params(self.split(flat), x, y)
+
+
+def check_loss(value: torch.Tensor) -> torch.Tensor:
+    if not isinstance(value, torch.Tensor) or value.dim() > 1:
+        raise ValueError(
+            "loss_fn must return a scalar (mean loss over the batch) or a 1-D tensor of "
+            f"per-component mean losses; got {getattr(value, 'shape', type(value))}"
+        )
+    return value
+
+
+def check_data(data) -> tuple[torch.Tensor, torch.Tensor]:
+    if not (isinstance(data, Sequence) and len(data) == 2):
+        raise ValueError("data must be a tuple (inputs, targets) of tensors")
+    x, y = data
+    if not (isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor)):
+        raise ValueError("data must be a tuple (inputs, targets) of tensors")
+    if x.shape[0] != y.shape[0]:
+        raise ValueError(f"inputs and targets differ in length: {x.shape[0]} vs {y.shape[0]}")
+    if x.shape[0] < 2:
+        raise ValueError(f"need at least 2 samples, got {x.shape[0]}")
+    return x, y
+
+
+def full_data_loss(
+    model: nn.Module,
+    loss_fn: Callable,
+    data: tuple[torch.Tensor, torch.Tensor],
+    *,
+    eval_batch_size: int = 8192,
+    device: str | torch.device = "auto",
+) -> torch.Tensor:
+    """L_n at the model's current parameters: size-weighted mean of ``loss_fn`` over chunks.
+
+    Returns a 0-d tensor, or (K,) when ``loss_fn`` returns K components. Exact when
+    ``loss_fn`` is a mean over samples (as :func:`sltrepro.llc.estimate_llc` requires).
+    """
+    dev = resolve_device(device) if isinstance(device, str) else device
+    fm = FlatModel(model, loss_fn, dev)
+    x, y = check_data(data)
+    return flat_full_loss(fm, fm.w0, x.to(dev), y.to(dev), eval_batch_size)
+
+
+def flat_full_loss(fm: FlatModel, w: torch.Tensor, x, y, chunk: int) -> torch.Tensor:
+    n = x.shape[0]
+    total = None
+    with torch.no_grad():
+        for start in range(0, n, chunk):
+            part = check_loss(fm.loss(w, x[start : start + chunk], y[start : start + chunk]))
+            part = part.detach().double() * min(chunk, n - start)
+            total = part if total is None else total + part
+    return (total / n).to(fm.dtype)
+
+
+class ChainForward:
+    """Losses of all chains: ``losses(w (C, P), xb, yb) -> (C,)`` or ``(C, K)``, and
+    ``ref_losses(xb, yb)``, the loss of w* on each chain's minibatch (no gradient). xb/yb
+    are ``(C, B, ...)``, or the full data shared by every chain when ``full_batch``."""
+
+    name = "loop"
+
+    def __init__(self, fm: FlatModel, full_batch: bool):
+        self.fm, self.full_batch = fm, full_batch
+
+    def losses(self, w: torch.Tensor, xb, yb) -> torch.Tensor:
+        fm = self.fm
+        if self.full_batch:
+            return torch.stack([fm.loss(w[c], xb, yb) for c in range(w.shape[0])])
+        return torch.stack([fm.loss(w[c], xb[c], yb[c]) for c in range(w.shape[0])])
+
+    def ref_losses(self, xb, yb) -> torch.Tensor:
+        with torch.no_grad():
+            return torch.stack([self.fm.loss(self.fm.w0, xb[c], yb[c]) for c in range(len(xb))])
+
+
+class VmapForward(ChainForward):
+    """``functional_call`` vmapped over the chains (parameters split into views outside)."""
+
+    name = "vmap"
+
+    def __init__(self, fm: FlatModel, full_batch: bool):
+        super().__init__(fm, full_batch)
+        data_dims = None if full_batch else 0
+        self._batched = vmap(
+            fm.loss_params, in_dims=(0, data_dims, data_dims), randomness="different"
+        )
+        self._ref = vmap(fm.loss_params, in_dims=(None, 0, 0), randomness="different")
+        self._w0_params = fm.split(fm.w0)
+
+    def losses(self, w, xb, yb):
+        return self._batched(self.fm.split(w), xb, yb)
+
+    def ref_losses(self, xb, yb):
+        with torch.no_grad():
+            return self._ref(self._w0_params, xb, yb)
+
+
+class ModelChainsForward(ChainForward):
+    """The model's own all-chains ``forward_chains``, then ``loss_fn`` vmapped over chains."""
+
+    name = "forward_chains"
+
+    def __init__(self, fm: FlatModel, full_batch: bool):
+        super().__init__(fm, full_batch)
+        self._loss = vmap(fm.loss_fn, randomness="different")
+
+    def _chain_losses(self, params: dict, xb, yb):
+        chains = next(iter(params.values())).shape[0]
+        if self.full_batch:
+            xb, yb = (t.expand(chains, *t.shape) for t in (xb, yb))
+        return self._loss(self.fm.forward_chains(params, xb), yb)
+
+    def losses(self, w, xb, yb):
+        return self._chain_losses(self.fm.split(w), xb, yb)
+
+    def ref_losses(self, xb, yb):
+        with torch.no_grad():
+            w0 = self.fm.w0.expand(len(xb), -1)
+            return self._chain_losses(self.fm.split(w0), xb, yb)
+
+
+def choose_forward(
+    fm: FlatModel, x, y, *, full_batch: bool, vectorize: bool | None
+) -> tuple[ChainForward, str | None]:
+    """The chain forward for this model, chosen once; and a warning when vmap was tried
+    (``vectorize=None``) and failed on a two-sample trial, so the chains loop."""
+    if fm.forward_chains is not None and vectorize is not False:
+        return ModelChainsForward(fm, full_batch), None
+    if vectorize is False:
+        return ChainForward(fm, full_batch), None
+    forward = VmapForward(fm, full_batch)
+    if vectorize:
+        return forward, None
+    w = fm.w0[None]
+    xb, yb = (x[:2], y[:2]) if full_batch else (x[None, :2], y[None, :2])
+    try:
+        with torch.no_grad():
+            forward.losses(w, xb, yb)
+    except Exception as exc:  # vmap cannot batch some models: loop instead
+        msg = f"vmap over chains failed ({type(exc).__name__}: {exc}); looping"
+        warnings.warn(msg, RuntimeWarning, stacklevel=3)
+        return ChainForward(fm, full_batch), msg
+    return forward, None

@@ -155,12 +155,7 @@ def llc_at_point(config: dict, name: str, *, verbose=True) -> pd.DataFrame:
                 "point": name,
                 "seed": seed,
                 "phase_after_refine": phase_name(k, extras),
-                "llc_mean": result.llc_mean,
-                "llc_std": result.llc_std,
-                "num_chains": len(result.llc_per_chain),
-                "mala_acceptance": float(np.nanmean(result.mala_acceptance)),
-                "diverged_chains": int(result.diverged.sum()),
-                "trace_drift": result.trace_drift,
+                **result.summary_row(),
             }
         )
     return pd.DataFrame(rows)
@@ -407,6 +402,9 @@ def sgd_llc(config: dict, arrays: dict, *, verbose=True) -> pd.DataFrame:
                     "llc_std": result.llc_std,
                     "llc_se": result.llc_std / math.sqrt(len(result.llc_per_chain)),
                     "diverged_chains": int(result.diverged.sum()),
+                    "rhat": result.rhat,
+                    "ess_bulk": result.ess_bulk,
+                    "healthy": result.healthy,
                 }
             )
     columns = [
@@ -419,6 +417,9 @@ def sgd_llc(config: dict, arrays: dict, *, verbose=True) -> pd.DataFrame:
         "llc_std",
         "llc_se",
         "diverged_chains",
+        "rhat",
+        "ess_bulk",
+        "healthy",
     ]
     return pd.DataFrame(rows, columns=columns)
 
@@ -493,12 +494,17 @@ def summarize(config, crit, llc, occ, bayes_summary, plateaus, sgd_llc_table, ar
         key = point.replace("+", "p").replace("-", "m")
         m[f"llc_{key}"] = float(group.llc_mean.mean())
         m[f"llc_{key}_se"] = float(group.llc_mean.std(ddof=1) / math.sqrt(len(group)))
+        # the estimator's health verdict (R-hat, ESS, drift, budgets) on every seed
+        m[f"llc_{key}_llc_healthy"] = bool(group.healthy.all())
+        m[f"llc_{key}_rhat_max"] = float(group.rhat.max())
+        m[f"llc_{key}_ess_bulk_min"] = float(group.ess_bulk.min())
     if {"5-_c6", "6_c6"} <= set(llc.point):
         m["llc_6_minus_5m_c6"] = m["llc_6_c6"] - m["llc_5m_c6"]
         m["llc_6_minus_5m_c6_se"] = math.hypot(m["llc_6_c6_se"], m["llc_5m_c6_se"])
     m["llc_all_chains_healthy"] = bool(
         (llc.diverged_chains == 0).all()
         and (llc.trace_drift.abs() < config["llc"]["max_drift"]).all()
+        and llc.healthy.all()
     )
     m["llc_mala_acceptance_min"] = float(llc.mala_acceptance.min())
     m["llc_refine_kept_phase"] = bool(
@@ -552,7 +558,13 @@ def summarize(config, crit, llc, occ, bayes_summary, plateaus, sgd_llc_table, ar
         )
     )
     m.update(pattern_test(sgd_llc_table))
-    m["sgd_llc_all_chains_healthy"] = bool((sgd_llc_table.diverged_chains == 0).all())
+    tested = sgd_llc_table[sgd_llc_table.llc_mean > 0]  # the plateaus the pattern reads
+    m["sgd_llc_all_chains_healthy"] = bool(
+        (tested.diverged_chains == 0).all() and tested.healthy.astype(bool).all()
+    )
+    m["sgd_llc_healthy_fraction"] = (
+        float(tested.healthy.astype(bool).mean()) if len(tested) else None
+    )
     m["sgd_llc_negative_plateaus"] = int((sgd_llc_table.llc_mean <= 0).sum())
     return m
 

@@ -1,6 +1,7 @@
 # Two commands on a fresh machine with Python 3.11+ and git:
 #   make reproduce [PAPER=name[,name]] [PROFILE=smoke|cpu|paper] [CORES=2]
 #   make test           (CI: lint, unit tests, every paper's smoke DAG against its baseline)
+#   make report [PAPER=...] [PROFILE=...]  (the results as one HTML file to open in a browser)
 # and for development: make test-fast (no end-to-end DAGs), make unlock (after a killed run).
 PYTHON ?= python3
 VENV := .venv
@@ -42,9 +43,10 @@ reproduce: .venv
 unlock: .venv
 	$(SNAKEMAKE_RUN) --unlock
 
+# One self-contained HTML file (figures embedded) of the finished results of PAPER and
+# PROFILE; it runs nothing, so `make reproduce` with the same PAPER and PROFILE comes first.
 report: .venv
-	$(BIN)/snakemake --cores $(CORES) --config profile=$(PROFILE) papers=$(PAPER) \
-		--report results/$(PROFILE)/report.zip
+	$(SNAKEMAKE_RUN) --report results/$(PROFILE)/report.html
 
 lint: .venv
 	$(BIN)/ruff check src tests benchmarks

@@ -48,10 +48,11 @@ def toy_root(tmp_path, monkeypatch) -> Path:
     shutil.copy(REPO / "Snakefile", root)
     for shared in ("common.smk", "final.smk"):
         shutil.copy(REPO / "workflows" / shared, root / "workflows")
-    for folder in ("schemas", "envs"):
+    for folder in ("schemas", "envs", "report"):
         shutil.copytree(REPO / "workflows" / folder, root / "workflows" / folder)
     shutil.copytree(REPO / "profiles" / "default", root / "profiles" / "default")
     shutil.copy(TOY / "workflows" / "toy.smk", root / "workflows")
+    shutil.copytree(TOY / "workflows" / "report", root / "workflows" / "report", dirs_exist_ok=True)
     shutil.copytree(TOY / "papers", root / "papers")
     env = {"SLTREPRO_ROOT": str(root), "PYTHONPATH": str(TOY)}
     for key, value in env.items():

@@ -236,3 +236,48 @@ def test_report_and_summary_show_checks_apart(toy_root, tmp_path):
     assert "| k " in checks_part
     summary = report.summary("smoke", {"toy": csv}, tmp_path / "summary.md")
     assert "0 of 1 claims pass; 1 of 1 checks pass across 1 papers" in summary
+
+
+def test_regress_update_records_status_and_regress_ignores_it(toy_root, tmp_path, capsys):
+    metrics = tmp_path / "metrics.json"
+    metrics.write_text(json.dumps({"mean": 5.0, "draws_ok": True}))
+    out = tmp_path / "results" / "smoke" / "toy" / "claims.csv"
+    out.parent.mkdir(parents=True)
+    main(["claims", "toy", "--profile", "smoke", "--metrics", str(metrics), "--out", str(out)])
+    assert pd.read_csv(out)["reason"].tolist()[0] == "5 outside 0 ± 2"
+    argv = ["regress", "toy", "--profile", "smoke", "--results", str(tmp_path / "results")]
+    assert main([*argv, "--update"]) == 0
+    baseline = pd.read_csv(toy_root / "papers" / "toy" / "baselines" / "smoke.csv")
+    assert baseline.columns.tolist() == ["claim", "metric", "reproduced", "status"]
+    assert baseline["status"].tolist() == ["fail", "pass"]
+    assert main(argv) == 0
+    assert "matches" in capsys.readouterr().out
+
+
+def test_html_report_parts_show_failures_and_checks_apart(toy_root, tmp_path):
+    """The claims page and the front-page section (reStructuredText, which docutils must
+    parse without a message: an error there would stop `snakemake --report`)."""
+    import io
+
+    from docutils.core import publish_parts
+
+    from sltrepro import report
+
+    extra = "    null_model: {value: 0.0, source: untrained model}\n"
+    claims = load_claims(path=one_claim(tmp_path / "claims.yaml", extra=extra, checks=CHECK))
+    csv = tmp_path / "toy" / "claims.csv"
+    csv.parent.mkdir()
+    check_claims(claims, {"n": 7}, "smoke").to_csv(csv, index=False)
+    page = report.claims_html("toy", "smoke", csv, tmp_path / "claims.html")
+    claims_part, checks_part = page.split("<h2>Harness checks</h2>")
+    assert '<tr class="fail">' in claims_part and "metric &#x27;a&#x27; missing" in claims_part
+    assert '<tr class="pass">' in checks_part and '<tr class="pass">' not in claims_part
+    rst = report.front_page_rst("toy", "smoke", csv, tmp_path / "claims.rst")
+    warnings = io.StringIO()
+    body = publish_parts(rst, writer="html", settings_overrides={"warning_stream": warnings})[
+        "body"
+    ]
+    assert warnings.getvalue() == ""
+    assert "0 of 1 claims pass; 1 of 1 checks pass" in body
+    front_claims, front_checks = body.split("Harness checks (of our code, not of the paper)")
+    assert "✘ FAIL" in front_claims and "✔ pass" in front_checks

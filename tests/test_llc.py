@@ -504,3 +504,23 @@ def test_forward_chosen_once_falls_back_to_the_loop():
         fallback = estimate_llc(loopy, NLL, data, **kw)
     loop = estimate_llc(loopy, NLL, data, vectorize=False, **kw)
     np.testing.assert_array_equal(fallback.loss_trace, loop.loss_trace)
+
+
+@pytest.mark.parametrize(
+    ("bad", "key"),
+    [
+        ({"num_chains": 0}, "num_chains"),
+        ({"stepsize": 1e-3}, "stepsize"),
+        ({"sampler": "x"}, "sampler"),
+    ],
+)
+def test_paper_sampler_blocks_use_the_one_schema(bad, key):
+    from sltrepro.config import ConfigError, load_profile, read_yaml, validate_block
+    from sltrepro.paths import paper_dir
+
+    schema = read_yaml(paper_dir("llc_estimator") / "config.schema.yaml")
+    assert schema["properties"]["sampler"]["$ref"] == "urn:sltrepro:sampler"
+    block = load_profile("llc_estimator", "smoke")
+    SamplerSettings.from_config(block["sampler"])  # a valid block is a valid settings object
+    with pytest.raises(ConfigError, match=key):
+        validate_block({**block, "sampler": {**block["sampler"], **bad}}, schema, where="test")

@@ -117,6 +117,8 @@ def _table(lam, hat_true, hat_sgd, diverged=0):
     table["rel_error_true"] = (table["lambda"] - table["lambda_hat_true"]) / table["lambda"]
     table["rel_error_sgd"] = (table["lambda"] - table["lambda_hat_sgd"]) / table["lambda"]
     table["ratio_sgd_true"] = table["lambda_hat_sgd"] / table["lambda_hat_true"]
+    table["lambda_rank_count"] = 0.5 * table["lambda"] + [0.0, 0.0, 0.0, 3.0][:n]
+    table["rel_error_rank_count"] = 1 - table["lambda_rank_count"] / table["lambda"]
     return table
 
 
@@ -127,6 +129,12 @@ def test_summary_metrics_on_known_tables():
     assert exact["median_abs_rel_error_true"] == 0.0
     assert exact["median_ratio_sgd_true"] == 1.0
     assert exact["frac_rel_error_in_paper_band"] == 1.0
+    # the rank-count null on the same nets: rel. errors 0.5, 0.5, 0.5, 0.125
+    assert exact["median_abs_rel_error_rank_count"] == 0.5
+    assert exact["max_abs_rel_error_rank_count"] == 0.5
+    assert exact["frac_rel_error_in_paper_band_rank_count"] == 1.0
+    assert exact["spearman_rank_count"] == pytest.approx(1.0)
+    assert exact["median_abs_rel_error_true_over_rank_count"] == 0.0
     # Underestimating by 40% is inside the paper's band [-0.1, 0.5]; overestimating by 20% is not.
     mixed = summary_metrics(_table(lam, lam * [0.6, 0.6, 1.2, 1.2], lam * 0.6, diverged=1))
     assert mixed["median_rel_error_true"] == pytest.approx(0.1)
@@ -137,3 +145,4 @@ def test_summary_metrics_on_known_tables():
     assert nan_run["median_abs_rel_error_true"] == 0.0
     assert nan_run["diverged_chain_fraction_true"] == pytest.approx(4 / 16)
     assert nan_run["llc_healthy_fraction_true"] == 0.75 and exact["llc_healthy_fraction_true"] == 1
+    assert exact["llc_healthy_true"] is True and nan_run["llc_healthy_true"] is False

@@ -27,3 +27,83 @@ def test_monomial_model_and_loss():
     # at the truth the Gaussian NLL (no constants) is about 1/2 per sample
     assert float(gaussian_nll(0.5)(model(x), y).detach()) == pytest.approx(0.5, abs=0.05)
     assert set(PAPER_SGLD) == {"w1w2_3", "w1w2_2", "w2", "w1"}
+
+
+def test_quadrature_reference_matches_the_gaussian_closed_form():
+    import math
+
+    from sltrepro.papers.llc_estimator import reference
+
+    # p(w) = w1: the tempered posterior is Gaussian in w1 (w2 only feels the tether), so
+    # nbeta E[L_n(w) - L_n(0)] has a closed form to compare the grid with.
+    x, y = monomial_data(1000, noise_std=0.5, seed=4)
+    stats = reference.sufficient_stats(x, y)
+    sxx, sxy, _, n = stats
+    nbeta, gamma = n / math.log(n), 1.0
+    a, b = sxx / (2 * 0.25 * n), sxy / (0.25 * n)
+    precision = 2 * nbeta * a + gamma
+    mean = nbeta * b / precision
+    exact = nbeta * (a * (1 / precision + mean**2) - b * mean)
+    got = reference.tempered_llc(
+        reference.monomial([1, 0]), stats, noise_std=0.5, nbeta=nbeta, localization=gamma
+    )
+    assert got == pytest.approx(exact, rel=1e-6)
+
+
+@pytest.mark.parametrize("powers", [[1, 3], [1, 2]])
+def test_quadrature_reference_is_grid_converged(powers):
+    import math
+
+    from sltrepro.papers.llc_estimator import reference
+
+    stats = reference.sufficient_stats(*monomial_data(1000, noise_std=0.5, seed=0))
+    kw = {"noise_std": 0.5, "nbeta": 1000 / math.log(1000), "localization": 1.0}
+    coarse = reference.tempered_llc(reference.monomial(powers), stats, **kw)
+    fine = reference.tempered_llc(reference.monomial(powers), stats, **kw, width=9, points=2401)
+    assert coarse == pytest.approx(fine, abs=5e-4)
+
+
+def test_two_minimum_potential():
+    import numpy as np
+
+    from sltrepro.models.normal_crossing import TwoMinimaRegression, two_minima
+    from sltrepro.papers.llc_estimator.pipeline import two_minima_lambda
+
+    model = TwoMinimaRegression([0.5, -2.0])
+    assert float(model.coefficient().detach()) == pytest.approx(two_minima(np.array(0.5), -2.0))
+    assert float(TwoMinimaRegression([1.0, 0.3]).coefficient().detach()) == 0.0
+    assert str(two_minima_lambda([0, 0])) == "1/4"
+    assert str(two_minima_lambda([1.0, 0.3])) == "1/2"
+    with pytest.raises(ValueError, match="not a minimum"):
+        two_minima_lambda([0.5, 0.5])
+
+
+def test_mala_reference_matches_the_gaussian_closed_form():
+    import math
+
+    import numpy as np
+
+    from sltrepro.papers.llc_estimator import reference
+
+    # a one-layer "DLN" [1, 1] is linear regression: its tempered posterior is Gaussian
+    gen = np.random.default_rng(0)
+    x = gen.normal(size=(1000, 1))
+    y = 0.7 * x + gen.normal(size=(1000, 1))
+    sxx, sxy, syy, n = reference.linear_stats(x, y)
+    nbeta, gamma, w_star = n / math.log(n), 1.0, 0.7
+    precision = nbeta * sxx[0, 0] / n + gamma
+    mean = (nbeta * sxy[0, 0] / n + gamma * w_star) / precision
+    second = 1 / precision + mean**2
+    exact = nbeta * (sxx[0, 0] * (second - w_star**2) - 2 * sxy[0, 0] * (mean - w_star)) / (2 * n)
+    out = reference.mala_dln_reference(
+        [[np.array([[w_star]])]],
+        [(sxx, sxy, syy, n)],
+        nbeta=nbeta,
+        localization=gamma,
+        num_chains=8,
+        num_steps=2000,
+        num_burnin=300,
+        seed=1,
+    )
+    assert abs(out["reference"][0] - exact) < 4 * out["se"][0] + 1e-3
+    assert 0.4 < out["acceptance"][0] < 0.8

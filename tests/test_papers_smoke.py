@@ -65,7 +65,7 @@ def test_smoke_dag_claims_and_baseline(paper, smoke_results, tmp_path):
     # baseline records that failure: the baseline holds every verdict (verdict:<id>).
     failing = table[table["status"] != "pass"]
     assert (failing["kind"] == "claim").all(), f"smoke checks fail:\n{failing.to_string()}"
-    assert failing["reason"].fillna("").str.len().gt(0).all(), failing.to_string()
+    assert failing["reason"].fillna("").astype(str).str.len().gt(0).all(), failing.to_string()
 
     matches = regress(paper, out)
     assert matches.returncode == 0, matches.stdout + matches.stderr

@@ -10,7 +10,7 @@ import time
 import pandas as pd
 import pytest
 import yaml
-from conftest import BIN, planned_rules, snakemake
+from conftest import BIN, REPO, planned_rules, snakemake
 
 from sltrepro.paths import known_papers
 
@@ -173,3 +173,17 @@ def test_bad_run_config_stops_before_any_job(toy_root, config, message):
     assert result.returncode != 0
     assert message in result.stderr
     assert not (toy_root / "results").exists()
+
+
+def test_every_compute_rule_is_benchmarked():
+    """Every rule that runs a step records its wall time and memory (Snakemake `benchmark:`),
+    the measurements the SLURM profile's resources are sized from."""
+    rules = [
+        block
+        for smk in (REPO / "workflows").glob("*.smk")
+        for block in re.split(r"^rule ", smk.read_text(), flags=re.M)[1:]
+    ]
+    computing = [block for block in rules if "step(" in block]
+    assert computing, "no rule runs a step"
+    unmeasured = [block.split(":")[0] for block in computing if "    benchmark:" not in block]
+    assert unmeasured == []

@@ -43,6 +43,22 @@ ENV = str(Path(workflow.basedir) / "workflows" / "envs" / "sltrepro.yaml")
 # Each paper's smk registers the figures its report shows.
 FIGURES = {paper: [] for paper in PAPERS}
 
+# The HTML report (snakemake --report, `make report`): this front page, each paper's figures
+# with their captions (report_figure) and each paper's claims table (rule report).
+report: "report/workflow.rst"
+
+
+def report_figure(paper, path, part=None):
+    """Output ``path``, a figure of ``paper``, marked for the HTML report with its caption
+    workflows/report/<paper>/[<part>_]<figure name>.rst; ``part`` (a half of a paper) is
+    also the figure's subcategory there."""
+    name = Path(path).stem if part is None else f"{part}_{Path(path).stem}"
+    caption = f"report/{paper}/{name}.rst"
+    if not (Path(workflow.basedir) / "workflows" / caption).exists():
+        raise WorkflowError(f"figure {path} has no caption: write workflows/{caption}")
+    labels = {"figure": Path(path).stem.replace("_", " ")}
+    return report(path, caption=caption, category=paper, subcategory=part, labels=labels)
+
 # Rules call the `sltrepro` of the Python that runs Snakemake (the project's .venv).
 shell.prefix(f'set -euo pipefail; export PATH="{Path(sys.executable).parent}:$PATH"; ')
 

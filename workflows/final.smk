@@ -23,7 +23,15 @@ rule report:
         claims=f"{R}/{{paper}}/claims.csv",
         figures=lambda wc: FIGURES[wc.paper],
     output:
-        f"{R}/{{paper}}/report.md",
+        md=f"{R}/{{paper}}/report.md",
+        # the paper's claims page and front-page section in the HTML report
+        html=report(
+            f"{R}/{{paper}}/claims.html",
+            caption="report/claims.rst",
+            category="Claims",
+            labels={"paper": "{paper}"},
+        ),
+        front=f"{R}/{{paper}}/claims.rst",
     log:
         f"{R}/{{paper}}/logs/report.log",
     params:
@@ -32,7 +40,8 @@ rule report:
         ENV
     shell:
         "sltrepro report {wildcards.paper} --profile {params.profile} --claims {input.claims} "
-        "--out {output} --figures {input.figures} &> {log}"
+        "--out {output.md} --html {output.html} --front {output.front} "
+        "--figures {input.figures} &> {log}"
 
 
 rule summary:

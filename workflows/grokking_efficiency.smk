@@ -15,6 +15,8 @@ rule grokking_efficiency_grok:
         f"{P_GE}/grok/snapshots.pt",
     log:
         paper_log("grokking_efficiency", "grok"),
+    benchmark:
+        f"{P_GE}/benchmarks/grok.tsv"
     threads: 1
     resources:
         mem_mb=4000,
@@ -35,6 +37,8 @@ rule grokking_efficiency_llc:
         f"{P_GE}/llc/llc.csv",
     log:
         paper_log("grokking_efficiency", "llc"),
+    benchmark:
+        f"{P_GE}/benchmarks/llc.tsv"
     threads: 1
     resources:
         mem_mb=4000,
@@ -53,6 +57,8 @@ rule grokking_efficiency_efficiency:
         f"{P_GE}/efficiency/{{kind}}/final.csv",
     log:
         paper_log("grokking_efficiency", "efficiency_{kind}"),
+    benchmark:
+        f"{P_GE}/benchmarks/efficiency_{{kind}}.tsv"
     wildcard_constraints:
         kind="|".join(GE_KINDS),
     threads: 1
@@ -79,6 +85,8 @@ rule grokking_efficiency_pretrain:
         f"{P_GE}/pretrain/history.csv",
     log:
         paper_log("grokking_efficiency", "pretrain"),
+    benchmark:
+        f"{P_GE}/benchmarks/pretrain.tsv"
     threads: 1
     resources:
         mem_mb=4000,
@@ -99,6 +107,8 @@ rule grokking_efficiency_ungrok:
         f"{P_GE}/ungrok/wd{{wd}}/final.csv",
     log:
         paper_log("grokking_efficiency", "ungrok_wd{wd}"),
+    benchmark:
+        f"{P_GE}/benchmarks/ungrok_wd{{wd}}.tsv"
     wildcard_constraints:
         wd="|".join(GE_WDS),
     threads: 1
@@ -124,6 +134,8 @@ rule grokking_efficiency_semigrok:
         f"{P_GE}/semigrok/history.csv",
     log:
         paper_log("grokking_efficiency", "semigrok"),
+    benchmark:
+        f"{P_GE}/benchmarks/semigrok.tsv"
     threads: 1
     resources:
         mem_mb=4000,
@@ -153,6 +165,8 @@ rule grokking_efficiency_analyze:
         f"{P_GE}/metrics.json",
     log:
         paper_log("grokking_efficiency", "analyze"),
+    benchmark:
+        f"{P_GE}/benchmarks/analyze.tsv"
     threads: 1
     resources:
         mem_mb=2000,
@@ -175,9 +189,11 @@ rule grokking_efficiency_figures:
     input:
         GE_RESULTS,
     output:
-        [report(path, category="grokking_efficiency") for path in GE_FIGURES],
+        [report_figure("grokking_efficiency", path) for path in GE_FIGURES],
     log:
         paper_log("grokking_efficiency", "figures"),
+    benchmark:
+        f"{P_GE}/benchmarks/figures.tsv"
     threads: 1
     resources:
         mem_mb=2000,

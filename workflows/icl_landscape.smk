@@ -34,6 +34,8 @@ rule icl_landscape_train:
         f"{ICL_R}/train/seed{{seed}}/history.csv",
     log:
         paper_log("icl_landscape", "train_seed{seed}"),
+    benchmark:
+        f"{ICL}/benchmarks/train_seed{{seed}}.tsv"
     wildcard_constraints:
         seed=r"\d+",
     threads: 1
@@ -60,6 +62,8 @@ rule icl_landscape_llc:
         f"{ICL_R}/llc/seed{{seed}}/block{{block}}.csv",
     log:
         paper_log("icl_landscape", "llc_seed{seed}_block{block}"),
+    benchmark:
+        f"{ICL}/benchmarks/llc_seed{{seed}}_block{{block}}.tsv"
     wildcard_constraints:
         seed=r"\d+",
         block=r"\d+",
@@ -88,6 +92,8 @@ rule icl_landscape_probe:
         f"{ICL_R}/probe/seed{{seed}}/outputs.npy",
     log:
         paper_log("icl_landscape", "probe_seed{seed}"),
+    benchmark:
+        f"{ICL}/benchmarks/probe_seed{{seed}}.tsv"
     wildcard_constraints:
         seed=r"\d+",
     threads: 1
@@ -120,6 +126,8 @@ rule icl_landscape_analyze:
         tables=expand(f"{ICL_R}/seed{{seed}}/checkpoints.csv", seed=ICL_SEEDS),
     log:
         paper_log("icl_landscape", "analyze"),
+    benchmark:
+        f"{ICL}/benchmarks/analyze.tsv"
     resources:
         mem_mb=2000,
         runtime=10,
@@ -137,12 +145,14 @@ rule icl_landscape_figures:
         f"{ICL_R}/metrics.json",
     output:
         [
-            report(path, category="icl_landscape")
+            report_figure("icl_landscape", path, part="regression")
             for path in ICL_FIGURES
             if path.startswith(f"{ICL_R}/figures/")
         ],
     log:
         paper_log("icl_landscape", "figures"),
+    benchmark:
+        f"{ICL}/benchmarks/figures.tsv"
     resources:
         mem_mb=1000,
         runtime=5,
@@ -167,6 +177,8 @@ rule icl_landscape_metrics:
         f"{ICL}/metrics.json",
     log:
         paper_log("icl_landscape", "metrics"),
+    benchmark:
+        f"{ICL}/benchmarks/metrics.tsv"
     resources:
         mem_mb=500,
         runtime=5,

@@ -37,6 +37,8 @@ rule icl_landscape_lm_train:
         f"{ICL_LM}/train/corpus.json",
     log:
         paper_log("icl_landscape", "lm_train"),
+    benchmark:
+        f"{ICL}/benchmarks/lm_train.tsv"
     threads: 1
     conda:
         ENV
@@ -57,6 +59,8 @@ rule icl_landscape_lm_evaluate:
         f"{ICL_LM}/evaluate/block{{block}}/outputs.npy",
     log:
         paper_log("icl_landscape", "lm_evaluate_block{block}"),
+    benchmark:
+        f"{ICL}/benchmarks/lm_evaluate_block{{block}}.tsv"
     wildcard_constraints:
         block=r"\d+",
     threads: 1
@@ -87,6 +91,8 @@ rule icl_landscape_lm_analyze:
         fit=f"{ICL_LM}/llc_fit.csv",
     log:
         paper_log("icl_landscape", "lm_analyze"),
+    benchmark:
+        f"{ICL}/benchmarks/lm_analyze.tsv"
     conda:
         ENV
     resources:
@@ -103,9 +109,11 @@ rule icl_landscape_lm_figures:
     input:
         f"{ICL_LM}/metrics.json",
     output:
-        [report(path, category="icl_landscape") for path in ICL_LM_FIGURES],
+        [report_figure("icl_landscape", path, part="language") for path in ICL_LM_FIGURES],
     log:
         paper_log("icl_landscape", "lm_figures"),
+    benchmark:
+        f"{ICL}/benchmarks/lm_figures.tsv"
     conda:
         ENV
     resources:

@@ -12,6 +12,8 @@ rule llc_at_scale_estimate:
         f"{LAS}/arch/{{index}}/result.json",
     log:
         paper_log("llc_at_scale", "estimate_{index}"),
+    benchmark:
+        f"{LAS}/benchmarks/estimate_{{index}}.tsv"
     conda:
         ENV
     wildcard_constraints:
@@ -39,6 +41,8 @@ rule llc_at_scale_collect:
         table=f"{LAS}/table.csv",
     log:
         paper_log("llc_at_scale", "collect"),
+    benchmark:
+        f"{LAS}/benchmarks/collect.tsv"
     conda:
         ENV
     resources:
@@ -60,9 +64,11 @@ rule llc_at_scale_figures:
     input:
         f"{LAS}/table.csv",
     output:
-        [report(path, category="llc_at_scale") for path in LAS_FIGURES],
+        [report_figure("llc_at_scale", path) for path in LAS_FIGURES],
     log:
         paper_log("llc_at_scale", "figures"),
+    benchmark:
+        f"{LAS}/benchmarks/figures.tsv"
     conda:
         ENV
     resources:

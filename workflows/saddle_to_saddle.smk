@@ -12,6 +12,8 @@ rule saddle_to_saddle_train:
         f"{S2S_P}/train/L{{depth}}/history.npz",
     log:
         paper_log("saddle_to_saddle", "train_L{depth}"),
+    benchmark:
+        f"{S2S_P}/benchmarks/train_L{{depth}}.tsv"
     wildcard_constraints:
         depth="|".join(str(d) for d in S2S_DEPTHS),
     threads: 1
@@ -31,6 +33,8 @@ rule saddle_to_saddle_saxe:
         f"{S2S_P}/saxe/saxe.csv",
     log:
         paper_log("saddle_to_saddle", "saxe"),
+    benchmark:
+        f"{S2S_P}/benchmarks/saxe.tsv"
     threads: 1
     resources:
         mem_mb=2000,
@@ -48,6 +52,8 @@ rule saddle_to_saddle_llc:
         f"{S2S_P}/llc/{{arch}}/llc.csv",
     log:
         paper_log("saddle_to_saddle", "llc_{arch}"),
+    benchmark:
+        f"{S2S_P}/benchmarks/llc_{{arch}}.tsv"
     wildcard_constraints:
         arch="|".join(S2S_ARCHS),
     threads: 1
@@ -72,6 +78,8 @@ rule saddle_to_saddle_analyze:
         plateaus=f"{S2S_P}/plateaus.csv",
     log:
         paper_log("saddle_to_saddle", "analyze"),
+    benchmark:
+        f"{S2S_P}/benchmarks/analyze.tsv"
     resources:
         mem_mb=2000,
         runtime=10,
@@ -89,16 +97,25 @@ rule saddle_to_saddle_figures:
         expand(f"{S2S_P}/llc/{{arch}}/llc.csv", arch=S2S_ARCHS),
         f"{S2S_P}/saxe/saxe.csv",
     output:
-        [report(f"{S2S_P}/figures/{name}.png", category="saddle_to_saddle") for name in S2S_FIGURES],
+        [report_figure("saddle_to_saddle", f"{S2S_P}/figures/{name}.png") for name in S2S_FIGURES],
     log:
         paper_log("saddle_to_saddle", "figures"),
+    benchmark:
+        f"{S2S_P}/benchmarks/figures.tsv"
     resources:
         mem_mb=2000,
         runtime=10,
     conda:
         ENV
     params:
-        reads=reads("saddle_to_saddle", "depths", "escape_fit_min_gamma", "plateau", "target_diag"),
+        reads=reads(
+            "saddle_to_saddle",
+            "depths",
+            "escape_fit_min_gamma",
+            "llc.architectures",
+            "plateau",
+            "target_diag",
+        ),
     shell:
         step("saddle_to_saddle", "figures", f"{S2S_P}/figures")
 

@@ -146,7 +146,7 @@ rule tms_phase_transitions_figures:
         f"{TMS_P}/metrics.json",
         f"{TMS_P}/occupancy.csv",
     output:
-        [report(f"{TMS_P}/figures/{name}.png", category="tms_phase_transitions") for name in TMS_FIGURES],
+        [report_figure("tms_phase_transitions", f"{TMS_P}/figures/{name}.png") for name in TMS_FIGURES],
     log:
         paper_log("tms_phase_transitions", "figures"),
     benchmark:

@@ -70,11 +70,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     reg.add_argument("--cores", type=int, default=2, help="snakemake cores for --calibrate")
 
-    rep = sub.add_parser("report", help="write a paper's report.md")
+    rep = sub.add_parser(
+        "report", help="write a paper's report.md (and its parts of the HTML report)"
+    )
     rep.add_argument("paper")
     _add_profile(rep)
     rep.add_argument("--claims", required=True)
     rep.add_argument("--out", required=True)
+    rep.add_argument("--html", help="also write the claims page of the HTML report here")
+    rep.add_argument("--front", help="also write the paper's front-page section (.rst) here")
     rep.add_argument("--figures", nargs="*", default=[], help="figures to show, in order")
 
     summ = sub.add_parser("summary", help="write summary.md of every paper's claims")
@@ -228,6 +232,10 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_regress(args)
         if args.command == "report":
             report.paper_report(args.paper, args.profile, args.claims, args.figures, args.out)
+            if args.html:
+                report.claims_html(args.paper, args.profile, args.claims, args.html)
+            if args.front:
+                report.front_page_rst(args.paper, args.profile, args.claims, args.front)
             return 0
         if args.command == "summary":
             return cmd_summary(args)

@@ -128,8 +128,6 @@ class ChainForward:
     ``ref_losses(xb, yb)``, the loss of w* on each chain's minibatch (no gradient). xb/yb
     are ``(C, B, ...)``, or the full data shared by every chain when ``full_batch``."""
 
-    name = "loop"
-
     def __init__(self, fm: FlatModel, full_batch: bool):
         self.fm, self.full_batch = fm, full_batch
 
@@ -146,8 +144,6 @@ class ChainForward:
 
 class VmapForward(ChainForward):
     """``functional_call`` vmapped over the chains (parameters split into views outside)."""
-
-    name = "vmap"
 
     def __init__(self, fm: FlatModel, full_batch: bool):
         super().__init__(fm, full_batch)
@@ -168,8 +164,6 @@ class VmapForward(ChainForward):
 
 class ModelChainsForward(ChainForward):
     """The model's own all-chains ``forward_chains``, then ``loss_fn`` vmapped over chains."""
-
-    name = "forward_chains"
 
     def __init__(self, fm: FlatModel, full_batch: bool):
         super().__init__(fm, full_batch)

@@ -1,13 +1,27 @@
-"""Human-readable reports: one ``report.md`` per paper and a ``summary.md`` per profile."""
+"""Human-readable reports: one ``report.md`` per paper and a ``summary.md`` per profile, and
+each paper's part of the HTML report (``snakemake --report``): its claims page and its
+section of the front page."""
 
+import csv
+import html
+import io
 import os
 from pathlib import Path
 
 import pandas as pd
 
-from .claims import count_passing, format_table, split_kinds
+from .claims import count_passing, format_table, format_value, split_kinds
 from .config import read_yaml
 from .paths import paper_dir
+
+NULL_NOTE = (
+    "Each claim names its null model (what chance, an untrained model or a trivial "
+    "predictor gives); a claim whose null lies inside its band fails."
+)
+CHECKS_NOTE = (
+    "Checks of our own code (counts, closed forms, finite estimates), not of the paper; "
+    "they are not counted among the claims."
+)
 
 
 def read_claims_csv(path: str | Path) -> pd.DataFrame:
@@ -32,8 +46,7 @@ def paper_report(
         "",
         "## Claims",
         "",
-        "Each claim names its null model (what chance, an untrained model or a trivial",
-        "predictor gives); a claim whose null lies inside its band fails.",
+        NULL_NOTE,
         "",
         format_table(claims) if len(claims) else "(no claims apply to this profile)",
         "",
@@ -45,8 +58,7 @@ def paper_report(
             "",
             "## Harness checks",
             "",
-            "Checks of our own code (counts, closed forms, finite estimates), not of the paper;",
-            "they are not counted among the claims.",
+            CHECKS_NOTE,
             "",
             format_table(checks),
             "",
@@ -92,6 +104,115 @@ def summary(profile: str, claims_csvs: dict, out: str | Path) -> str:
         if len(checks):
             lines += ["Harness checks:", "", format_table(checks), ""]
         lines += [f"Report: `{paper}/report.md`", ""]
+    text = "\n".join(lines)
+    Path(out).write_text(text)
+    return text
+
+
+def _status(row) -> str:
+    return "✔ pass" if row["status"] == "pass" else "✘ FAIL"
+
+
+def _html_table(table: pd.DataFrame) -> str:
+    columns = ["paper_value", "reproduced", "null", "band"]
+    if (table["kind"] == "check").all():
+        columns = ["reproduced", "band"]
+    head = ["claim", *columns, "result", "reason"]
+    rows = ["<tr>" + "".join(f"<th>{html.escape(c.replace('_', ' '))}</th>" for c in head)]
+    for _, row in table.iterrows():
+        cells = [
+            f"<code>{html.escape(row['claim'])}</code><br>{html.escape(row['statement'])} "
+            f'<span class="source">({html.escape(row["source"])})</span>',
+            *(html.escape(format_value(row[c]) if c != "band" else row[c]) for c in columns),
+            _status(row),
+            html.escape(row["reason"]),
+        ]
+        rows.append(f'<tr class="{row["status"]}">' + "".join(f"<td>{c}</td>" for c in cells))
+    return "<table>\n" + "\n".join(rows) + "\n</table>"
+
+
+CLAIMS_PAGE_STYLE = """
+body { font-family: sans-serif; font-size: 14px; margin: 1.5em; }
+table { border-collapse: collapse; width: 100%; }
+td:first-child { width: 45%; }
+code { word-break: break-all; }
+.source { color: #666; }
+th, td { border: 1px solid #ccc; padding: 4px 6px; text-align: left; vertical-align: top; }
+th { background: #f3f3f3; }
+tr.pass td:nth-last-child(2) { color: #17702a; font-weight: bold; }
+tr.fail td:nth-last-child(2) { color: #b00020; font-weight: bold; }
+tr.fail { background: #fff3f3; }
+"""
+
+
+def claims_html(paper: str, profile: str, claims_csv: str | Path, out: str | Path) -> str:
+    """Write ``out``: a standalone HTML page of the paper's claims and, apart, its harness
+    checks, with every column of ``claims_csv`` a reader needs (the report's Claims view)."""
+    meta = read_yaml(paper_dir(paper) / "paper.yaml")
+    table = read_claims_csv(claims_csv)
+    claims, checks = split_kinds(table)
+    parts = [
+        "<!DOCTYPE html>",
+        '<html><head><meta charset="utf-8">',
+        f"<title>{html.escape(paper)}: claims</title><style>{CLAIMS_PAGE_STYLE}</style>",
+        "</head><body>",
+        f"<h1>{html.escape(meta['title'])}</h1>",
+        f"<p>{html.escape(', '.join(meta['authors']))} ({meta['year']}), arXiv "
+        f"{html.escape(str(meta['arxiv']))}. Profile <b>{html.escape(profile)}</b>: "
+        f"<b>{count_passing(table)}</b>.</p>",
+        "<h2>Claims</h2>",
+        f"<p>{NULL_NOTE}</p>",
+        _html_table(claims) if len(claims) else "<p>(no claims apply to this profile)</p>",
+    ]
+    if len(checks):
+        parts += ["<h2>Harness checks</h2>", f"<p>{CHECKS_NOTE}</p>", _html_table(checks)]
+    parts += [
+        f"<p>Deviations from the original and the reasons for failing claims: "
+        f"<code>papers/{html.escape(paper)}/README.md</code>.</p>",
+        "</body></html>",
+    ]
+    text = "\n".join(parts) + "\n"
+    Path(out).write_text(text)
+    return text
+
+
+def _rst_table(title: str, table: pd.DataFrame) -> list[str]:
+    rows = io.StringIO()
+    writer = csv.writer(rows, lineterminator="\n")
+    for _, row in table.iterrows():
+        shown = [f"``{row['claim']}``", _status(row), format_value(row["reproduced"])]
+        writer.writerow([*shown, row["band"]])
+    lines = [
+        f".. csv-table:: {title}",
+        '   :header: "claim", "result", "reproduced", "band"',
+        "",
+    ]
+    return lines + [f"   {line}" for line in rows.getvalue().splitlines()] + [""]
+
+
+def _short_authors(authors: list[str]) -> str:
+    surnames = [name.split()[-1] for name in authors]
+    return surnames[0] + (
+        " et al." if len(surnames) > 2 else "".join(f" and {s}" for s in surnames[1:])
+    )
+
+
+def front_page_rst(paper: str, profile: str, claims_csv: str | Path, out: str | Path) -> str:
+    """Write ``out``: the paper's section of the report's front page, reStructuredText that
+    workflows/report/workflow.rst includes (its heading underlined ``---`` like that page's
+    sections): the pass counts, then the claims and, apart, the checks."""
+    meta = read_yaml(paper_dir(paper) / "paper.yaml")
+    table = read_claims_csv(claims_csv)
+    claims, checks = split_kinds(table)
+    lines = [paper, "-" * len(paper), ""]
+    lines += [f"{_short_authors(meta['authors'])} {meta['year']}: *{meta['title']}*.", ""]
+    lines += [f"Profile {profile}: **{count_passing(table)}**.", ""]
+    if len(claims):
+        lines += _rst_table("Claims", claims)
+    else:
+        lines += ["(no claims apply to this profile)", ""]
+    if len(checks):
+        lines += _rst_table("Harness checks (of our code, not of the paper)", checks)
     text = "\n".join(lines)
     Path(out).write_text(text)
     return text

@@ -2,7 +2,9 @@
 
 With Gaussian noise the population loss is K(w) ∝ p(w)^2 = prod_i w_i^(2 k_i) around the
 truth w* = 0: a normal crossing whose learning coefficient is min_i 1/(2 k_i)
-(``sltrepro.theory.normal_crossing_lambda``). Lau et al. 2023, Table 1.
+(``sltrepro.theory.normal_crossing_lambda``). Lau et al. 2023, Table 1. Also their
+two-minimum potential (``TwoMinimaRegression``), whose true parameters have different
+local learning coefficients.
 """
 
 import torch
@@ -32,6 +34,30 @@ class MonomialRegression(nn.Module):
     def coefficient(self) -> torch.Tensor:
         """p(w), a 0-d tensor."""
         return torch.prod(self.weight**self.powers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (batch, 1) -> (batch, 1)."""
+        return self.coefficient() * x
+
+
+def two_minima(w1, w2):
+    """f(w) = (w1 - 1)(w1^2 + w2^2)^2, so K(w) ∝ f^2 = (w1 - 1)^2 (w1^2 + w2^2)^4. Zero on
+    the line w1 = 1 and at the origin: lambda 1/4 at w* = (0, 0) (|w|^8 in two dimensions),
+    1/2 at w* = (1, c), c != 0 (one regular direction). Plain arithmetic: tensors or arrays."""
+    return (w1 - 1.0) * (w1**2 + w2**2) ** 2
+
+
+class TwoMinimaRegression(nn.Module):
+    """y_hat = two_minima(w) * x, with parameters starting at ``w_star`` (a true parameter)."""
+
+    def __init__(self, w_star):
+        super().__init__()
+        self.weight = nn.Parameter(torch.as_tensor(w_star, dtype=torch.float32).clone())
+        if self.weight.shape != (2,):
+            raise ValueError(f"w_star must have two entries, got {list(w_star)}")
+
+    def coefficient(self) -> torch.Tensor:
+        return two_minima(self.weight[0], self.weight[1])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (batch, 1) -> (batch, 1)."""

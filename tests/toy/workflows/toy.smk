@@ -17,7 +17,7 @@ rule toy_analyze:
         f"{P}/sample/draws.json",
     output:
         metrics=f"{P}/metrics.json",
-        figure=report(f"{P}/figures/draws.png", category="toy"),
+        figure=report_figure("toy", f"{P}/figures/draws.png"),
     log:
         paper_log("toy", "analyze"),
     params:

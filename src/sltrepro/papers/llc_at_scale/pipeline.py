@@ -278,6 +278,7 @@ def summary_metrics(table: pd.DataFrame) -> dict:
         "diverged_chain_fraction_true": float(diverged / chains),
         "median_acceptance_true": float(table["acceptance_true"].median()),
         # the health verdict of each estimate (sltrepro.llc_diagnostics)
+        "llc_healthy_true": bool(table["healthy_true"].astype(bool).all()),
         "llc_healthy_fraction_true": float(table["healthy_true"].astype(bool).mean()),
     }
     # The null every claim must beat: the rank-count predictor r(H_1 + H_{L+1} - r)/2, which
@@ -304,6 +305,7 @@ def summary_metrics(table: pd.DataFrame) -> dict:
     both = table.dropna(subset=["lambda_hat_true", "lambda_hat_sgd"])
     metrics["median_ratio_sgd_true"] = float(both["ratio_sgd_true"].median())
     metrics["median_abs_rel_error_sgd"] = float(both["rel_error_sgd"].abs().median())
+    metrics["llc_healthy_sgd"] = bool(table["healthy_sgd"].astype(bool).all())
     metrics["llc_healthy_fraction_sgd"] = float(table["healthy_sgd"].astype(bool).mean())
     metrics["diverged_chain_fraction_sgd"] = float(
         table["diverged_chains_sgd"].sum() / table["chains_sgd"].sum()

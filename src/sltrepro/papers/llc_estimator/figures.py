@@ -20,9 +20,11 @@ def estimates_figure(table: pd.DataFrame, path: Path) -> Path:
         pos + 0.1, nc["paper_mean"], yerr=nc["paper_std"], fmt="s", capsize=3, label="paper SGLD"
     )
     ax.scatter(pos, nc["truth"], marker="_", s=400, color="k", label="true lambda", zorder=5)
-    ax.set_xticks(pos, nc["name"])
+    ax.scatter(pos, nc["reference_mean"], marker="x", color="C3", zorder=6,
+               label="quadrature (finite nbeta)")  # fmt: skip
+    ax.set_xticks(pos, nc["name"], rotation=30, fontsize=7)
     ax.set_ylabel("lambda_hat (mean +- std over seeds)")
-    ax.set_title("Table 1: y = p(w) x + noise, n = 1000")
+    ax.set_title("Table 1 and the two-minimum potential, n = 1000", fontsize=9)
     ax.legend(fontsize=8)
     dln = table[table["kind"] == "dln"]
     ax = axes[1]
@@ -63,4 +65,29 @@ def calibration_figure(table: pd.DataFrame, summary: dict, path: Path) -> Path:
     top.legend(fontsize=7)
     bottom.set_xlabel("step size eps")
     bottom.set_ylabel("MALA acceptance")
+    return plots.save(fig, path)
+
+
+def trace_figure(estimates: list[dict], path: Path) -> Path:
+    """The first seed's LLC trace nbeta * (L(w) - L(w*)) of every chain, one panel per case,
+    with the true lambda and the estimate's R-hat, bulk ESS and verdict in the title."""
+    cols = min(3, len(estimates))
+    rows = -(-len(estimates) // cols)
+    fig, axes = plots.figure(rows, cols, width=4.0, height=2.8, squeeze=False)
+    for ax, est in zip(axes.flat, estimates, strict=False):
+        run = est["runs"][0]
+        for chain in run["llc_trace"]:
+            ax.plot(chain, lw=0.6, alpha=0.8)
+        ax.axhline(est["truth"], color="k", ls="--", lw=1, label="true lambda")
+        ax.axhline(run["llc_mean"], color="C3", lw=1, label="estimate")
+        verdict = "healthy" if run["healthy"] else "NOT healthy"
+        ax.set_title(
+            f"{est['name']}: R-hat {run['rhat']:.2f}, ESS {run['ess_bulk']:.0f}, {verdict}",
+            fontsize=8,
+        )
+        ax.set_xlabel("draw")
+        ax.set_ylabel("nbeta (L(w) - L(w*))")
+    for ax in list(axes.flat)[len(estimates) :]:
+        ax.set_visible(False)
+    axes.flat[0].legend(fontsize=7)
     return plots.save(fig, path)

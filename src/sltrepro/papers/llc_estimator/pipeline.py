@@ -2,28 +2,46 @@
 
 Steps (each writes into its own folder):
 
-- ``normal_crossing --opt model=NAME``: Table 1, one model y = p(w) x + N(0, s^2) at w* = 0,
-  one dataset and one multi-chain estimate per seed -> ``estimates.json``.
+- ``normal_crossing --opt model=NAME``: Table 1, one model y = p(w) x + N(0, s^2) at w* = 0
+  (or the two-minimum potential at one of its minima: the locality demonstration), one
+  dataset and one multi-chain estimate per seed, each next to the finite-nbeta reference
+  computed by quadrature on the same data (``reference.py``) -> ``estimates.json``.
 - ``dln --opt case=NAME``: a reduced-rank-regression / deep-linear-network case at a random
   true parameter of the given rank, one estimate per seed -> ``estimates.json``.
+- ``mala_reference --opt case=NAME``: the same DLN case's finite-nbeta expectation by a long
+  full-batch Metropolis-adjusted chain -> ``reference.json``.
 - ``calibrate``: step size x nbeta sweep on one DLN case -> ``calibration.csv``, ``.json``.
-- ``collect``: joins the above into ``table.csv`` and ``metrics.json``.
-- ``figures``: the estimates and calibration figures from those tables.
+- ``collect``: joins the above into ``table.csv``, ``diagnostics.csv`` (every estimate's
+  R-hat, ESS, MCSE, budgets, MALA and health verdict) and ``metrics.json``.
+- ``figures``: the estimates, calibration and LLC-trace figures from those files.
 """
 
 import json
 import math
+from fractions import Fraction
 
 import numpy as np
 import pandas as pd
 import torch
 
-from sltrepro.llc import SamplerSettings, default_nbeta, estimate_llc
+from sltrepro.llc import ROW_FIELDS, SamplerSettings, default_nbeta, estimate_llc
 from sltrepro.llc_calibration import calibrate as calibrate_sweep
 from sltrepro.models.dln import DeepLinearNetwork
-from sltrepro.models.normal_crossing import MonomialRegression, gaussian_nll, monomial_data
+from sltrepro.models.normal_crossing import (
+    MonomialRegression,
+    TwoMinimaRegression,
+    gaussian_nll,
+    monomial_data,
+    two_minima,
+)
 from sltrepro.papers.llc_estimator import figures as figs
-from sltrepro.theory import dln_learning_coefficient, normal_crossing_lambda
+from sltrepro.papers.llc_estimator import reference
+from sltrepro.theory import (
+    dln_learning_coefficient,
+    isotropic_lambda,
+    normal_crossing_lambda,
+    rank_count_lambda,
+)
 
 # Table 1 of Lau et al. 2023 (SGLD column, eps = 5e-4, 10 seeds): mean, std.
 PAPER_SGLD = {
@@ -72,10 +90,37 @@ def dln_data(net: DeepLinearNetwork, n: int, seed: int) -> tuple[torch.Tensor, t
     return x, y
 
 
-def _estimate(ctx, model, loss_fn, data, seed, step_size=None) -> dict:
-    settings = SamplerSettings.from_config(ctx.config["sampler"])
-    if step_size:
-        settings = settings.replace(step_size=step_size)
+def two_minima_lambda(w_star) -> Fraction:
+    """The local learning coefficient of the two-minimum potential at a true parameter."""
+    w1, w2 = (float(v) for v in w_star)
+    if w1 == 0.0 and w2 == 0.0:
+        return isotropic_lambda(2, 4)  # (w1^2 + w2^2)^4 near the origin
+    if w1 == 1.0 and w2 != 0.0:
+        return Fraction(1, 2)  # (w1 - 1)^2 times a positive factor: one regular direction
+    raise ValueError(f"{list(w_star)} is not a minimum of (w1-1)^2 (w1^2+w2^2)^4 we know")
+
+
+def _potential(spec: dict):
+    """(model at w*, coefficient f(w1, w2) for the quadrature, w*, asymptotic lambda)."""
+    if "powers" in spec:
+        if len(spec["powers"]) != 2:
+            raise ValueError(f"{spec['name']}: the quadrature reference needs two parameters")
+        truth = normal_crossing_lambda(spec["powers"])[0]
+        model = MonomialRegression(spec["powers"])
+        return model, reference.monomial(spec["powers"]), (0.0, 0.0), truth
+    w_star = tuple(float(v) for v in spec["w_star"])
+    return TwoMinimaRegression(w_star), two_minima, w_star, two_minima_lambda(w_star)
+
+
+def _estimate(
+    ctx, model, loss_fn, data, seed, step_size=None, localization=None, keep_trace=False
+) -> dict:
+    """One estimate's summary row (plus, with ``keep_trace``, its (C, D) LLC trace for the
+    trace figure: kept for the first seed only, the traces of all seeds would be large)."""
+    changes = {"step_size": step_size, "localization": localization}
+    settings = SamplerSettings.from_config(ctx.config["sampler"]).replace(
+        **{k: v for k, v in changes.items() if v is not None}
+    )
     res = estimate_llc(model, loss_fn, data, settings, seed=seed, device=ctx.device, verbose=False)
     ctx.log.info(
         "seed %d: llc %.4f (chain std %.4f), MALA %.3f, %d diverged, %.1f s",
@@ -86,20 +131,37 @@ def _estimate(ctx, model, loss_fn, data, seed, step_size=None) -> dict:
         int(res.diverged.sum()),
         res.seconds,
     )
-    return res.summary()
+    out = res.summary()
+    if keep_trace:
+        out["llc_trace"] = (res.nbeta * res.delta_trace).round(6).tolist()
+    return out
 
 
 def normal_crossing(ctx) -> None:
     cfg = ctx.config
     spec = _by_name(cfg["models"], ctx.opt("model"), "model")
-    truth = normal_crossing_lambda(spec["powers"])[0]
+    model, coefficient, w_star, truth = _potential(spec)
+    gamma = spec.get("localization", cfg["sampler"]["localization"])
     loss_fn = gaussian_nll(cfg["noise_std"])
     runs = []
     for i in range(cfg["seeds"]):
         seed = _seed(cfg, i)
         data = monomial_data(cfg["num_samples"], noise_std=cfg["noise_std"], seed=seed)
-        runs.append(_estimate(ctx, MonomialRegression(spec["powers"]), loss_fn, data, seed))
-    out = {"kind": "normal_crossing", "name": spec["name"], "powers": spec["powers"]}
+        run = _estimate(
+            ctx, model, loss_fn, data, seed, spec.get("step_size"), gamma, keep_trace=i == 0
+        )
+        run["reference"] = reference.tempered_llc(
+            coefficient,
+            reference.sufficient_stats(*data),
+            noise_std=cfg["noise_std"],
+            nbeta=run["nbeta"],
+            localization=gamma,
+            w_star=w_star,
+        )
+        ctx.log.info("seed %d: quadrature reference %.4f", seed, run["reference"])
+        runs.append(run)
+    out = {"kind": "normal_crossing", "name": spec["name"], "w_star": list(w_star)}
+    out.update(powers=spec.get("powers"), localization=gamma)
     out.update(truth=float(truth), truth_str=str(truth), runs=runs)
     (ctx.outdir / "estimates.json").write_text(json.dumps(out, indent=1))
 
@@ -113,10 +175,39 @@ def dln(ctx) -> None:
         seed = _seed(cfg, i)
         net = true_dln(case["widths"], case["rank"], seed)
         data = dln_data(net, cfg["num_samples"], seed)
-        runs.append(_estimate(ctx, net, gaussian_nll(1.0), data, seed, case["step_size"]))
+        runs.append(
+            _estimate(ctx, net, gaussian_nll(1.0), data, seed, case["step_size"], keep_trace=i == 0)
+        )
     out = {"kind": "dln", "name": case["name"], "widths": case["widths"], "rank": case["rank"]}
     out.update(truth=float(truth), truth_str=str(truth), runs=runs)
     (ctx.outdir / "estimates.json").write_text(json.dumps(out, indent=1))
+
+
+def mala_reference(ctx) -> None:
+    """The finite-nbeta expectation for a DLN case by a long full-batch MALA chain on the
+    same posterior, datasets and true parameters as the ``dln`` step (no discretisation
+    bias, unlike SGLD): settles whether a gap to Aoyagi's lambda is the sampler's or n's."""
+    cfg, mr = ctx.config, ctx.config["mala_reference"]
+    case = _by_name(cfg["dln_cases"], ctx.opt("case"), "dln case")
+    weights, stats = [], []
+    for i in range(cfg["seeds"]):
+        net = true_dln(case["widths"], case["rank"], _seed(cfg, i))
+        x, y = dln_data(net, cfg["num_samples"], _seed(cfg, i))
+        weights.append([layer.weight.detach().numpy() for layer in net.layers])
+        stats.append(reference.linear_stats(x.numpy(), y.numpy()))
+    out = reference.mala_dln_reference(
+        weights,
+        stats,
+        nbeta=default_nbeta(cfg["num_samples"]),
+        localization=cfg["sampler"]["localization"],
+        num_chains=mr["num_chains"],
+        num_steps=mr["num_steps"],
+        num_burnin=mr["num_burnin"],
+        seed=_seed(cfg, 0),
+    )
+    out.update(case=case["name"], num_steps=mr["num_steps"], num_chains=mr["num_chains"])
+    ctx.log.info("MALA reference %s: %s", case["name"], out)
+    (ctx.outdir / "reference.json").write_text(json.dumps(out, indent=1))
 
 
 def calibrate(ctx) -> None:
@@ -145,6 +236,11 @@ def calibrate(ctx) -> None:
     truth = float(dln_learning_coefficient(case["widths"], case["rank"])[0])
     summary = {"case": case["name"], "truth": truth, "best_step_size": result.best_step_size}
     summary["best_nbeta"] = result.best_nbeta
+    summary["rank_count_lambda"] = float(rank_count_lambda(case["widths"], case["rank"]))
+    picked = table[
+        (table["nbeta"] == result.best_nbeta) & (table["step_size"] == result.best_step_size)
+    ]
+    summary["best_llc"] = float(picked["llc_mean"].iloc[0]) if len(picked) else None
     (ctx.outdir / "calibration.json").write_text(json.dumps(summary, indent=1))
     ctx.log.info("calibration:\n%s", table.to_string())
 
@@ -155,38 +251,100 @@ def _row(est: dict) -> dict:
     row = {"kind": est["kind"], "name": est["name"], "truth": est["truth"]}
     row.update(truth_str=est["truth_str"], seeds=len(llc), mean=float(llc.mean()))
     row.update(std=float(llc.std(ddof=1)), mala=float(acc.mean()))
+    row["se"] = row["std"] / math.sqrt(len(llc))
     row["diverged_chains"] = int(sum(r["diverged_chains"] for r in est["runs"]))
     row["healthy_seeds"] = int(sum(r["healthy"] for r in est["runs"]))
     row["max_rhat"] = max(r["rhat"] for r in est["runs"])
     row["min_ess_bulk"] = min(r["ess_bulk"] for r in est["runs"])
     paper = PAPER_SGLD.get(est["name"]) if est["kind"] == "normal_crossing" else None
     row["paper_mean"], row["paper_std"] = paper if paper else (math.nan, math.nan)
+    if est["kind"] == "normal_crossing":
+        ref = np.array([r["reference"] for r in est["runs"]], dtype=float)
+        row.update(reference_mean=float(ref.mean()), reference_std=float(ref.std(ddof=1)))
+        row.update(_paired_z(llc - ref, "ref"))
+        row["ref_z_null"] = _paired_z(-ref, "ref")["ref_z"]  # an estimator that reads 0
+    else:
+        row["rank_count_lambda"] = float(rank_count_lambda(est["widths"], est["rank"]))
     return row
 
 
+def _paired_z(diff: np.ndarray, name: str) -> dict:
+    """Mean of per-seed differences, its standard error (std / sqrt(seeds)) and their ratio."""
+    mean, se = float(diff.mean()), float(diff.std(ddof=1) / math.sqrt(len(diff)))
+    return {f"{name}_diff": mean, f"{name}_se": se, f"{name}_z": mean / se if se > 0 else None}
+
+
 def collect(ctx) -> None:
-    """Table 1 (+ DLN rows) and the flat metrics the claims read."""
+    """Table 1 (+ locality and DLN rows) and the flat metrics the claims read."""
     ests = [json.loads(p.read_text()) for p in ctx.inputs if p.name == "estimates.json"]
     cal = [json.loads(p.read_text()) for p in ctx.inputs if p.name == "calibration.json"]
+    malas = [json.loads(p.read_text()) for p in ctx.inputs if p.name == "reference.json"]
     table = pd.DataFrame([_row(e) for e in ests])
     table.to_csv(ctx.outdir / "table.csv", index=False)
+    # the evidence behind every estimate: one row per case and seed
+    diagnostics = pd.DataFrame(
+        [
+            {"name": e["name"], "truth": e["truth"], **{k: r[k] for k in ROW_FIELDS}}
+            for e in ests
+            for r in e["runs"]
+        ]
+    )
+    diagnostics.to_csv(ctx.outdir / "diagnostics.csv", index=False)
     metrics = {}
-    for row in table.itertuples():
-        err = abs(row.mean - row.truth)
-        key = row.name
-        metrics[f"{key}_mean"] = row.mean
-        metrics[f"{key}_std"] = row.std
-        if row.kind == "normal_crossing":
+    for row in table.to_dict("records"):
+        err = abs(row["mean"] - row["truth"])
+        key = row["name"]
+        metrics[f"{key}_mean"] = row["mean"]
+        metrics[f"{key}_std"] = row["std"]
+        metrics[f"{key}_se"] = row["se"]
+        if row["kind"] == "normal_crossing":
             metrics[f"{key}_abs_error"] = err
-            metrics[f"{key}_truth_within_2std"] = bool(err <= 2 * row.std)
+            # a test of the mean: the spread of the mean over seeds is the standard error
+            metrics[f"{key}_truth_within_2se"] = bool(err <= 2 * row["se"])
+            for name in ("reference_mean", "ref_diff", "ref_se", "ref_z", "ref_z_null"):
+                metrics[f"{key}_{name}"] = row[name]
         else:
-            metrics[f"{key}_rel_error"] = err / row.truth
-        metrics[f"{key}_diverged_chains"] = row.diverged_chains
+            metrics[f"{key}_rel_error"] = err / row["truth"]
+            metrics[f"{key}_rank_count_rel_error"] = (
+                abs(row["rank_count_lambda"] - row["truth"]) / row["truth"]
+            )
+        metrics[f"{key}_diverged_chains"] = row["diverged_chains"]
         # every seed's estimate passed the health verdict (sltrepro.llc_diagnostics)
-        metrics[f"{key}_llc_healthy"] = bool(row.healthy_seeds == row.seeds)
+        metrics[f"{key}_llc_healthy"] = bool(row["healthy_seeds"] == row["seeds"])
+    by_est = {e["name"]: e for e in ests}
+    for mala in malas:
+        key = mala["case"]
+        llc = np.array([r["llc_mean"] for r in by_est[key]["runs"]], dtype=float)
+        ref = np.array(mala["reference"], dtype=float)
+        metrics[f"{key}_mala_reference_mean"] = float(ref.mean())
+        metrics[f"{key}_mala_acceptance"] = float(np.mean(mala["acceptance"]))
+        for name, value in _paired_z(llc - ref, "mala_ref").items():
+            metrics[f"{key}_{name}"] = value
+        metrics[f"{key}_mala_ref_z_null"] = _paired_z(-ref, "mala_ref")["mala_ref_z"]
+    by_name = {row["name"]: row for row in table.to_dict("records")}
+    if {"two_min_origin", "two_min_far"} <= set(by_name):
+        near, far = by_name["two_min_origin"], by_name["two_min_far"]
+        gap = far["mean"] - near["mean"]
+        metrics["locality_gap"] = gap
+        metrics["locality_gap_se"] = math.hypot(near["se"], far["se"])
+        metrics["locality_gap_z"] = gap / metrics["locality_gap_se"]
+        metrics["locality_gap_reference"] = far["reference_mean"] - near["reference_mean"]
     if cal:
-        metrics["calibration_best_step_size"] = cal[0]["best_step_size"]
-        metrics["calibration_found_stable"] = cal[0]["best_step_size"] is not None
+        c = cal[0]
+        metrics["calibration_best_step_size"] = c["best_step_size"]
+        metrics["calibration_found_stable"] = c["best_step_size"] is not None
+        best = c.get("best_llc")
+        metrics["calibration_best_llc"] = best
+        metrics["calibration_best_rel_error"] = (
+            None if best is None else abs(best - c["truth"]) / c["truth"]
+        )
+        metrics["calibration_rank_count_rel_error"] = (
+            abs(c["rank_count_lambda"] - c["truth"]) / c["truth"]
+        )
+    metrics = {
+        k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+        for k, v in metrics.items()
+    }
     (ctx.outdir / "metrics.json").write_text(json.dumps(metrics, indent=1))
     ctx.log.info("table:\n%s", table.to_string())
 
@@ -194,6 +352,8 @@ def collect(ctx) -> None:
 def make_figures(ctx) -> None:
     by_name = {p.name: p for p in ctx.inputs}
     figs.estimates_figure(pd.read_csv(by_name["table.csv"]), ctx.outdir / "estimates.png")
+    ests = [json.loads(p.read_text()) for p in ctx.inputs if p.name == "estimates.json"]
+    figs.trace_figure(ests, ctx.outdir / "traces.png")
     figs.calibration_figure(
         pd.read_csv(by_name["calibration.csv"]),
         json.loads(by_name["calibration.json"].read_text()),

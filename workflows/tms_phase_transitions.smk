@@ -136,7 +136,7 @@ rule tms_phase_transitions_analyze:
     conda:
         ENV
     params:
-        reads=reads("tms_phase_transitions", "bayes.sample_sizes", "c", "critical_points", "llc.max_drift", "llc.points", "paper_lambdas", "plateau_level_rtol"),
+        reads=reads("tms_phase_transitions", "bayes.max_start_disagreement", "bayes.sample_sizes", "c", "critical_points", "llc.max_drift", "llc.points", "paper_lambdas", "plateau_level_rtol"),
     shell:
         step("tms_phase_transitions", "analyze", TMS_P)
 

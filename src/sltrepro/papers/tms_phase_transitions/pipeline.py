@@ -155,12 +155,7 @@ def llc_at_point(config: dict, name: str, *, verbose=True) -> pd.DataFrame:
                 "point": name,
                 "seed": seed,
                 "phase_after_refine": phase_name(k, extras),
-                "llc_mean": result.llc_mean,
-                "llc_std": result.llc_std,
-                "num_chains": len(result.llc_per_chain),
-                "mala_acceptance": float(np.nanmean(result.mala_acceptance)),
-                "diverged_chains": int(result.diverged.sum()),
-                "trace_drift": result.trace_drift,
+                **result.summary_row(),
             }
         )
     return pd.DataFrame(rows)
@@ -367,14 +362,22 @@ def plateau_table(config: dict, arrays: dict) -> pd.DataFrame:
 
 
 def sgd_llc(config: dict, arrays: dict, *, verbose=True) -> pd.DataFrame:
-    """LLC at the middle of each plateau of the first ``llc_seeds`` trajectories, on the
-    trajectory's own training set."""
+    """LLC at the middle of every plateau of up to ``llc_seeds`` trajectories, on each
+    trajectory's own training set.
+
+    The trajectories are the first ones (in seed order) with at least two plateaus away
+    from the origin (k >= 1 live columns): only they have a transition between two k-gons
+    to test, and the choice looks at the loss curve only, never at an LLC.
+    """
     cfg = config["sgd"]
     table = plateau_table(config, arrays)
-    data = sgd_data(config, arrays["seed"][: cfg["llc_seeds"]])
+    counts = table[table.k >= 1].groupby("seed").size()
+    chosen = [int(s) for s in arrays["seed"] if counts.get(int(s), 0) >= 2][: cfg["llc_seeds"]]
     rows = []
-    for s in range(min(cfg["llc_seeds"], len(arrays["seed"]))):
-        for row in table[table.seed == arrays["seed"][s]].itertuples():
+    for seed in chosen:
+        s = int(np.nonzero(arrays["seed"] == seed)[0][0])
+        x = sgd_data(config, [seed])[0]
+        for row in table[table.seed == seed].itertuples():
             model = ToyModel(
                 torch.as_tensor(arrays["weight"][s, row.middle]),
                 torch.as_tensor(arrays["bias"][s, row.middle]),
@@ -382,15 +385,15 @@ def sgd_llc(config: dict, arrays: dict, *, verbose=True) -> pd.DataFrame:
             result = estimate_llc(
                 model,
                 squared_error,
-                (data[s], data[s]),
+                (x, x),
                 SamplerSettings.from_config(config["llc"]),
-                seed=int(row.seed),
+                seed=seed,
                 device="cpu",
                 verbose=verbose,
             )
             rows.append(
                 {
-                    "seed": row.seed,
+                    "seed": seed,
                     "index": row.index,
                     "step": row.step,
                     "level": row.level,
@@ -399,22 +402,26 @@ def sgd_llc(config: dict, arrays: dict, *, verbose=True) -> pd.DataFrame:
                     "llc_std": result.llc_std,
                     "llc_se": result.llc_std / math.sqrt(len(result.llc_per_chain)),
                     "diverged_chains": int(result.diverged.sum()),
+                    "rhat": result.rhat,
+                    "ess_bulk": result.ess_bulk,
+                    "healthy": result.healthy,
                 }
             )
-    return pd.DataFrame(
-        rows,
-        columns=[
-            "seed",
-            "index",
-            "step",
-            "level",
-            "phase",
-            "llc_mean",
-            "llc_std",
-            "llc_se",
-            "diverged_chains",
-        ],
-    )
+    columns = [
+        "seed",
+        "index",
+        "step",
+        "level",
+        "phase",
+        "llc_mean",
+        "llc_std",
+        "llc_se",
+        "diverged_chains",
+        "rhat",
+        "ess_bulk",
+        "healthy",
+    ]
+    return pd.DataFrame(rows, columns=columns)
 
 
 # ----------------------------------------------------------------------------- step 6
@@ -425,9 +432,14 @@ def pattern_test(llc_table: pd.DataFrame) -> dict:
     fixed by time), so the pattern holds with probability 1/m!; the p-value is the chance
     that at least the observed number of trajectories show it under that null (a sum of
     independent Bernoullis, computed exactly by convolution).
+
+    Plateaus whose LLC estimate is negative are left out: there w* is a saddle (the chains
+    slide off it, e.g. the origin's 0++++++ plateau) and the LLC is undefined; keeping them
+    would make the pattern hold by construction.
     """
     shown, null = [], []
-    for _, group in llc_table.sort_values("index").groupby("seed"):
+    valid = llc_table[llc_table.llc_mean > 0]
+    for _, group in valid.sort_values("index").groupby("seed"):
         if len(group) < 2:
             continue
         down = bool(np.all(np.diff(group.level.to_numpy()) < 0))
@@ -482,13 +494,21 @@ def summarize(config, crit, llc, occ, bayes_summary, plateaus, sgd_llc_table, ar
         key = point.replace("+", "p").replace("-", "m")
         m[f"llc_{key}"] = float(group.llc_mean.mean())
         m[f"llc_{key}_se"] = float(group.llc_mean.std(ddof=1) / math.sqrt(len(group)))
+        # the estimator's health verdict (R-hat, ESS, drift, budgets) on every seed
+        m[f"llc_{key}_llc_healthy"] = bool(group.healthy.all())
+        m[f"llc_{key}_rhat_max"] = float(group.rhat.max())
+        m[f"llc_{key}_ess_bulk_min"] = float(group.ess_bulk.min())
+    if {"5-_c6", "6_c6"} <= set(llc.point):
+        m["llc_6_minus_5m_c6"] = m["llc_6_c6"] - m["llc_5m_c6"]
+        m["llc_6_minus_5m_c6_se"] = math.hypot(m["llc_6_c6_se"], m["llc_5m_c6_se"])
     m["llc_all_chains_healthy"] = bool(
         (llc.diverged_chains == 0).all()
         and (llc.trace_drift.abs() < config["llc"]["max_drift"]).all()
+        and llc.healthy.all()
     )
     m["llc_mala_acceptance_min"] = float(llc.mala_acceptance.min())
     m["llc_refine_kept_phase"] = bool(
-        (llc.phase_after_refine == llc.point.str.split("_").str[0]).all()
+        (llc.phase_after_refine.astype(str) == llc.point.str.split("_").str[0]).all()
     )
     # Bayesian transition 5-gon -> 6-gon: predicted from our losses and the paper's lambdas
     lam = {p["name"]: p["lambda"] for p in config["paper_lambdas"]}
@@ -505,7 +525,11 @@ def summarize(config, crit, llc, occ, bayes_summary, plateaus, sgd_llc_table, ar
         first, last = occ.sort_values("n").iloc[0], occ.sort_values("n").iloc[-1]
         m["bayes_occ_low_k_smallest_n"] = float(first.occ4 + first.occ5)
         m["bayes_occ6_largest_n"] = float(last.occ6)
-        m["bayes_start_disagreement_max"] = float((occ.occ6_start5 - occ.occ6_start6).abs().max())
+        disagreement = (occ.occ6_start5 - occ.occ6_start6).abs()
+        m["bayes_start_disagreement_max"] = float(disagreement.max())
+        # the sample sizes at which the two starts agree (mixing across phases), from below
+        mixed = occ.n[(disagreement > config["bayes"]["max_start_disagreement"]).cumsum() == 0]
+        m["bayes_mixed_up_to_n"] = int(mixed.max()) if len(mixed) else None
         m["bayes_switches_per_chain_min"] = float(occ.switches_per_chain.min())
         m["bayes_mala_acceptance_min"] = float(min(s["mala_acceptance"] for s in bayes_summary))
     # SGD: plateaus at critical points, and the loss-down / LLC-up pattern
@@ -534,7 +558,14 @@ def summarize(config, crit, llc, occ, bayes_summary, plateaus, sgd_llc_table, ar
         )
     )
     m.update(pattern_test(sgd_llc_table))
-    m["sgd_llc_all_chains_healthy"] = bool((sgd_llc_table.diverged_chains == 0).all())
+    tested = sgd_llc_table[sgd_llc_table.llc_mean > 0]  # the plateaus the pattern reads
+    m["sgd_llc_all_chains_healthy"] = bool(
+        (tested.diverged_chains == 0).all() and tested.healthy.astype(bool).all()
+    )
+    m["sgd_llc_healthy_fraction"] = (
+        float(tested.healthy.astype(bool).mean()) if len(tested) else None
+    )
+    m["sgd_llc_negative_plateaus"] = int((sgd_llc_table.llc_mean <= 0).sum())
     return m
 
 

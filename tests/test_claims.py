@@ -173,17 +173,71 @@ def test_health_gate_fails_whatever_the_number(tmp_path):
     claims = load_claims(path=one_claim(tmp_path / "claims.yaml", extra=extra))
     healthy = {"a": 0.9, "x_llc_healthy": True, "y_llc_healthy": True}
     assert check_claims(claims, healthy, "smoke")["status"].tolist() == ["pass"]
-    for sick, shown in [({"y_llc_healthy": False}, "y_llc_healthy=False"), ({}, None)]:
-        metrics = {"a": 0.9, "x_llc_healthy": True, **sick}
-        if not sick:
-            metrics.pop("x_llc_healthy")
-            shown = "x_llc_healthy=missing, y_llc_healthy=missing"
-        row = check_claims(claims, metrics, "smoke").iloc[0]
-        assert row["status"] == "fail"
-        assert row["reason"] == f"LLC estimates not converged: {shown}"
-    # a truthy number is not a health verdict
-    row = check_claims(claims, {**healthy, "y_llc_healthy": 1}, "smoke").iloc[0]
+    # the reason names each unhealthy estimate and why (the reasons recorded beside it)
+    sick = {
+        **healthy,
+        "y_llc_healthy": False,
+        "y_llc_health_reasons": "1 of 3 unhealthy; worst (seed 2): R-hat 1.3 > 1.1",
+        "x_llc_healthy": None,
+    }
+    row = check_claims(claims, sick, "smoke").iloc[0]
     assert row["status"] == "fail"
+    assert row["reason"] == (
+        "LLC estimates not converged: x_llc_healthy=missing, "
+        "y_llc_healthy=False (1 of 3 unhealthy; worst (seed 2): R-hat 1.3 > 1.1)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("metrics", "message"),
+    [
+        ({"a": 0.9, "x_llc_healthy": True}, "'y_llc_healthy', which metrics.json does not have"),
+        ({"a": 0.9, "x_llc_healthy": True, "y_llc_healthy": 1}, "not a boolean"),
+    ],
+)
+def test_a_gate_cannot_be_vacuous(tmp_path, metrics, message):
+    """A gate on a metric never computed (a typo) or not a verdict is a config error."""
+    extra = (
+        "    null_model: {value: 0.0, source: untrained model}\n"
+        "    needs_healthy: [x_llc_healthy, y_llc_healthy]\n"
+    )
+    claims = load_claims(path=one_claim(tmp_path / "claims.yaml", extra=extra))
+    with pytest.raises(ConfigError, match=message):
+        check_claims(claims, metrics, "smoke")
+    # an entry of another profile is not checked against this profile's metrics
+    assert check_claims(claims, metrics, "paper").empty
+
+
+def test_health_metrics_of_a_group_of_estimates():
+    from sltrepro.health import health_metrics
+
+    def row(llc, healthy, reasons="", rhat=1.0, exact=True):
+        return {
+            "llc_mean": llc,
+            "healthy": healthy,
+            "health_reasons": reasons,
+            "rhat": rhat,
+            "ess_bulk": 200.0 * llc,
+            "mala_acceptance": 0.9,
+            "mala_exact": exact,
+        }
+
+    good = health_metrics([row(1.0, True), row(2.0, True)], "w1_")
+    assert good["w1_llc_healthy"] is True and good["w1_llc_health_reasons"] == ""
+    assert (good["w1_llc_lowest"], good["w1_llc_highest"]) == (1.0, 2.0)
+    assert good["w1_llc_ess_bulk"] == 200.0 and good["w1_llc_mala_exact"] is True
+    assert "w1_llc_ess_tail" not in good  # a field the rows lack is left out
+    rows = [
+        row(1.0, True),
+        row(2.0, False, "R-hat 1.2 > 1.1", 1.2),
+        row(3.0, False, "R-hat 1.5 > 1.1; bulk ESS 9 < 100", 1.5, exact=False),
+    ]
+    bad = health_metrics(rows, "", labels=["step 0", "step 1", "step 2"])
+    assert bad["llc_healthy"] is False and bad["llc_unhealthy"] == 2
+    assert bad["llc_health_reasons"] == (
+        "2 of 3 unhealthy; worst (step 2): R-hat 1.5 > 1.1; bulk ESS 9 < 100"
+    )
+    assert bad["llc_rhat"] == 1.5 and bad["llc_mala_exact"] is False
 
 
 def test_reasons_for_missing_and_outside(tmp_path):
@@ -265,3 +319,22 @@ def test_html_report_parts_show_failures_and_checks_apart(toy_root, tmp_path):
     assert "0 of 1 claims pass; 1 of 1 checks pass" in body
     front_claims, front_checks = body.split("Harness checks (of our code, not of the paper)")
     assert "✘ FAIL" in front_claims and "✔ pass" in front_checks
+
+
+def test_health_metrics_read_prefixed_rows():
+    """A table of summary_row(prefix="llc_") columns, as the LM half of icl_landscape has."""
+    from sltrepro.health import health_metrics
+
+    table = pd.DataFrame(
+        {
+            "llc": [1.0, 2.0],
+            "llc_mean": [1.0, 2.0],
+            "llc_rhat": [1.0, 1.05],
+            "llc_healthy": [True, True],
+            "llc_health_reasons": ["", ""],
+            "llc_mcse": [0.1, 0.3],
+        }
+    )
+    out = health_metrics(table, "lm_", row_prefix="llc_")
+    assert out["lm_llc_healthy"] is True and out["lm_llc_rhat"] == 1.05
+    assert out["lm_llc_mcse"] == 0.3 and out["lm_llc_highest"] == 2.0

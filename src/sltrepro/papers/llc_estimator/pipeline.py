@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from sltrepro.health import health_metrics
 from sltrepro.llc import ROW_FIELDS, SamplerSettings, default_nbeta, estimate_llc
 from sltrepro.llc_calibration import calibrate as calibrate_sweep
 from sltrepro.models.dln import DeepLinearNetwork
@@ -291,7 +292,7 @@ def collect(ctx) -> None:
     )
     diagnostics.to_csv(ctx.outdir / "diagnostics.csv", index=False)
     metrics = {}
-    for row in table.to_dict("records"):
+    for row, est in zip(table.to_dict("records"), ests, strict=True):
         err = abs(row["mean"] - row["truth"])
         key = row["name"]
         metrics[f"{key}_mean"] = row["mean"]
@@ -310,7 +311,8 @@ def collect(ctx) -> None:
             )
         metrics[f"{key}_diverged_chains"] = row["diverged_chains"]
         # every seed's estimate passed the health verdict (sltrepro.llc_diagnostics)
-        metrics[f"{key}_llc_healthy"] = bool(row["healthy_seeds"] == row["seeds"])
+        seeds = [f"seed {r['seed']}" for r in est["runs"]]
+        metrics |= health_metrics(est["runs"], f"{key}_", labels=seeds)
     by_est = {e["name"]: e for e in ests}
     for mala in malas:
         key = mala["case"]

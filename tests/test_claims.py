@@ -338,3 +338,74 @@ def test_health_metrics_read_prefixed_rows():
     out = health_metrics(table, "lm_", row_prefix="llc_")
     assert out["lm_llc_healthy"] is True and out["lm_llc_rhat"] == 1.05
     assert out["lm_llc_mcse"] == 0.3 and out["lm_llc_highest"] == 2.0
+
+
+def _two_groups() -> dict:
+    """The health metrics of a healthy group (exact MALA) and an unhealthy one (proxy)."""
+    from sltrepro.health import health_metrics
+
+    def row(llc, healthy, reasons="", exact=True):
+        return {
+            "llc_mean": llc,
+            "healthy": healthy,
+            "health_reasons": reasons,
+            "rhat": 1.01,
+            "ess_bulk": 400.0,
+            "ess_tail": 300.0,
+            "llc_mcse": 0.02,
+            "loss_budget": 40.0,
+            "mala_acceptance": 0.93,
+            "mala_exact": exact,
+        }
+
+    good = health_metrics([row(0.5, True), row(0.52, True)], "w1_")
+    bad = [row(3.1, True, exact=False), row(3.4, False, "R-hat 1.3 > 1.1: add num_burnin", False)]
+    return {"a": 0.9, **good, **health_metrics(bad, "w2_", labels=["seed 0", "seed 1"])}
+
+
+def test_diagnostics_table_shows_which_llc_numbers_to_trust():
+    from sltrepro.health import diagnostics_table
+
+    table = diagnostics_table(_two_groups(), {"w2_llc_healthy": ["claim_x", "claim_y"]})
+    assert table["estimates"].tolist() == ["w1_llc", "w2_llc"]
+    good, bad = table.to_dict("records")
+    assert good["healthy"] == "yes" and good["LLC"] == "0.5 … 0.52" and good["reasons"] == ""
+    assert good["MALA acceptance"] == "0.93 (exact)" and good["R-hat"] == "1.01"
+    assert bad["healthy"] == "NO" and bad["MALA acceptance"] == "0.93 (minibatch proxy)"
+    assert bad["reasons"] == "1 of 2 unhealthy; worst (seed 1): R-hat 1.3 > 1.1: add num_burnin"
+    assert bad["gates"] == "claim_x, claim_y" and bad["nbeta*eps*T"] == "40"
+    # a health boolean a claim names outside the <stem>llc_healthy pattern gets a row too
+    other = diagnostics_table({"sgd_all_ok": False}, {"sgd_all_ok": ["z"]})
+    assert other[["estimates", "healthy", "LLC"]].values.tolist() == [["sgd_all_ok", "NO", "—"]]
+    assert diagnostics_table({"a": 1.0}).empty
+
+
+def test_report_parts_carry_the_llc_diagnostics(toy_root, tmp_path):
+    """report.md, the claims page and the front page (which docutils parses cleanly) show
+    the diagnostics table; without LLC estimates there is no such section."""
+    import io
+
+    from docutils.core import publish_parts
+
+    from sltrepro import report
+
+    claims = load_claims("toy")
+    csv = tmp_path / "claims.csv"
+    metrics = {"mean": 0.1, "draws_ok": True, **_two_groups()}
+    check_claims(claims, metrics, "smoke").to_csv(csv, index=False)
+    text = report.paper_report("toy", "smoke", csv, [], tmp_path / "report.md", metrics)
+    diagnostics = text.split("## LLC diagnostics")[1].split("## Figures")[0]
+    assert "| `w1_llc` " in diagnostics and "| `w2_llc` " in diagnostics
+    assert "worst (seed 1): R-hat 1.3 > 1.1" in diagnostics and "minibatch proxy" in diagnostics
+    assert "## LLC diagnostics" not in report.paper_report("toy", "smoke", csv, [], tmp_path / "r")
+    page = report.claims_html("toy", "smoke", csv, tmp_path / "claims.html", metrics)
+    llc_part = page.split("<h2>LLC diagnostics</h2>")[1]
+    assert '<tr class="pass"><td><code>w1_llc</code>' in llc_part
+    assert '<tr class="fail"><td><code>w2_llc</code>' in llc_part
+    rst = report.front_page_rst("toy", "smoke", csv, tmp_path / "claims.rst", metrics)
+    warnings = io.StringIO()
+    settings = {"warning_stream": warnings}
+    body = publish_parts(rst, writer="html", settings_overrides=settings)["body"]
+    assert warnings.getvalue() == ""
+    front = body.split("LLC diagnostics")[1]
+    assert "w2_llc" in front and "NO" in front and "0.93 (exact)" in front

@@ -315,7 +315,7 @@ def summary_metrics(table: pd.DataFrame) -> dict:
         own = table.filter(regex=f"_{where}$")
         own.columns = [c.removesuffix(f"_{where}") for c in own.columns]
         own = own.rename(columns={"lambda_hat": "llc_mean", "acceptance": "mala_acceptance"})
-        metrics |= health_metrics(own, f"{where}_", labels=table["widths"])
+        metrics |= health_metrics(own, f"{where}_", labels=table.get("widths"))
     metrics["diverged_chain_fraction_sgd"] = float(
         table["diverged_chains_sgd"].sum() / table["chains_sgd"].sum()
     )

@@ -173,6 +173,7 @@ tr.pass td:nth-last-child(2) { color: #17702a; font-weight: bold; }
 tr.fail td:nth-last-child(2) { color: #b00020; font-weight: bold; }
 tr.fail { background: #fff3f3; }
 table.llc td:first-child { width: auto; }
+table.llc code { white-space: nowrap; word-break: normal; }
 table.llc tr td:nth-last-child(2) { color: inherit; font-weight: normal; }
 table.llc tr.pass td:nth-last-child(3) { color: #17702a; font-weight: bold; }
 table.llc tr.fail td:nth-last-child(3) { color: #b00020; font-weight: bold; }

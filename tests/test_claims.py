@@ -409,3 +409,11 @@ def test_report_parts_carry_the_llc_diagnostics(toy_root, tmp_path):
     assert warnings.getvalue() == ""
     front = body.split("LLC diagnostics")[1]
     assert "w2_llc" in front and "NO" in front and "0.93 (exact)" in front
+
+
+def test_health_reasons_of_a_single_estimate_name_it():
+    from sltrepro.health import health_metrics
+
+    row = {"llc_mean": 9.1, "healthy": False, "health_reasons": "MCSE 1.7 > 0.1 x |LLC| (9.1)"}
+    out = health_metrics([row], "final_", labels=["step 15000"])
+    assert out["final_llc_health_reasons"] == "step 15000: MCSE 1.7 > 0.1 x |LLC| (9.1)"

@@ -6,7 +6,8 @@ trajectory) is written under a stem ``S`` as the flat metrics ``S + "llc_" + fie
 
 - ``healthy``: every estimate of the group passed the health verdict of
   :mod:`sltrepro.llc_diagnostics` (the boolean a claim's ``needs_healthy`` names);
-- ``health_reasons``: "" when healthy, else how many failed and the reasons of the worst;
+- ``health_reasons``: "" when healthy, else how many failed and the reasons of the worst
+  (of the one estimate when the group has one);
 - the worst diagnostics over the group: ``rhat`` (max), ``ess_bulk`` / ``ess_tail`` (min),
   ``mcse`` (max), ``loss_budget`` = nbeta * eps * T (min), ``mala_acceptance`` (min) and
   ``mala_exact`` (True only when every acceptance was exact, full batch);
@@ -67,9 +68,9 @@ def health_metrics(rows, stem: str, labels=None, row_prefix: str = "") -> dict:
     reasons = ""
     if bad:
         label, worst = max(bad, key=lambda item: len(_split(item[1].get(REASONS))))
-        reasons = f"{len(bad)} of {len(rows)} unhealthy; worst ({label}): " + (
-            "; ".join(_split(worst.get(REASONS))) or "no reason recorded"
-        )
+        why = "; ".join(_split(worst.get(REASONS))) or "no reason recorded"
+        many = f"{len(bad)} of {len(rows)} unhealthy; worst ({label})"
+        reasons = f"{many if len(rows) > 1 else label}: {why}"
     out[f"{stem}llc_{REASONS}"] = reasons
     for name, field, pick in _WORST:
         values = [_finite(r.get(field)) for r in rows]

@@ -153,6 +153,20 @@ def test_cli_claims_rejects_a_band_containing_its_null(toy_root, tmp_path, capsy
     assert "contains its own null 1.5" in capsys.readouterr().err
 
 
+def test_cli_claims_rejects_a_gate_on_a_metric_never_computed(toy_root, tmp_path, capsys):
+    path = toy_root / "papers" / "toy" / "claims.yaml"
+    gate = "    needs_healthy: [mean_llc_healthy]\n    justification: With 10"
+    path.write_text(path.read_text().replace("    justification: With 10", gate))
+    metrics = tmp_path / "metrics.json"
+    metrics.write_text(json.dumps({"mean": 0.1, "draws_ok": True}))
+    argv = ["claims", "toy", "--profile", "smoke", "--metrics", str(metrics), "--no-fail"]
+    assert main(argv) == 2
+    assert "'mean_llc_healthy', which metrics.json does not have" in capsys.readouterr().err
+    metrics.write_text(json.dumps({"mean": 0.1, "draws_ok": True, "mean_llc_healthy": False}))
+    assert main(argv) == 0
+    assert "LLC estimates not converged: mean_llc_healthy=False" in capsys.readouterr().out
+
+
 def test_null_metric_inside_band_fails_at_check_time(tmp_path):
     extra = "    null_model: {metric: a_trivial, source: rank-count predictor}\n"
     claims = load_claims(path=one_claim(tmp_path / "claims.yaml", extra=extra))

@@ -242,6 +242,7 @@ def calibrate(ctx) -> None:
         (table["nbeta"] == result.best_nbeta) & (table["step_size"] == result.best_step_size)
     ]
     summary["best_llc"] = float(picked["llc_mean"].iloc[0]) if len(picked) else None
+    summary["best_healthy"] = bool(picked["healthy"].iloc[0]) if len(picked) else None
     (ctx.outdir / "calibration.json").write_text(json.dumps(summary, indent=1))
     ctx.log.info("calibration:\n%s", table.to_string())
 
@@ -337,6 +338,8 @@ def collect(ctx) -> None:
         metrics["calibration_found_stable"] = c["best_step_size"] is not None
         best = c.get("best_llc")
         metrics["calibration_best_llc"] = best
+        # the health verdict of the picked setting's estimate (no reasons: the sweep keeps none)
+        metrics["calibration_best_llc_healthy"] = c.get("best_healthy")
         metrics["calibration_best_rel_error"] = (
             None if best is None else abs(best - c["truth"]) / c["truth"]
         )

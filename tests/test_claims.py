@@ -153,6 +153,20 @@ def test_cli_claims_rejects_a_band_containing_its_null(toy_root, tmp_path, capsy
     assert "contains its own null 1.5" in capsys.readouterr().err
 
 
+def test_cli_claims_rejects_a_gate_on_a_metric_never_computed(toy_root, tmp_path, capsys):
+    path = toy_root / "papers" / "toy" / "claims.yaml"
+    gate = "    needs_healthy: [mean_llc_healthy]\n    justification: With 10"
+    path.write_text(path.read_text().replace("    justification: With 10", gate))
+    metrics = tmp_path / "metrics.json"
+    metrics.write_text(json.dumps({"mean": 0.1, "draws_ok": True}))
+    argv = ["claims", "toy", "--profile", "smoke", "--metrics", str(metrics), "--no-fail"]
+    assert main(argv) == 2
+    assert "'mean_llc_healthy', which metrics.json does not have" in capsys.readouterr().err
+    metrics.write_text(json.dumps({"mean": 0.1, "draws_ok": True, "mean_llc_healthy": False}))
+    assert main(argv) == 0
+    assert "LLC estimates not converged: mean_llc_healthy=False" in capsys.readouterr().out
+
+
 def test_null_metric_inside_band_fails_at_check_time(tmp_path):
     extra = "    null_model: {metric: a_trivial, source: rank-count predictor}\n"
     claims = load_claims(path=one_claim(tmp_path / "claims.yaml", extra=extra))
@@ -173,17 +187,71 @@ def test_health_gate_fails_whatever_the_number(tmp_path):
     claims = load_claims(path=one_claim(tmp_path / "claims.yaml", extra=extra))
     healthy = {"a": 0.9, "x_llc_healthy": True, "y_llc_healthy": True}
     assert check_claims(claims, healthy, "smoke")["status"].tolist() == ["pass"]
-    for sick, shown in [({"y_llc_healthy": False}, "y_llc_healthy=False"), ({}, None)]:
-        metrics = {"a": 0.9, "x_llc_healthy": True, **sick}
-        if not sick:
-            metrics.pop("x_llc_healthy")
-            shown = "x_llc_healthy=missing, y_llc_healthy=missing"
-        row = check_claims(claims, metrics, "smoke").iloc[0]
-        assert row["status"] == "fail"
-        assert row["reason"] == f"LLC estimates not converged: {shown}"
-    # a truthy number is not a health verdict
-    row = check_claims(claims, {**healthy, "y_llc_healthy": 1}, "smoke").iloc[0]
+    # the reason names each unhealthy estimate and why (the reasons recorded beside it)
+    sick = {
+        **healthy,
+        "y_llc_healthy": False,
+        "y_llc_health_reasons": "1 of 3 unhealthy; worst (seed 2): R-hat 1.3 > 1.1",
+        "x_llc_healthy": None,
+    }
+    row = check_claims(claims, sick, "smoke").iloc[0]
     assert row["status"] == "fail"
+    assert row["reason"] == (
+        "LLC estimates not converged: x_llc_healthy=missing, "
+        "y_llc_healthy=False (1 of 3 unhealthy; worst (seed 2): R-hat 1.3 > 1.1)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("metrics", "message"),
+    [
+        ({"a": 0.9, "x_llc_healthy": True}, "'y_llc_healthy', which metrics.json does not have"),
+        ({"a": 0.9, "x_llc_healthy": True, "y_llc_healthy": 1}, "not a boolean"),
+    ],
+)
+def test_a_gate_cannot_be_vacuous(tmp_path, metrics, message):
+    """A gate on a metric never computed (a typo) or not a verdict is a config error."""
+    extra = (
+        "    null_model: {value: 0.0, source: untrained model}\n"
+        "    needs_healthy: [x_llc_healthy, y_llc_healthy]\n"
+    )
+    claims = load_claims(path=one_claim(tmp_path / "claims.yaml", extra=extra))
+    with pytest.raises(ConfigError, match=message):
+        check_claims(claims, metrics, "smoke")
+    # an entry of another profile is not checked against this profile's metrics
+    assert check_claims(claims, metrics, "paper").empty
+
+
+def test_health_metrics_of_a_group_of_estimates():
+    from sltrepro.health import health_metrics
+
+    def row(llc, healthy, reasons="", rhat=1.0, exact=True):
+        return {
+            "llc_mean": llc,
+            "healthy": healthy,
+            "health_reasons": reasons,
+            "rhat": rhat,
+            "ess_bulk": 200.0 * llc,
+            "mala_acceptance": 0.9,
+            "mala_exact": exact,
+        }
+
+    good = health_metrics([row(1.0, True), row(2.0, True)], "w1_")
+    assert good["w1_llc_healthy"] is True and good["w1_llc_health_reasons"] == ""
+    assert (good["w1_llc_lowest"], good["w1_llc_highest"]) == (1.0, 2.0)
+    assert good["w1_llc_ess_bulk"] == 200.0 and good["w1_llc_mala_exact"] is True
+    assert "w1_llc_ess_tail" not in good  # a field the rows lack is left out
+    rows = [
+        row(1.0, True),
+        row(2.0, False, "R-hat 1.2 > 1.1", 1.2),
+        row(3.0, False, "R-hat 1.5 > 1.1; bulk ESS 9 < 100", 1.5, exact=False),
+    ]
+    bad = health_metrics(rows, "", labels=["step 0", "step 1", "step 2"])
+    assert bad["llc_healthy"] is False and bad["llc_unhealthy"] == 2
+    assert bad["llc_health_reasons"] == (
+        "2 of 3 unhealthy; worst (step 2): R-hat 1.5 > 1.1; bulk ESS 9 < 100"
+    )
+    assert bad["llc_rhat"] == 1.5 and bad["llc_mala_exact"] is False
 
 
 def test_reasons_for_missing_and_outside(tmp_path):
@@ -265,3 +333,101 @@ def test_html_report_parts_show_failures_and_checks_apart(toy_root, tmp_path):
     assert "0 of 1 claims pass; 1 of 1 checks pass" in body
     front_claims, front_checks = body.split("Harness checks (of our code, not of the paper)")
     assert "✘ FAIL" in front_claims and "✔ pass" in front_checks
+
+
+def test_health_metrics_read_prefixed_rows():
+    """A table of summary_row(prefix="llc_") columns, as the LM half of icl_landscape has."""
+    from sltrepro.health import health_metrics
+
+    table = pd.DataFrame(
+        {
+            "llc": [1.0, 2.0],
+            "llc_mean": [1.0, 2.0],
+            "llc_rhat": [1.0, 1.05],
+            "llc_healthy": [True, True],
+            "llc_health_reasons": ["", ""],
+            "llc_mcse": [0.1, 0.3],
+        }
+    )
+    out = health_metrics(table, "lm_", row_prefix="llc_")
+    assert out["lm_llc_healthy"] is True and out["lm_llc_rhat"] == 1.05
+    assert out["lm_llc_mcse"] == 0.3 and out["lm_llc_highest"] == 2.0
+
+
+def _two_groups() -> dict:
+    """The health metrics of a healthy group (exact MALA) and an unhealthy one (proxy)."""
+    from sltrepro.health import health_metrics
+
+    def row(llc, healthy, reasons="", exact=True):
+        return {
+            "llc_mean": llc,
+            "healthy": healthy,
+            "health_reasons": reasons,
+            "rhat": 1.01,
+            "ess_bulk": 400.0,
+            "ess_tail": 300.0,
+            "llc_mcse": 0.02,
+            "loss_budget": 40.0,
+            "mala_acceptance": 0.93,
+            "mala_exact": exact,
+        }
+
+    good = health_metrics([row(0.5, True), row(0.52, True)], "w1_")
+    bad = [row(3.1, True, exact=False), row(3.4, False, "R-hat 1.3 > 1.1: add num_burnin", False)]
+    return {"a": 0.9, **good, **health_metrics(bad, "w2_", labels=["seed 0", "seed 1"])}
+
+
+def test_diagnostics_table_shows_which_llc_numbers_to_trust():
+    from sltrepro.health import diagnostics_table
+
+    table = diagnostics_table(_two_groups(), {"w2_llc_healthy": ["claim_x", "claim_y"]})
+    assert table["estimates"].tolist() == ["w1_llc", "w2_llc"]
+    good, bad = table.to_dict("records")
+    assert good["healthy"] == "yes" and good["LLC"] == "0.5 … 0.52" and good["reasons"] == ""
+    assert good["MALA acceptance"] == "0.93 (exact)" and good["R-hat"] == "1.01"
+    assert bad["healthy"] == "NO" and bad["MALA acceptance"] == "0.93 (minibatch proxy)"
+    assert bad["reasons"] == "1 of 2 unhealthy; worst (seed 1): R-hat 1.3 > 1.1: add num_burnin"
+    assert bad["gates"] == "claim_x, claim_y" and bad["nbeta*eps*T"] == "40"
+    # a health boolean a claim names outside the <stem>llc_healthy pattern gets a row too
+    other = diagnostics_table({"sgd_all_ok": False}, {"sgd_all_ok": ["z"]})
+    assert other[["estimates", "healthy", "LLC"]].values.tolist() == [["sgd_all_ok", "NO", "—"]]
+    assert diagnostics_table({"a": 1.0}).empty
+
+
+def test_report_parts_carry_the_llc_diagnostics(toy_root, tmp_path):
+    """report.md, the claims page and the front page (which docutils parses cleanly) show
+    the diagnostics table; without LLC estimates there is no such section."""
+    import io
+
+    from docutils.core import publish_parts
+
+    from sltrepro import report
+
+    claims = load_claims("toy")
+    csv = tmp_path / "claims.csv"
+    metrics = {"mean": 0.1, "draws_ok": True, **_two_groups()}
+    check_claims(claims, metrics, "smoke").to_csv(csv, index=False)
+    text = report.paper_report("toy", "smoke", csv, [], tmp_path / "report.md", metrics)
+    diagnostics = text.split("## LLC diagnostics")[1].split("## Figures")[0]
+    assert "| `w1_llc` " in diagnostics and "| `w2_llc` " in diagnostics
+    assert "worst (seed 1): R-hat 1.3 > 1.1" in diagnostics and "minibatch proxy" in diagnostics
+    assert "## LLC diagnostics" not in report.paper_report("toy", "smoke", csv, [], tmp_path / "r")
+    page = report.claims_html("toy", "smoke", csv, tmp_path / "claims.html", metrics)
+    llc_part = page.split("<h2>LLC diagnostics</h2>")[1]
+    assert '<tr class="pass"><td><code>w1_llc</code>' in llc_part
+    assert '<tr class="fail"><td><code>w2_llc</code>' in llc_part
+    rst = report.front_page_rst("toy", "smoke", csv, tmp_path / "claims.rst", metrics)
+    warnings = io.StringIO()
+    settings = {"warning_stream": warnings}
+    body = publish_parts(rst, writer="html", settings_overrides=settings)["body"]
+    assert warnings.getvalue() == ""
+    front = body.split("LLC diagnostics")[1]
+    assert "w2_llc" in front and "NO" in front and "0.93 (exact)" in front
+
+
+def test_health_reasons_of_a_single_estimate_name_it():
+    from sltrepro.health import health_metrics
+
+    row = {"llc_mean": 9.1, "healthy": False, "health_reasons": "MCSE 1.7 > 0.1 x |LLC| (9.1)"}
+    out = health_metrics([row], "final_", labels=["step 15000"])
+    assert out["final_llc_health_reasons"] == "step 15000: MCSE 1.7 > 0.1 x |LLC| (9.1)"

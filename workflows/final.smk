@@ -21,6 +21,7 @@ rule claims:
 rule report:
     input:
         claims=f"{R}/{{paper}}/claims.csv",
+        metrics=f"{R}/{{paper}}/metrics.json",
         figures=lambda wc: FIGURES[wc.paper],
     output:
         md=f"{R}/{{paper}}/report.md",
@@ -40,8 +41,8 @@ rule report:
         ENV
     shell:
         "sltrepro report {wildcards.paper} --profile {params.profile} --claims {input.claims} "
-        "--out {output.md} --html {output.html} --front {output.front} "
-        "--figures {input.figures} &> {log}"
+        "--metrics {input.metrics} --out {output.md} --html {output.html} "
+        "--front {output.front} --figures {input.figures} &> {log}"
 
 
 rule summary:

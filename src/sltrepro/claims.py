@@ -9,8 +9,11 @@ estimates); they need no null and are counted apart from the claims.
 A band is one of ``{target, abs_tol}``, ``{target, rel_tol}``, ``{min}``, ``{max}``,
 ``{min, max}`` or ``{equals}``. An entry fails, with its ``reason``, when its metric is
 missing or not a finite number, when a metric named in ``needs_healthy`` is not True (LLC
-estimates that have not converged), when its null model's computed value lies inside the
-band, or when the value lies outside it.
+estimates that have not converged; the reason names each such metric with the reasons
+recorded beside it, see :mod:`sltrepro.health`), when its null model's computed value lies
+inside the band, or when the value lies outside it. A ``needs_healthy`` metric that
+metrics.json does not have, or that is not a boolean, is a ConfigError: a gate on nothing
+would pass every claim.
 """
 
 import json
@@ -21,6 +24,7 @@ from pathlib import Path
 import pandas as pd
 
 from .config import PROFILES, ConfigError, read_yaml, validate_block
+from .health import unhealthy_reason
 from .paths import paper_dir
 
 _NUMBER = {"type": "number"}
@@ -201,7 +205,7 @@ def judge(entry: dict, metrics: dict) -> tuple[str, str, object]:
     elif not band.contains(value):
         reasons.append(f"{_show(value)} outside {band.describe()}")
     unhealthy = [
-        f"{m}={_show(metrics.get(m))}"
+        unhealthy_reason(m, metrics)
         for m in entry.get("needs_healthy", [])
         if metrics.get(m) is not True
     ]
@@ -218,16 +222,36 @@ def judge(entry: dict, metrics: dict) -> tuple[str, str, object]:
     return ("fail" if reasons else "pass"), "; ".join(reasons), null_value
 
 
+def _check_gates(entry: dict, metrics: dict) -> None:
+    where = f"{entry.get('kind', 'claim')} {entry['id']!r}: needs_healthy names"
+    for name in entry.get("needs_healthy", []):
+        if name not in metrics:
+            raise ConfigError(
+                f"{where} {name!r}, which "
+                "metrics.json does not have (a typo, or the paper does not write it): a gate "
+                "on a metric that is never computed cannot be checked"
+            )
+        if not (metrics[name] is None or isinstance(metrics[name], bool)):
+            raise ConfigError(
+                f"{where} {name!r} = {metrics[name]!r}, which is not a boolean health verdict"
+            )
+
+
 def _show(value) -> str:
     return "missing" if value is None else format_value(value)
 
 
 def check_claims(claims: list[dict], metrics: dict, profile: str) -> pd.DataFrame:
-    """One row per claim or check that applies to ``profile``: values, band, status, reason."""
+    """One row per claim or check that applies to ``profile``: values, band, status, reason.
+
+    Raises ConfigError when an entry's ``needs_healthy`` names a metric that ``metrics``
+    lacks or that is neither a boolean nor null.
+    """
     rows = []
     for entry in claims:
         if profile not in entry["profiles"]:
             continue
+        _check_gates(entry, metrics)
         status, reason, null_value = judge(entry, metrics)
         rows.append(
             {

@@ -88,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--html", help="also write the claims page of the HTML report here")
     rep.add_argument("--front", help="also write the paper's front-page section (.rst) here")
     rep.add_argument("--figures", nargs="*", default=[], help="figures to show, in order")
+    rep.add_argument("--metrics", help="metrics.json: its LLC diagnostics go into the report")
 
     summ = sub.add_parser("summary", help="write summary.md of every paper's claims")
     _add_profile(summ)
@@ -240,11 +241,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "regress":
             return cmd_regress(args)
         if args.command == "report":
-            report.paper_report(args.paper, args.profile, args.claims, args.figures, args.out)
+            metrics = load_metrics(args.metrics) if args.metrics else None
+            parts = (args.paper, args.profile, args.claims)
+            report.paper_report(*parts, args.figures, args.out, metrics)
             if args.html:
-                report.claims_html(args.paper, args.profile, args.claims, args.html)
+                report.claims_html(*parts, args.html, metrics)
             if args.front:
-                report.front_page_rst(args.paper, args.profile, args.claims, args.front)
+                report.front_page_rst(*parts, args.front, metrics)
             return 0
         if args.command == "summary":
             return cmd_summary(args)

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from .claims import count_passing, format_table, format_value, split_kinds
+from .claims import count_passing, format_table, format_value, load_claims, split_kinds
 from .config import read_yaml
+from .health import diagnostics_table, gates_of
 from .paths import paper_dir
 
 NULL_NOTE = (
@@ -24,16 +25,42 @@ CHECKS_NOTE = (
 )
 
 
+LLC_NOTE = (
+    "One row per group of LLC estimates (an estimate, the seeds of a case, or the "
+    "checkpoints of a trajectory), with the worst diagnostics over the group: R-hat (max), "
+    "bulk and tail ESS (min), the Monte Carlo standard error of the LLC (max), the "
+    "equilibration budget nbeta*eps*T (min) and the MALA acceptance (min; exact when read "
+    "on the full batch, else a minibatch proxy). An estimate is healthy when it passes the "
+    "verdict of sltrepro.llc_diagnostics; a claim gated on an unhealthy group fails, "
+    "whatever its number says. Trust only the LLC numbers of healthy rows."
+)
+
+
 def read_claims_csv(path: str | Path) -> pd.DataFrame:
     return pd.read_csv(path, dtype=str, keep_default_na=False)
 
 
+def llc_diagnostics(paper: str, profile: str, metrics: dict | None) -> pd.DataFrame:
+    """The LLC diagnostics of ``metrics`` (a paper's metrics.json), with the claims and
+    checks of ``profile`` gated on each row; empty without metrics or LLC estimates."""
+    if not metrics:
+        return diagnostics_table({})
+    return diagnostics_table(metrics, gates_of(load_claims(paper), profile))
+
+
 def paper_report(
-    paper: str, profile: str, claims_csv: str | Path, figures: list, out: str | Path
+    paper: str,
+    profile: str,
+    claims_csv: str | Path,
+    figures: list,
+    out: str | Path,
+    metrics: dict | None = None,
 ) -> str:
-    """Write ``out`` (markdown): what the paper is, the claims table, then every figure."""
+    """Write ``out`` (markdown): what the paper is, the claims table, the LLC diagnostics of
+    ``metrics`` (its metrics.json), then every figure."""
     meta = read_yaml(paper_dir(paper) / "paper.yaml")
     table = read_claims_csv(claims_csv)
+    diagnostics = llc_diagnostics(paper, profile, metrics)
     claims, checks = split_kinds(table)
     out = Path(out)
     lines = [
@@ -65,6 +92,9 @@ def paper_report(
         ]
         for _, row in checks.iterrows():
             lines.append(f"- **{row['claim']}** ({row['source']}): {row['statement']}")
+    if len(diagnostics):
+        shown = diagnostics.assign(estimates=diagnostics["estimates"].map("`{}`".format))
+        lines += ["", "## LLC diagnostics", "", LLC_NOTE, "", shown.to_markdown(index=False)]
     lines += [
         "",
         f"Deviations from the original and the reasons for failing claims: "
@@ -142,14 +172,37 @@ th { background: #f3f3f3; }
 tr.pass td:nth-last-child(2) { color: #17702a; font-weight: bold; }
 tr.fail td:nth-last-child(2) { color: #b00020; font-weight: bold; }
 tr.fail { background: #fff3f3; }
+table.llc td:first-child { width: auto; }
+table.llc code { white-space: nowrap; word-break: normal; }
+table.llc tr td:nth-last-child(2) { color: inherit; font-weight: normal; }
+table.llc tr.pass td:nth-last-child(3) { color: #17702a; font-weight: bold; }
+table.llc tr.fail td:nth-last-child(3) { color: #b00020; font-weight: bold; }
 """
 
 
-def claims_html(paper: str, profile: str, claims_csv: str | Path, out: str | Path) -> str:
+def _html_diagnostics(table: pd.DataFrame) -> str:
+    rows = ["<tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in table.columns)]
+    for _, row in table.iterrows():
+        status = "pass" if row["healthy"] == "yes" else "fail"
+        cells = [f"<code>{html.escape(row['estimates'])}</code>"]
+        cells += [html.escape(str(row[c])) for c in table.columns[1:]]
+        rows.append(f'<tr class="{status}">' + "".join(f"<td>{c}</td>" for c in cells))
+    return '<table class="llc">\n' + "\n".join(rows) + "\n</table>"
+
+
+def claims_html(
+    paper: str,
+    profile: str,
+    claims_csv: str | Path,
+    out: str | Path,
+    metrics: dict | None = None,
+) -> str:
     """Write ``out``: a standalone HTML page of the paper's claims and, apart, its harness
-    checks, with every column of ``claims_csv`` a reader needs (the report's Claims view)."""
+    checks, with every column of ``claims_csv`` a reader needs (the report's Claims view),
+    then the LLC diagnostics of ``metrics`` (its metrics.json)."""
     meta = read_yaml(paper_dir(paper) / "paper.yaml")
     table = read_claims_csv(claims_csv)
+    diagnostics = llc_diagnostics(paper, profile, metrics)
     claims, checks = split_kinds(table)
     parts = [
         "<!DOCTYPE html>",
@@ -166,6 +219,8 @@ def claims_html(paper: str, profile: str, claims_csv: str | Path, out: str | Pat
     ]
     if len(checks):
         parts += ["<h2>Harness checks</h2>", f"<p>{CHECKS_NOTE}</p>", _html_table(checks)]
+    if len(diagnostics):
+        parts += ["<h2>LLC diagnostics</h2>", f"<p>{LLC_NOTE}</p>", _html_diagnostics(diagnostics)]
     parts += [
         f"<p>Deviations from the original and the reasons for failing claims: "
         f"<code>papers/{html.escape(paper)}/README.md</code>.</p>",
@@ -197,12 +252,39 @@ def _short_authors(authors: list[str]) -> str:
     )
 
 
-def front_page_rst(paper: str, profile: str, claims_csv: str | Path, out: str | Path) -> str:
+FRONT_DIAGNOSTICS = ["LLC", "R-hat", "ESS bulk", "ESS tail", "MCSE", "nbeta*eps*T"]
+FRONT_DIAGNOSTICS += ["MALA acceptance", "healthy", "gates"]
+
+
+def _rst_diagnostics(table: pd.DataFrame) -> list[str]:
+    rows = io.StringIO()
+    writer = csv.writer(rows, lineterminator="\n")
+    for _, row in table.iterrows():
+        writer.writerow([f"``{row['estimates']}``", *(row[c] for c in FRONT_DIAGNOSTICS)])
+    header = ", ".join(f'"{c}"' for c in ["estimates", *FRONT_DIAGNOSTICS])
+    lines = [
+        ".. csv-table:: LLC diagnostics (worst over each group; the reasons of unhealthy "
+        "rows are on the paper's claims page)",
+        f"   :header: {header}",
+        "",
+    ]
+    return lines + [f"   {line}" for line in rows.getvalue().splitlines()] + [""]
+
+
+def front_page_rst(
+    paper: str,
+    profile: str,
+    claims_csv: str | Path,
+    out: str | Path,
+    metrics: dict | None = None,
+) -> str:
     """Write ``out``: the paper's section of the report's front page, reStructuredText that
     workflows/report/workflow.rst includes (its heading underlined ``---`` like that page's
-    sections): the pass counts, then the claims and, apart, the checks."""
+    sections): the pass counts, then the claims and, apart, the checks, then the LLC
+    diagnostics of ``metrics`` (its metrics.json)."""
     meta = read_yaml(paper_dir(paper) / "paper.yaml")
     table = read_claims_csv(claims_csv)
+    diagnostics = llc_diagnostics(paper, profile, metrics)
     claims, checks = split_kinds(table)
     lines = [paper, "-" * len(paper), ""]
     lines += [f"{_short_authors(meta['authors'])} {meta['year']}: *{meta['title']}*.", ""]
@@ -213,6 +295,8 @@ def front_page_rst(paper: str, profile: str, claims_csv: str | Path, out: str | 
         lines += ["(no claims apply to this profile)", ""]
     if len(checks):
         lines += _rst_table("Harness checks (of our code, not of the paper)", checks)
+    if len(diagnostics):
+        lines += _rst_diagnostics(diagnostics)
     text = "\n".join(lines)
     Path(out).write_text(text)
     return text

@@ -35,6 +35,7 @@ import torch
 from torch.nn import functional as F
 
 from sltrepro import stages
+from sltrepro.health import health_metrics
 from sltrepro.models.attn_lm import AttnOnlyLM, induction_scores, previous_token_scores
 from sltrepro.tasks import corpus
 from sltrepro.train.icl import checkpoint_steps as log_linear_steps
@@ -392,6 +393,7 @@ def summarize(table: pd.DataFrame, found: list, cfg: dict) -> dict:
         # the health verdict of every checkpoint's LLC estimate (sltrepro.llc_diagnostics)
         "lm_llc_healthy": bool(table["llc_healthy"].astype(bool).all()),
         "lm_llc_healthy_fraction": float(table["llc_healthy"].astype(bool).mean()),
+        **health_metrics(table, "lm_", [f"step {s}" for s in table["step"]], row_prefix="llc_"),
     }
 
 

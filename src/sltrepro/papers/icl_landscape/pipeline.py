@@ -30,6 +30,7 @@ import pandas as pd
 import torch
 
 from sltrepro import stages as stg
+from sltrepro.health import health_metrics
 from sltrepro.llc import SamplerSettings, estimate_llc
 from sltrepro.models.icl_transformer import ICLTransformer, encode, num_params
 from sltrepro.tasks.regression import (
@@ -321,6 +322,8 @@ def analyze_seed(ctx, seed: int, base: pd.DataFrame) -> dict:
     out["llc_rise"] = out["llc_final"] - out["llc_init"]
     # the health verdict of every checkpoint's LLC estimate (sltrepro.llc_diagnostics)
     out["llc_healthy"] = bool(table["healthy"].astype(bool).all())
+    labels = [f"step {s}" for s in table["step"]]
+    out |= health_metrics(table.rename(columns={"llc": "llc_mean"}), "", labels=labels)
     out["llc_healthy_fraction"] = float(table["healthy"].astype(bool).mean())
     out["yhat_sq_min_ratio"] = float(table["yhat_sq"].min() / base["prior_mean"].mean())
     # the untrained model's value: the null the prior-mean claim must beat

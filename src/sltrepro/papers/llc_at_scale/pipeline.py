@@ -31,6 +31,7 @@ from scipy.stats import spearmanr
 from torch.nn import functional as F
 
 from sltrepro import checkpoint
+from sltrepro.health import health_metrics
 from sltrepro.llc import (
     LLCDivergenceError,
     SamplerSettings,
@@ -247,6 +248,9 @@ def result_table(paths) -> pd.DataFrame:
             row[f"chains_{where}"] = est["num_chains"]
             row[f"seconds_{where}"] = est["seconds"]
             row[f"seconds_per_1k_steps_{where}"] = est["seconds_per_1k_steps"]
+            for k in ("rhat", "ess_bulk", "ess_tail", "llc_mcse", "loss_budget", "mala_exact"):
+                row[f"{k}_{where}"] = est[k]
+            row[f"health_reasons_{where}"] = est["health_reasons"]
         row["sgd_train_loss"] = rec["sgd"]["train_loss"]
         rows.append(row)
     table = pd.DataFrame(rows).sort_values("index").reset_index(drop=True)
@@ -307,6 +311,11 @@ def summary_metrics(table: pd.DataFrame) -> dict:
     metrics["median_abs_rel_error_sgd"] = float(both["rel_error_sgd"].abs().median())
     metrics["llc_healthy_sgd"] = bool(table["healthy_sgd"].astype(bool).all())
     metrics["llc_healthy_fraction_sgd"] = float(table["healthy_sgd"].astype(bool).mean())
+    for where in ("true", "sgd"):
+        own = table.filter(regex=f"_{where}$")
+        own.columns = [c.removesuffix(f"_{where}") for c in own.columns]
+        own = own.rename(columns={"lambda_hat": "llc_mean", "acceptance": "mala_acceptance"})
+        metrics |= health_metrics(own, f"{where}_", labels=table.get("widths"))
     metrics["diverged_chain_fraction_sgd"] = float(
         table["diverged_chains_sgd"].sum() / table["chains_sgd"].sum()
     )

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from sltrepro.health import health_metrics
 from sltrepro.llc import ROW_FIELDS, SamplerSettings, default_nbeta, estimate_llc
 from sltrepro.llc_calibration import calibrate as calibrate_sweep
 from sltrepro.models.dln import DeepLinearNetwork
@@ -241,6 +242,7 @@ def calibrate(ctx) -> None:
         (table["nbeta"] == result.best_nbeta) & (table["step_size"] == result.best_step_size)
     ]
     summary["best_llc"] = float(picked["llc_mean"].iloc[0]) if len(picked) else None
+    summary["best_healthy"] = bool(picked["healthy"].iloc[0]) if len(picked) else None
     (ctx.outdir / "calibration.json").write_text(json.dumps(summary, indent=1))
     ctx.log.info("calibration:\n%s", table.to_string())
 
@@ -291,7 +293,7 @@ def collect(ctx) -> None:
     )
     diagnostics.to_csv(ctx.outdir / "diagnostics.csv", index=False)
     metrics = {}
-    for row in table.to_dict("records"):
+    for row, est in zip(table.to_dict("records"), ests, strict=True):
         err = abs(row["mean"] - row["truth"])
         key = row["name"]
         metrics[f"{key}_mean"] = row["mean"]
@@ -310,7 +312,8 @@ def collect(ctx) -> None:
             )
         metrics[f"{key}_diverged_chains"] = row["diverged_chains"]
         # every seed's estimate passed the health verdict (sltrepro.llc_diagnostics)
-        metrics[f"{key}_llc_healthy"] = bool(row["healthy_seeds"] == row["seeds"])
+        seeds = [f"seed {r['seed']}" for r in est["runs"]]
+        metrics |= health_metrics(est["runs"], f"{key}_", labels=seeds)
     by_est = {e["name"]: e for e in ests}
     for mala in malas:
         key = mala["case"]
@@ -335,6 +338,8 @@ def collect(ctx) -> None:
         metrics["calibration_found_stable"] = c["best_step_size"] is not None
         best = c.get("best_llc")
         metrics["calibration_best_llc"] = best
+        # the health verdict of the picked setting's estimate (no reasons: the sweep keeps none)
+        metrics["calibration_best_llc_healthy"] = c.get("best_healthy")
         metrics["calibration_best_rel_error"] = (
             None if best is None else abs(best - c["truth"]) / c["truth"]
         )

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from sltrepro.health import health_metrics
 from sltrepro.llc import SamplerSettings, estimate_llc
 from sltrepro.models.dln import DeepLinearNetwork
 from sltrepro.plateaus import find_plateaus
@@ -392,11 +393,12 @@ def summarize(config, histories, plateaus, counts, fits, saxe, llc) -> dict:
         )
         metrics[f"llc_{arch}_final_rank"] = int(last["rank"])
         # the health verdict of each estimate above (sltrepro.llc_diagnostics)
-        metrics[f"llc_{arch}_final_llc_healthy"] = bool(last.healthy)
+        metrics |= health_metrics([last.to_dict()], f"llc_{arch}_final_", [f"step {last.step}"])
         for row in group[group.plateau_index >= 0].itertuples():
             metrics[f"llc_{arch}_plateau{row.plateau_index}"] = _finite_or_none(row.llc_mean)
             metrics[f"llc_{arch}_plateau{row.plateau_index}_aoyagi"] = float(row.aoyagi_lambda)
-            metrics[f"llc_{arch}_plateau{row.plateau_index}_llc_healthy"] = bool(row.healthy)
+            stem, label = f"llc_{arch}_plateau{row.plateau_index}_", [f"step {row.step}"]
+            metrics |= health_metrics([row._asdict()], stem, label)
     return metrics
 
 

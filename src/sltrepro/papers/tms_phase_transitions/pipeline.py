@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from sltrepro.health import health_metrics
 from sltrepro.llc import SamplerSettings, estimate_llc
 from sltrepro.models.tms import (
     KGon,
@@ -495,7 +496,7 @@ def summarize(config, crit, llc, occ, bayes_summary, plateaus, sgd_llc_table, ar
         m[f"llc_{key}"] = float(group.llc_mean.mean())
         m[f"llc_{key}_se"] = float(group.llc_mean.std(ddof=1) / math.sqrt(len(group)))
         # the estimator's health verdict (R-hat, ESS, drift, budgets) on every seed
-        m[f"llc_{key}_llc_healthy"] = bool(group.healthy.all())
+        m |= health_metrics(group, f"llc_{key}_", labels=[f"seed {s}" for s in group.seed])
         m[f"llc_{key}_rhat_max"] = float(group.rhat.max())
         m[f"llc_{key}_ess_bulk_min"] = float(group.ess_bulk.min())
     if {"5-_c6", "6_c6"} <= set(llc.point):

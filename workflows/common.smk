@@ -83,10 +83,16 @@ def reads(paper, *keys):
         raise WorkflowError(str(err)) from None
 
 
-def step(paper, name, outdir, extra=""):
+def step(paper, name, outdir, extra="", inputs=(), outputs=()):
     """The shell command that runs step ``name`` of ``paper`` into ``outdir``; the rule must
-    declare ``params: reads=reads(paper, ...)``: the step sees only those config keys."""
-    return (
+    declare ``params: reads=reads(paper, ...)``: the step sees only those config keys.
+    ``inputs``/``outputs`` name entries of the rule's own ``input:``/``output:``; the step
+    reads them as ``ctx.input(name)`` (``ctx.input_list(name)`` for a list) and
+    ``ctx.output(name)``, so every path is written once, in the rule."""
+    files = [f"--input {n}={{input.{n}}}" for n in inputs]
+    files += [f"--output {n}={{output.{n}}}" for n in outputs]
+    run = (
         f"sltrepro run {paper} {name} --profile {PROFILE} --results {RESULTS} "
-        f"--outdir {outdir} --threads {{threads}} --reads {{params.reads}} {extra} &> {{log}}"
+        f"--outdir {outdir} --threads {{threads}} --reads {{params.reads}}"
     )
+    return " ".join(part for part in (run, *files, extra, "&> {log}") if part)

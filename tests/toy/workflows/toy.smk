@@ -3,18 +3,18 @@ P = f"{R}/toy"
 
 rule toy_sample:
     output:
-        f"{P}/sample/draws.json",
+        draws=f"{P}/sample/draws.json",
     log:
         paper_log("toy", "sample"),
     params:
         reads=reads("toy", "seed", "draws", "delay_s"),
     shell:
-        step("toy", "sample", f"{P}/sample")
+        step("toy", "sample", f"{P}/sample", outputs=["draws"])
 
 
 rule toy_analyze:
     input:
-        f"{P}/sample/draws.json",
+        draws=rules.toy_sample.output.draws,
     output:
         metrics=f"{P}/metrics.json",
         figure=report_figure("toy", f"{P}/figures/draws.png"),
@@ -23,7 +23,7 @@ rule toy_analyze:
     params:
         reads=reads("toy", "draws", "bins"),
     shell:
-        step("toy", "analyze", P, "--input {input}")
+        step("toy", "analyze", P, inputs=["draws"], outputs=["metrics", "figure"])
 
 
 FIGURES["toy"] = [f"{P}/figures/draws.png"]

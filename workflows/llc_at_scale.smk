@@ -1,5 +1,6 @@
 # Furman & Lau 2024: LLC estimates of random deep linear networks vs Aoyagi's exact lambda.
 # One job per architecture index (spreads over cores or SLURM nodes); collect joins them.
+from sltrepro.papers.llc_at_scale.figures import FIGURES as LAS_FIGURE_NAMES
 from sltrepro.papers.llc_at_scale.pipeline import num_architectures
 
 LAS_CFG = PAPER_CONFIG["llc_at_scale"]
@@ -9,7 +10,7 @@ LAS_INDICES = range(num_architectures(LAS_CFG))
 
 rule llc_at_scale_estimate:
     output:
-        f"{LAS}/arch/{{index}}/result.json",
+        result=f"{LAS}/arch/{{index}}/result.json",
     log:
         paper_log("llc_at_scale", "estimate_{index}"),
     benchmark:
@@ -30,12 +31,13 @@ rule llc_at_scale_estimate:
             "estimate",
             f"{LAS}/arch/{{wildcards.index}}",
             "--opt index={wildcards.index}",
+            outputs=["result"],
         )
 
 
 rule llc_at_scale_collect:
     input:
-        expand(f"{LAS}/arch/{{index}}/result.json", index=LAS_INDICES),
+        result=expand(rules.llc_at_scale_estimate.output.result, index=LAS_INDICES),
     output:
         metrics=f"{LAS}/metrics.json",
         table=f"{LAS}/table.csv",
@@ -51,18 +53,15 @@ rule llc_at_scale_collect:
     params:
         reads=reads("llc_at_scale", "families"),
     shell:
-        step("llc_at_scale", "collect", LAS)
+        step("llc_at_scale", "collect", LAS, inputs=["result"], outputs=["metrics", "table"])
 
 
-LAS_FIGURES = [
-    f"{LAS}/figures/{name}.png"
-    for name in ("lambda_hat_vs_lambda", "rel_error_vs_params", "sgd_vs_true", "speed")
-]
+LAS_FIGURES = [f"{LAS}/figures/{name}.png" for name in LAS_FIGURE_NAMES]
 
 
 rule llc_at_scale_figures:
     input:
-        f"{LAS}/table.csv",
+        table=rules.llc_at_scale_collect.output.table,
     output:
         [report_figure("llc_at_scale", path) for path in LAS_FIGURES],
     log:
@@ -77,7 +76,7 @@ rule llc_at_scale_figures:
     params:
         reads=reads("llc_at_scale"),
     shell:
-        step("llc_at_scale", "figures", f"{LAS}/figures", "--input {input}")
+        step("llc_at_scale", "figures", f"{LAS}/figures", inputs=["table"])
 
 
 FIGURES["llc_at_scale"] = LAS_FIGURES

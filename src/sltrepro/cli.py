@@ -41,22 +41,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--outdir", required=True, help="folder the step writes into")
     run.add_argument("--threads", type=int, default=1)
     run.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE")
-    run.add_argument(
-        "--input",
-        action="append",
-        nargs="+",
-        default=[],
-        metavar="NAME=PATH",
-        help="a file the step reads, as ctx.input(NAME); NAME=PATH PATH ... for a list",
-    )
-    run.add_argument(
-        "--output",
-        action="append",
-        nargs="+",
-        default=[],
-        metavar="NAME=PATH",
-        help="a file the step writes, as ctx.output(NAME) (metrics: where returned metrics go)",
-    )
+    files = {
+        "--input": "a file the step reads, as ctx.input(NAME); NAME=PATH PATH ... for a list",
+        "--output": "a file the step writes, as ctx.output(NAME) (metrics: returned metrics)",
+    }
+    for flag, what in files.items():
+        run.add_argument(
+            flag, action="append", nargs="+", default=[], metavar="NAME=PATH", help=what
+        )
     run.add_argument(
         "--reads",
         metavar="KEYS@DIGEST",

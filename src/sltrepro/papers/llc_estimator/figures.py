@@ -7,6 +7,9 @@ import pandas as pd
 
 from sltrepro import plots
 
+# The figures the figures step writes (as <name>.png); the workflow declares them from here.
+FIGURES = ("estimates", "calibration", "traces")
+
 
 def estimates_figure(table: pd.DataFrame, path: Path) -> Path:
     """Estimated vs true lambda, mean +- std over seeds; Table 1 rows with the paper's SGLD

@@ -274,7 +274,7 @@ def _paired_z(diff: np.ndarray, name: str) -> dict:
     return {f"{name}_diff": mean, f"{name}_se": se, f"{name}_z": mean / se if se > 0 else None}
 
 
-def collect(ctx) -> None:
+def collect(ctx) -> dict:
     """Table 1 (+ locality and DLN rows) and the flat metrics the claims read."""
     ests = [json.loads(p.read_text()) for p in ctx.inputs if p.name == "estimates.json"]
     cal = [json.loads(p.read_text()) for p in ctx.inputs if p.name == "calibration.json"]
@@ -341,12 +341,8 @@ def collect(ctx) -> None:
         metrics["calibration_rank_count_rel_error"] = (
             abs(c["rank_count_lambda"] - c["truth"]) / c["truth"]
         )
-    metrics = {
-        k: (None if isinstance(v, float) and not math.isfinite(v) else v)
-        for k, v in metrics.items()
-    }
-    (ctx.outdir / "metrics.json").write_text(json.dumps(metrics, indent=1))
     ctx.log.info("table:\n%s", table.to_string())
+    return metrics
 
 
 def make_figures(ctx) -> None:

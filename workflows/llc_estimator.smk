@@ -5,16 +5,11 @@ from sltrepro.papers.llc_estimator.figures import FIGURES as LE_FIGURE_NAMES
 LE = paper_rules("llc_estimator")
 LE_MODELS = [m["name"] for m in LE.cfg["models"]]
 LE_CASES = [c["name"] for c in LE.cfg["dln_cases"]]
-LE_ESTIMATES = [f"{LE.out}/normal_crossing/{m}/estimates.json" for m in LE_MODELS] + [
-    f"{LE.out}/dln/{c}/estimates.json" for c in LE_CASES
-]
-LE_CALIBRATION = [f"{LE.out}/calibration/calibration.csv", f"{LE.out}/calibration/calibration.json"]
-LE_MALA = [f"{LE.out}/mala/{c}/reference.json" for c in LE.cfg["mala_reference"]["cases"]]
 
 
 rule llc_estimator_normal_crossing:
     output:
-        f"{LE.out}/normal_crossing/{{model}}/estimates.json",
+        estimates=f"{LE.out}/normal_crossing/{{model}}/estimates.json",
     log:
         LE.log("normal_crossing_{model}"),
     benchmark:
@@ -34,12 +29,13 @@ rule llc_estimator_normal_crossing:
             "normal_crossing",
             f"{LE.out}/normal_crossing/{{wildcards.model}}",
             "--opt model={wildcards.model}",
+            outputs=["estimates"],
         )
 
 
 rule llc_estimator_dln:
     output:
-        f"{LE.out}/dln/{{case}}/estimates.json",
+        estimates=f"{LE.out}/dln/{{case}}/estimates.json",
     log:
         LE.log("dln_{case}"),
     benchmark:
@@ -55,12 +51,17 @@ rule llc_estimator_dln:
     params:
         reads=LE.reads("dln_cases", "num_samples", "sampler", "seed", "seeds"),
     shell:
-        LE.step("dln", f"{LE.out}/dln/{{wildcards.case}}", "--opt case={wildcards.case}")
+        LE.step(
+            "dln",
+            f"{LE.out}/dln/{{wildcards.case}}",
+            "--opt case={wildcards.case}",
+            outputs=["estimates"],
+        )
 
 
 rule llc_estimator_mala_reference:
     output:
-        f"{LE.out}/mala/{{case}}/reference.json",
+        reference=f"{LE.out}/mala/{{case}}/reference.json",
     log:
         LE.log("mala_{case}"),
     benchmark:
@@ -87,12 +88,14 @@ rule llc_estimator_mala_reference:
             "mala_reference",
             f"{LE.out}/mala/{{wildcards.case}}",
             "--opt case={wildcards.case}",
+            outputs=["reference"],
         )
 
 
 rule llc_estimator_calibrate:
     output:
-        LE_CALIBRATION,
+        table=f"{LE.out}/calibration/calibration.csv",
+        summary=f"{LE.out}/calibration/calibration.json",
     log:
         LE.log("calibrate"),
     benchmark:
@@ -106,12 +109,19 @@ rule llc_estimator_calibrate:
     params:
         reads=LE.reads("calibration", "dln_cases", "num_samples", "sampler", "seed"),
     shell:
-        LE.step("calibrate", f"{LE.out}/calibration")
+        LE.step("calibrate", f"{LE.out}/calibration", outputs=["table", "summary"])
 
 
 rule llc_estimator_collect:
     input:
-        LE_ESTIMATES + LE_CALIBRATION[1:] + LE_MALA,
+        # Table 1's models first, then the DLN cases: the table's row order
+        estimates=expand(rules.llc_estimator_normal_crossing.output.estimates, model=LE_MODELS)
+        + expand(rules.llc_estimator_dln.output.estimates, case=LE_CASES),
+        calibration=rules.llc_estimator_calibrate.output.summary,
+        mala=expand(
+            rules.llc_estimator_mala_reference.output.reference,
+            case=LE.cfg["mala_reference"]["cases"],
+        ),
     output:
         metrics=f"{LE.out}/metrics.json",
         table=f"{LE.out}/table.csv",
@@ -128,7 +138,12 @@ rule llc_estimator_collect:
     params:
         reads=LE.reads(),
     shell:
-        LE.step("collect", LE.out, "--input {input}")
+        LE.step(
+            "collect",
+            LE.out,
+            inputs=["estimates", "calibration", "mala"],
+            outputs=["metrics", "table", "diagnostics"],
+        )
 
 
 LE_FIGURES = [f"{LE.out}/figures/{name}.png" for name in LE_FIGURE_NAMES]
@@ -136,7 +151,10 @@ LE_FIGURES = [f"{LE.out}/figures/{name}.png" for name in LE_FIGURE_NAMES]
 
 rule llc_estimator_figures:
     input:
-        [f"{LE.out}/table.csv"] + LE_CALIBRATION + LE_ESTIMATES,
+        table=rules.llc_estimator_collect.output.table,
+        estimates=rules.llc_estimator_collect.input.estimates,
+        calibration_table=rules.llc_estimator_calibrate.output.table,
+        calibration=rules.llc_estimator_calibrate.output.summary,
     output:
         [report_figure(LE.paper, path) for path in LE_FIGURES],
     log:
@@ -151,7 +169,11 @@ rule llc_estimator_figures:
     params:
         reads=LE.reads(),
     shell:
-        LE.step("figures", f"{LE.out}/figures", "--input {input}")
+        LE.step(
+            "figures",
+            f"{LE.out}/figures",
+            inputs=["table", "estimates", "calibration_table", "calibration"],
+        )
 
 
 FIGURES[LE.paper] = LE_FIGURES

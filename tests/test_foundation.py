@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -5,7 +7,7 @@ from sltrepro import checkpoint
 from sltrepro.config import ConfigError, load_profile
 from sltrepro.device import resolve_device
 from sltrepro.paths import UnknownPaperError
-from sltrepro.steps import run_step
+from sltrepro.steps import parse_files, run_step
 
 
 def test_checkpoint_round_trip(tmp_path):
@@ -34,8 +36,38 @@ def test_load_profile_errors(toy_root):
 
 
 def test_run_step_writes_outputs_and_provenance(toy_root, tmp_path):
-    run_step("toy", "sample", profile="smoke", outdir=tmp_path / "s", opts={"seed_extra": "1"})
-    assert (tmp_path / "s" / "draws.json").exists()
+    draws = tmp_path / "s" / "draws.json"
+    outputs = [[f"draws={draws}"]]
+    opts = {"seed_extra": "1"}
+    run_step("toy", "sample", profile="smoke", outdir=tmp_path / "s", opts=opts, outputs=outputs)
+    assert draws.exists()
     assert '"seed_extra": "1"' in (tmp_path / "s" / "provenance.json").read_text()
     with pytest.raises(ConfigError, match="has no step 'fit'"):
         run_step("toy", "fit", profile="smoke", outdir=tmp_path / "f")
+
+
+def test_named_inputs_and_outputs(toy_root, tmp_path):
+    """Steps read the files their rule names; a returned dict becomes the metrics output."""
+    draws = tmp_path / "s" / "draws.json"
+    run_step("toy", "sample", profile="smoke", outdir=tmp_path / "s", outputs=[[f"draws={draws}"]])
+    figure, metrics = tmp_path / "a" / "draws.png", tmp_path / "a" / "m.json"
+    run_step(
+        "toy",
+        "analyze",
+        profile="smoke",
+        outdir=tmp_path / "a",
+        inputs=[[f"draws={draws}"]],
+        outputs=[[f"metrics={metrics}"], [f"figure={figure}"]],
+    )
+    assert figure.exists() and '"draws_ok": true' in metrics.read_text()
+    assert str(draws) in (tmp_path / "a" / "provenance.json").read_text()
+    with pytest.raises(ConfigError, match="needs --input draws=PATH from its rule"):
+        run_step("toy", "analyze", profile="smoke", outdir=tmp_path / "b")
+
+
+def test_parse_files_groups_names_and_lists():
+    named, every = parse_files([["h=a", "b"], ["s=c"], ["h=d"], ["loose"]], "--input")
+    assert named == {"h": [Path("a"), Path("b"), Path("d")], "s": [Path("c")]}
+    assert every == [Path(p) for p in ("a", "b", "c", "d", "loose")]
+    with pytest.raises(ConfigError, match="expects name=PATH"):
+        parse_files([["h="]], "--input")

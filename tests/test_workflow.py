@@ -96,9 +96,7 @@ def test_a_config_edit_reruns_exactly_the_rules_that_read_it(toy_root):
 
 def test_a_step_that_reads_an_undeclared_key_stops_with_the_fix(toy_root):
     smk = toy_root / "workflows" / "toy.smk"
-    smk.write_text(
-        smk.read_text().replace('reads("toy", "draws", "bins")', 'reads("toy", "draws")')
-    )
+    smk.write_text(smk.read_text().replace('TOY.reads("draws", "bins")', 'TOY.reads("draws")'))
     result = snakemake("-c1", "--config", "profile=smoke", cwd=toy_root)
     assert result.returncode != 0
     log = (toy_root / "results" / "smoke" / "toy" / "logs" / "analyze.log").read_text()

@@ -8,8 +8,9 @@ from snakemake.utils import min_version, validate
 
 min_version("9.0")
 
-from sltrepro.config import ConfigError, load_profile, reads_spec  # noqa: E402
+from sltrepro.config import ConfigError, load_profile  # noqa: E402
 from sltrepro.paths import known_papers  # noqa: E402
+from sltrepro.rules import PaperRules  # noqa: E402
 
 validate(config, "schemas/run.schema.yaml", set_default=True)
 
@@ -67,26 +68,8 @@ wildcard_constraints:
     paper="|".join(PAPERS),
 
 
-def paper_log(paper, name):
-    """Where a rule of ``paper`` writes its log."""
-    return f"{R}/{paper}/logs/{name}.log"
-
-
-def reads(paper, *keys):
-    """A rule's ``params: reads=reads(paper, key, "block.key", ...)``: the config keys its step
-    reads, with a digest of their values. Snakemake reruns a rule whose params changed, so a
-    config edit reruns exactly the rules that read what changed (and what depends on them)."""
-    where = f"papers/{paper}/config.yaml (profile {PROFILE!r})"
-    try:
-        return reads_spec(PAPER_CONFIG[paper], keys, where=where)
-    except ConfigError as err:
-        raise WorkflowError(str(err)) from None
-
-
-def step(paper, name, outdir, extra=""):
-    """The shell command that runs step ``name`` of ``paper`` into ``outdir``; the rule must
-    declare ``params: reads=reads(paper, ...)``: the step sees only those config keys."""
-    return (
-        f"sltrepro run {paper} {name} --profile {PROFILE} --results {RESULTS} "
-        f"--outdir {outdir} --threads {{threads}} --reads {{params.reads}} {extra} &> {{log}}"
-    )
+def paper_rules(paper):
+    """The names ``paper``'s workflow uses for this run: ``.cfg`` (its validated profile
+    block), ``.out`` (its results folder), ``.log(name)``, ``.benchmark(name)``,
+    ``.reads(key, ...)`` and ``.step(name, outdir, ...)`` (see sltrepro.rules.PaperRules)."""
+    return PaperRules(paper, PROFILE, RESULTS, PAPER_CONFIG[paper])

@@ -2,21 +2,22 @@
 # Every training rule trains a whole sweep (seeds x sizes) as one vectorised stack, on one
 # thread: two such rules side by side use two cores better than one rule on two threads.
 # Priorities: the claimed runs first when cores are scarce, the semi-grokking search last.
-CFG_GE = PAPER_CONFIG["grokking_efficiency"]
-P_GE = f"{R}/grokking_efficiency"
-GE_WDS = [f"{wd:g}" for wd in CFG_GE["ungrok"]["weight_decays"]]
+from sltrepro.papers.grokking_efficiency.figures import FIGURES as GE_FIGURE_NAMES
+
+GE = paper_rules("grokking_efficiency")
+GE_WDS = [f"{wd:g}" for wd in GE.cfg["ungrok"]["weight_decays"]]
 GE_KINDS = ["memorise", "generalise"]
 
 
 rule grokking_efficiency_grok:
     priority: 30
     output:
-        f"{P_GE}/grok/history.csv",
-        f"{P_GE}/grok/snapshots.pt",
+        history=f"{GE.out}/grok/history.csv",
+        snapshots=f"{GE.out}/grok/snapshots.pt",
     log:
-        paper_log("grokking_efficiency", "grok"),
+        GE.log("grok"),
     benchmark:
-        f"{P_GE}/benchmarks/grok.tsv"
+        GE.benchmark("grok")
     threads: 1
     resources:
         mem_mb=4000,
@@ -24,21 +25,21 @@ rule grokking_efficiency_grok:
     conda:
         ENV
     params:
-        reads=reads("grokking_efficiency", "checkpoint_every", "grok", "log_points", "model", "operation", "optimizer", "p", "seed"),
+        reads=GE.reads("checkpoint_every", "grok", "log_points", "model", "operation", "optimizer", "p", "seed"),
     shell:
-        step("grokking_efficiency", "grok", f"{P_GE}/grok")
+        GE.step("grok", f"{GE.out}/grok", outputs=["history", "snapshots"])
 
 
 rule grokking_efficiency_llc:
     priority: 25
     input:
-        f"{P_GE}/grok/snapshots.pt",
+        snapshots=rules.grokking_efficiency_grok.output.snapshots,
     output:
-        f"{P_GE}/llc/llc.csv",
+        llc=f"{GE.out}/llc/llc.csv",
     log:
-        paper_log("grokking_efficiency", "llc"),
+        GE.log("llc"),
     benchmark:
-        f"{P_GE}/benchmarks/llc.tsv"
+        GE.benchmark("llc")
     threads: 1
     resources:
         mem_mb=4000,
@@ -46,19 +47,20 @@ rule grokking_efficiency_llc:
     conda:
         ENV
     params:
-        reads=reads("grokking_efficiency", "llc", "operation", "p", "seed"),
+        reads=GE.reads("llc", "operation", "p", "seed"),
     shell:
-        step("grokking_efficiency", "llc", f"{P_GE}/llc")
+        GE.step("llc", f"{GE.out}/llc", inputs=["snapshots"], outputs=["llc"])
 
 
 rule grokking_efficiency_efficiency:
     priority: 10
     output:
-        f"{P_GE}/efficiency/{{kind}}/final.csv",
+        history=f"{GE.out}/efficiency/{{kind}}/history.csv",
+        final=f"{GE.out}/efficiency/{{kind}}/final.csv",
     log:
-        paper_log("grokking_efficiency", "efficiency_{kind}"),
+        GE.log("efficiency_{kind}"),
     benchmark:
-        f"{P_GE}/benchmarks/efficiency_{{kind}}.tsv"
+        GE.benchmark("efficiency_{kind}")
     wildcard_constraints:
         kind="|".join(GE_KINDS),
     threads: 1
@@ -68,25 +70,25 @@ rule grokking_efficiency_efficiency:
     conda:
         ENV
     params:
-        reads=reads("grokking_efficiency", "checkpoint_every", "efficiency", "log_points", "model", "operation", "optimizer", "p", "seed"),
+        reads=GE.reads("checkpoint_every", "efficiency", "log_points", "model", "operation", "optimizer", "p", "seed"),
     shell:
-        step(
-            "grokking_efficiency",
+        GE.step(
             "efficiency",
-            f"{P_GE}/efficiency/{{wildcards.kind}}",
+            f"{GE.out}/efficiency/{{wildcards.kind}}",
             "--opt kind={wildcards.kind}",
+            outputs=["history", "final"],
         )
 
 
 rule grokking_efficiency_pretrain:
     priority: 30
     output:
-        f"{P_GE}/pretrain/params.pt",
-        f"{P_GE}/pretrain/history.csv",
+        params=f"{GE.out}/pretrain/params.pt",
+        history=f"{GE.out}/pretrain/history.csv",
     log:
-        paper_log("grokking_efficiency", "pretrain"),
+        GE.log("pretrain"),
     benchmark:
-        f"{P_GE}/benchmarks/pretrain.tsv"
+        GE.benchmark("pretrain")
     threads: 1
     resources:
         mem_mb=4000,
@@ -94,21 +96,22 @@ rule grokking_efficiency_pretrain:
     conda:
         ENV
     params:
-        reads=reads("grokking_efficiency", "checkpoint_every", "log_points", "model", "operation", "optimizer", "p", "seed", "ungrok"),
+        reads=GE.reads("checkpoint_every", "log_points", "model", "operation", "optimizer", "p", "seed", "ungrok"),
     shell:
-        step("grokking_efficiency", "pretrain", f"{P_GE}/pretrain")
+        GE.step("pretrain", f"{GE.out}/pretrain", outputs=["params", "history"])
 
 
 rule grokking_efficiency_ungrok:
     priority: 20
     input:
-        f"{P_GE}/pretrain/params.pt",
+        params=rules.grokking_efficiency_pretrain.output.params,
     output:
-        f"{P_GE}/ungrok/wd{{wd}}/final.csv",
+        history=f"{GE.out}/ungrok/wd{{wd}}/history.csv",
+        final=f"{GE.out}/ungrok/wd{{wd}}/final.csv",
     log:
-        paper_log("grokking_efficiency", "ungrok_wd{wd}"),
+        GE.log("ungrok_wd{wd}"),
     benchmark:
-        f"{P_GE}/benchmarks/ungrok_wd{{wd}}.tsv"
+        GE.benchmark("ungrok_wd{wd}")
     wildcard_constraints:
         wd="|".join(GE_WDS),
     threads: 1
@@ -118,24 +121,25 @@ rule grokking_efficiency_ungrok:
     conda:
         ENV
     params:
-        reads=reads("grokking_efficiency", "checkpoint_every", "log_points", "operation", "optimizer", "p", "ungrok"),
+        reads=GE.reads("checkpoint_every", "log_points", "operation", "optimizer", "p", "ungrok"),
     shell:
-        step(
-            "grokking_efficiency",
+        GE.step(
             "ungrok",
-            f"{P_GE}/ungrok/wd{{wildcards.wd}}",
+            f"{GE.out}/ungrok/wd{{wildcards.wd}}",
             "--opt wd={wildcards.wd}",
+            inputs=["params"],
+            outputs=["history", "final"],
         )
 
 
 rule grokking_efficiency_semigrok:
     priority: 0
     output:
-        f"{P_GE}/semigrok/history.csv",
+        history=f"{GE.out}/semigrok/history.csv",
     log:
-        paper_log("grokking_efficiency", "semigrok"),
+        GE.log("semigrok"),
     benchmark:
-        f"{P_GE}/benchmarks/semigrok.tsv"
+        GE.benchmark("semigrok")
     threads: 1
     resources:
         mem_mb=4000,
@@ -143,30 +147,27 @@ rule grokking_efficiency_semigrok:
     conda:
         ENV
     params:
-        reads=reads("grokking_efficiency", "checkpoint_every", "log_points", "model", "operation", "optimizer", "p", "seed", "semigrok"),
+        reads=GE.reads("checkpoint_every", "log_points", "model", "operation", "optimizer", "p", "seed", "semigrok"),
     shell:
-        step("grokking_efficiency", "semigrok", f"{P_GE}/semigrok")
-
-
-GE_RESULTS = [
-    f"{P_GE}/grok/history.csv",
-    f"{P_GE}/llc/llc.csv",
-    f"{P_GE}/pretrain/history.csv",
-    f"{P_GE}/semigrok/history.csv",
-    *expand(f"{P_GE}/efficiency/{{kind}}/final.csv", kind=GE_KINDS),
-    *expand(f"{P_GE}/ungrok/wd{{wd}}/final.csv", wd=GE_WDS),
-]
+        GE.step("semigrok", f"{GE.out}/semigrok", outputs=["history"])
 
 
 rule grokking_efficiency_analyze:
     input:
-        GE_RESULTS,
+        grok_history=rules.grokking_efficiency_grok.output.history,
+        llc=rules.grokking_efficiency_llc.output.llc,
+        pretrain_history=rules.grokking_efficiency_pretrain.output.history,
+        semigrok=rules.grokking_efficiency_semigrok.output.history,
+        # in the order memorise, generalise and the config's weight decays: the step pairs
+        # them by position
+        efficiency=expand(rules.grokking_efficiency_efficiency.output.final, kind=GE_KINDS),
+        ungrok=expand(rules.grokking_efficiency_ungrok.output.final, wd=GE_WDS),
     output:
-        f"{P_GE}/metrics.json",
+        metrics=f"{GE.out}/metrics.json",
     log:
-        paper_log("grokking_efficiency", "analyze"),
+        GE.log("analyze"),
     benchmark:
-        f"{P_GE}/benchmarks/analyze.tsv"
+        GE.benchmark("analyze")
     threads: 1
     resources:
         mem_mb=2000,
@@ -174,26 +175,32 @@ rule grokking_efficiency_analyze:
     conda:
         ENV
     params:
-        reads=reads("grokking_efficiency", "ungrok"),
+        reads=GE.reads("ungrok"),
     shell:
-        step("grokking_efficiency", "analyze", P_GE)
+        GE.step(
+            "analyze",
+            GE.out,
+            inputs=["grok_history", "llc", "pretrain_history", "semigrok", "efficiency", "ungrok"],
+            outputs=["metrics"],
+        )
 
 
-GE_FIGURES = [
-    f"{P_GE}/figures/{name}.png"
-    for name in ("grokking", "efficiency", "ungrokking", "semigrokking")
-]
+GE_FIGURES = [f"{GE.out}/figures/{name}.png" for name in GE_FIGURE_NAMES]
 
 
 rule grokking_efficiency_figures:
     input:
-        GE_RESULTS,
+        grok_history=rules.grokking_efficiency_analyze.input.grok_history,
+        llc=rules.grokking_efficiency_analyze.input.llc,
+        semigrok=rules.grokking_efficiency_analyze.input.semigrok,
+        efficiency=rules.grokking_efficiency_analyze.input.efficiency,
+        ungrok=rules.grokking_efficiency_analyze.input.ungrok,
     output:
-        [report_figure("grokking_efficiency", path) for path in GE_FIGURES],
+        [report_figure(GE.paper, path) for path in GE_FIGURES],
     log:
-        paper_log("grokking_efficiency", "figures"),
+        GE.log("figures"),
     benchmark:
-        f"{P_GE}/benchmarks/figures.tsv"
+        GE.benchmark("figures")
     threads: 1
     resources:
         mem_mb=2000,
@@ -201,14 +208,18 @@ rule grokking_efficiency_figures:
     conda:
         ENV
     params:
-        reads=reads("grokking_efficiency", "ungrok"),
+        reads=GE.reads("ungrok"),
     shell:
-        step("grokking_efficiency", "figures", f"{P_GE}/figures")
+        GE.step(
+            "figures",
+            f"{GE.out}/figures",
+            inputs=["grok_history", "llc", "semigrok", "efficiency", "ungrok"],
+        )
 
 
-FIGURES["grokking_efficiency"] = GE_FIGURES
+FIGURES[GE.paper] = GE_FIGURES
 
 
 rule grokking_efficiency:
     input:
-        f"{P_GE}/report.md",
+        f"{GE.out}/report.md",

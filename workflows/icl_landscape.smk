@@ -3,10 +3,11 @@
 # -> probe -> analyze (stages, essential dynamics) -> regression/metrics.json.
 # Part 2, the language-model half, adds rules named icl_landscape_lm_*, appends its metrics
 # file to ICL_METRICS_PARTS and its figures to ICL_FIGURES (before the rules below use them).
-ICL_CFG = PAPER_CONFIG["icl_landscape"]
-ICL = f"{R}/icl_landscape"
-ICL_REG = ICL_CFG["regression"]
-ICL_R = f"{ICL}/regression"
+from sltrepro.papers.icl_landscape.figures import FIGURES as ICL_FIGURE_NAMES
+
+ICL = paper_rules("icl_landscape")
+ICL_REG = ICL.cfg["regression"]
+ICL_R = f"{ICL.out}/regression"
 ICL_SEEDS = ICL_REG["seeds"]
 ICL_BLOCKS = range(ICL_REG["llc"]["blocks"])
 # What training reads of `regression:` (its rules' `reads`, their rerun trigger): an edit of
@@ -25,7 +26,7 @@ ICL_TRAIN_KEYS = [
 ]
 
 ICL_METRICS_PARTS = [f"{ICL_R}/metrics.json"]
-ICL_FIGURES = [f"{ICL_R}/figures/{name}.png" for name in ("llc_stages", "metrics", "essential_dynamics")]
+ICL_FIGURES = [f"{ICL_R}/figures/{name}.png" for name in ICL_FIGURE_NAMES]
 
 
 rule icl_landscape_train:
@@ -33,9 +34,9 @@ rule icl_landscape_train:
         f"{ICL_R}/train/seed{{seed}}/checkpoints.pt",
         f"{ICL_R}/train/seed{{seed}}/history.csv",
     log:
-        paper_log("icl_landscape", "train_seed{seed}"),
+        ICL.log("train_seed{seed}"),
     benchmark:
-        f"{ICL}/benchmarks/train_seed{{seed}}.tsv"
+        ICL.benchmark("train_seed{seed}")
     wildcard_constraints:
         seed=r"\d+",
     threads: 1
@@ -45,10 +46,9 @@ rule icl_landscape_train:
     conda:
         ENV
     params:
-        reads=reads("icl_landscape", *ICL_TRAIN_KEYS),
+        reads=ICL.reads(*ICL_TRAIN_KEYS),
     shell:
-        step(
-            "icl_landscape",
+        ICL.step(
             "train",
             f"{ICL_R}/train/seed{{wildcards.seed}}",
             "--opt seed={wildcards.seed}",
@@ -61,9 +61,9 @@ rule icl_landscape_llc:
     output:
         f"{ICL_R}/llc/seed{{seed}}/block{{block}}.csv",
     log:
-        paper_log("icl_landscape", "llc_seed{seed}_block{block}"),
+        ICL.log("llc_seed{seed}_block{block}"),
     benchmark:
-        f"{ICL}/benchmarks/llc_seed{{seed}}_block{{block}}.tsv"
+        ICL.benchmark("llc_seed{seed}_block{block}")
     wildcard_constraints:
         seed=r"\d+",
         block=r"\d+",
@@ -74,10 +74,9 @@ rule icl_landscape_llc:
     conda:
         ENV
     params:
-        reads=reads("icl_landscape", *ICL_TRAIN_KEYS, "regression.llc"),
+        reads=ICL.reads(*ICL_TRAIN_KEYS, "regression.llc"),
     shell:
-        step(
-            "icl_landscape",
+        ICL.step(
             "llc",
             f"{ICL_R}/llc/seed{{wildcards.seed}}",
             "--opt seed={wildcards.seed} --opt block={wildcards.block} --input {input}",
@@ -91,9 +90,9 @@ rule icl_landscape_probe:
         f"{ICL_R}/probe/seed{{seed}}/probe.csv",
         f"{ICL_R}/probe/seed{{seed}}/outputs.npy",
     log:
-        paper_log("icl_landscape", "probe_seed{seed}"),
+        ICL.log("probe_seed{seed}"),
     benchmark:
-        f"{ICL}/benchmarks/probe_seed{{seed}}.tsv"
+        ICL.benchmark("probe_seed{seed}")
     wildcard_constraints:
         seed=r"\d+",
     threads: 1
@@ -103,13 +102,11 @@ rule icl_landscape_probe:
     conda:
         ENV
     params:
-        reads=reads(
-            "icl_landscape",
+        reads=ICL.reads(
             *[f"regression.{k}" for k in ("collapse_tol", "ed_batch", "eval_batch", "noise_var")],
         ),
     shell:
-        step(
-            "icl_landscape",
+        ICL.step(
             "probe",
             f"{ICL_R}/probe/seed{{wildcards.seed}}",
             "--opt seed={wildcards.seed} --input {input}",
@@ -125,9 +122,9 @@ rule icl_landscape_analyze:
         baselines=f"{ICL_R}/baselines.csv",
         tables=expand(f"{ICL_R}/seed{{seed}}/checkpoints.csv", seed=ICL_SEEDS),
     log:
-        paper_log("icl_landscape", "analyze"),
+        ICL.log("analyze"),
     benchmark:
-        f"{ICL}/benchmarks/analyze.tsv"
+        ICL.benchmark("analyze")
     resources:
         mem_mb=2000,
         runtime=10,
@@ -135,9 +132,9 @@ rule icl_landscape_analyze:
         ENV
     params:
         # the whole block: the analysis is cheap, and reads settings of every step before it
-        reads=reads("icl_landscape", "regression"),
+        reads=ICL.reads("regression"),
     shell:
-        step("icl_landscape", "analyze", ICL_R)
+        ICL.step("analyze", ICL_R)
 
 
 rule icl_landscape_figures:
@@ -145,23 +142,23 @@ rule icl_landscape_figures:
         f"{ICL_R}/metrics.json",
     output:
         [
-            report_figure("icl_landscape", path, part="regression")
+            report_figure(ICL.paper, path, part="regression")
             for path in ICL_FIGURES
             if path.startswith(f"{ICL_R}/figures/")
         ],
     log:
-        paper_log("icl_landscape", "figures"),
+        ICL.log("figures"),
     benchmark:
-        f"{ICL}/benchmarks/figures.tsv"
+        ICL.benchmark("figures")
     resources:
         mem_mb=1000,
         runtime=5,
     conda:
         ENV
     params:
-        reads=reads("icl_landscape", "regression.seeds"),
+        reads=ICL.reads("regression.seeds"),
     shell:
-        step("icl_landscape", "figures", f"{ICL_R}/figures")
+        ICL.step("figures", f"{ICL_R}/figures")
 
 
 # Part 2 includes its rules here (they extend ICL_METRICS_PARTS and ICL_FIGURES).
@@ -174,25 +171,25 @@ rule icl_landscape_metrics:
     input:
         ICL_METRICS_PARTS,
     output:
-        f"{ICL}/metrics.json",
+        f"{ICL.out}/metrics.json",
     log:
-        paper_log("icl_landscape", "metrics"),
+        ICL.log("metrics"),
     benchmark:
-        f"{ICL}/benchmarks/metrics.tsv"
+        ICL.benchmark("metrics")
     resources:
         mem_mb=500,
         runtime=5,
     conda:
         ENV
     params:
-        reads=reads("icl_landscape"),
+        reads=ICL.reads(),
     shell:
-        step("icl_landscape", "metrics", ICL, " ".join(f"--input {p}" for p in ICL_METRICS_PARTS))
+        ICL.step("metrics", ICL.out, " ".join(f"--input {p}" for p in ICL_METRICS_PARTS))
 
 
-FIGURES["icl_landscape"] = ICL_FIGURES
+FIGURES[ICL.paper] = ICL_FIGURES
 
 
 rule icl_landscape:
     input:
-        f"{ICL}/report.md",
+        f"{ICL.out}/report.md",

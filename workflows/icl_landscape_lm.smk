@@ -2,8 +2,10 @@
 # icl_landscape_lm_*). Included by workflows/icl_landscape.smk: train (corpus, tokenizer,
 # checkpoints) -> evaluate (metrics + LLC, one job per block of checkpoints) -> analyze
 # (stages, essential dynamics) -> language/metrics.json, merged by icl_landscape_metrics.
-ICL_LM_CFG = ICL_CFG["language"]
-ICL_LM = f"{ICL}/language"
+from sltrepro.papers.icl_landscape.lm_figures import FIGURES as ICL_LM_FIGURE_NAMES
+
+ICL_LM_CFG = ICL.cfg["language"]
+ICL_LM = f"{ICL.out}/language"
 ICL_LM_BLOCKS = range(ICL_LM_CFG["llc"]["blocks"])
 # What each step reads of `language:` (its rule's `reads`, its rerun trigger).
 ICL_LM_MODEL_KEYS = ["context", "d_head", "d_model", "n_heads", "n_layers", "val_fraction"]
@@ -26,9 +28,7 @@ ICL_LM_EVALUATE_KEYS = ICL_LM_MODEL_KEYS + ICL_LM_CHECKPOINT_KEYS + [
     "llc",
     "ngram",
 ]
-ICL_LM_FIGURES = [
-    f"{ICL_LM}/figures/{name}.png" for name in ("llc_stages", "metrics", "essential_dynamics")
-]
+ICL_LM_FIGURES = [f"{ICL_LM}/figures/{name}.png" for name in ICL_LM_FIGURE_NAMES]
 
 
 rule icl_landscape_lm_train:
@@ -36,9 +36,9 @@ rule icl_landscape_lm_train:
         f"{ICL_LM}/train/history.csv",
         f"{ICL_LM}/train/corpus.json",
     log:
-        paper_log("icl_landscape", "lm_train"),
+        ICL.log("lm_train"),
     benchmark:
-        f"{ICL}/benchmarks/lm_train.tsv"
+        ICL.benchmark("lm_train")
     threads: 1
     conda:
         ENV
@@ -46,9 +46,9 @@ rule icl_landscape_lm_train:
         mem_mb=4000,
         runtime=600,
     params:
-        reads=reads("icl_landscape", "seed", *[f"language.{k}" for k in ICL_LM_TRAIN_KEYS]),
+        reads=ICL.reads("seed", *[f"language.{k}" for k in ICL_LM_TRAIN_KEYS]),
     shell:
-        step("icl_landscape", "lm_train", f"{ICL_LM}/train")
+        ICL.step("lm_train", f"{ICL_LM}/train")
 
 
 rule icl_landscape_lm_evaluate:
@@ -58,9 +58,9 @@ rule icl_landscape_lm_evaluate:
         f"{ICL_LM}/evaluate/block{{block}}/metrics.csv",
         f"{ICL_LM}/evaluate/block{{block}}/outputs.npy",
     log:
-        paper_log("icl_landscape", "lm_evaluate_block{block}"),
+        ICL.log("lm_evaluate_block{block}"),
     benchmark:
-        f"{ICL}/benchmarks/lm_evaluate_block{{block}}.tsv"
+        ICL.benchmark("lm_evaluate_block{block}")
     wildcard_constraints:
         block=r"\d+",
     threads: 1
@@ -70,10 +70,9 @@ rule icl_landscape_lm_evaluate:
         mem_mb=4000,
         runtime=600,
     params:
-        reads=reads("icl_landscape", "seed", *[f"language.{k}" for k in ICL_LM_EVALUATE_KEYS]),
+        reads=ICL.reads("seed", *[f"language.{k}" for k in ICL_LM_EVALUATE_KEYS]),
     shell:
-        step(
-            "icl_landscape",
+        ICL.step(
             "lm_evaluate",
             f"{ICL_LM}/evaluate/block{{wildcards.block}}",
             "--opt block={wildcards.block}",
@@ -90,9 +89,9 @@ rule icl_landscape_lm_analyze:
         ed=f"{ICL_LM}/essential_dynamics.csv",
         fit=f"{ICL_LM}/llc_fit.csv",
     log:
-        paper_log("icl_landscape", "lm_analyze"),
+        ICL.log("lm_analyze"),
     benchmark:
-        f"{ICL}/benchmarks/lm_analyze.tsv"
+        ICL.benchmark("lm_analyze")
     conda:
         ENV
     resources:
@@ -100,29 +99,29 @@ rule icl_landscape_lm_analyze:
         runtime=10,
     params:
         # the whole block: the analysis is cheap, and reads settings of every step before it
-        reads=reads("icl_landscape", "seed", "language"),
+        reads=ICL.reads("seed", "language"),
     shell:
-        step("icl_landscape", "lm_analyze", ICL_LM)
+        ICL.step("lm_analyze", ICL_LM)
 
 
 rule icl_landscape_lm_figures:
     input:
         f"{ICL_LM}/metrics.json",
     output:
-        [report_figure("icl_landscape", path, part="language") for path in ICL_LM_FIGURES],
+        [report_figure(ICL.paper, path, part="language") for path in ICL_LM_FIGURES],
     log:
-        paper_log("icl_landscape", "lm_figures"),
+        ICL.log("lm_figures"),
     benchmark:
-        f"{ICL}/benchmarks/lm_figures.tsv"
+        ICL.benchmark("lm_figures")
     conda:
         ENV
     resources:
         mem_mb=1000,
         runtime=5,
     params:
-        reads=reads("icl_landscape", "language.n_layers"),
+        reads=ICL.reads("language.n_layers"),
     shell:
-        step("icl_landscape", "lm_figures", f"{ICL_LM}/figures")
+        ICL.step("lm_figures", f"{ICL_LM}/figures")
 
 
 ICL_METRICS_PARTS.append(f"{ICL_LM}/metrics.json")

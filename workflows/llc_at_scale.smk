@@ -1,19 +1,19 @@
 # Furman & Lau 2024: LLC estimates of random deep linear networks vs Aoyagi's exact lambda.
 # One job per architecture index (spreads over cores or SLURM nodes); collect joins them.
+from sltrepro.papers.llc_at_scale.figures import FIGURES as LAS_FIGURE_NAMES
 from sltrepro.papers.llc_at_scale.pipeline import num_architectures
 
-LAS_CFG = PAPER_CONFIG["llc_at_scale"]
-LAS = f"{R}/llc_at_scale"
-LAS_INDICES = range(num_architectures(LAS_CFG))
+LAS = paper_rules("llc_at_scale")
+LAS_INDICES = range(num_architectures(LAS.cfg))
 
 
 rule llc_at_scale_estimate:
     output:
-        f"{LAS}/arch/{{index}}/result.json",
+        result=f"{LAS.out}/arch/{{index}}/result.json",
     log:
-        paper_log("llc_at_scale", "estimate_{index}"),
+        LAS.log("estimate_{index}"),
     benchmark:
-        f"{LAS}/benchmarks/estimate_{{index}}.tsv"
+        LAS.benchmark("estimate_{index}")
     conda:
         ENV
     wildcard_constraints:
@@ -23,66 +23,63 @@ rule llc_at_scale_estimate:
         mem_mb=4000,
         runtime=60,
     params:
-        reads=reads("llc_at_scale", "families", "llc", "rank_cut_prob", "seed", "sgd"),
+        reads=LAS.reads("families", "llc", "rank_cut_prob", "seed", "sgd"),
     shell:
-        step(
-            "llc_at_scale",
+        LAS.step(
             "estimate",
-            f"{LAS}/arch/{{wildcards.index}}",
+            f"{LAS.out}/arch/{{wildcards.index}}",
             "--opt index={wildcards.index}",
+            outputs=["result"],
         )
 
 
 rule llc_at_scale_collect:
     input:
-        expand(f"{LAS}/arch/{{index}}/result.json", index=LAS_INDICES),
+        result=expand(rules.llc_at_scale_estimate.output.result, index=LAS_INDICES),
     output:
-        metrics=f"{LAS}/metrics.json",
-        table=f"{LAS}/table.csv",
+        metrics=f"{LAS.out}/metrics.json",
+        table=f"{LAS.out}/table.csv",
     log:
-        paper_log("llc_at_scale", "collect"),
+        LAS.log("collect"),
     benchmark:
-        f"{LAS}/benchmarks/collect.tsv"
+        LAS.benchmark("collect")
     conda:
         ENV
     resources:
         mem_mb=1000,
         runtime=5,
     params:
-        reads=reads("llc_at_scale", "families"),
+        reads=LAS.reads("families"),
     shell:
-        step("llc_at_scale", "collect", LAS)
+        LAS.step("collect", LAS.out, inputs=["result"], outputs=["metrics", "table"])
 
 
-LAS_FIGURES = [
-    f"{LAS}/figures/{name}.png"
-    for name in ("lambda_hat_vs_lambda", "rel_error_vs_params", "sgd_vs_true", "speed")
-]
+LAS_FIGURES = [f"{LAS.out}/figures/{name}.png" for name in LAS_FIGURE_NAMES]
 
 
 rule llc_at_scale_figures:
     input:
-        f"{LAS}/table.csv",
+        table=rules.llc_at_scale_collect.output.table,
     output:
-        [report_figure("llc_at_scale", path) for path in LAS_FIGURES],
+        [report_figure(LAS.paper, path) for path in LAS_FIGURES],
     log:
-        paper_log("llc_at_scale", "figures"),
+        LAS.log("figures"),
     benchmark:
-        f"{LAS}/benchmarks/figures.tsv"
+        LAS.benchmark("figures")
     conda:
         ENV
     resources:
         mem_mb=1000,
         runtime=5,
     params:
-        reads=reads("llc_at_scale"),
+        reads=LAS.reads(),
     shell:
-        step("llc_at_scale", "figures", f"{LAS}/figures", "--input {input}")
+        LAS.step("figures", f"{LAS.out}/figures", inputs=["table"])
 
 
-FIGURES["llc_at_scale"] = LAS_FIGURES
+FIGURES[LAS.paper] = LAS_FIGURES
 
 
 rule llc_at_scale:
     input:
-        f"{LAS}/report.md",
+        f"{LAS.out}/report.md",

@@ -1,23 +1,19 @@
 # Lau et al. 2023: the LLC estimator against known lambda (Table 1, Aoyagi DLN/RRR cases)
 # and its step-size x nbeta calibration. One job per model / case; collect joins them.
-LE_CFG = PAPER_CONFIG["llc_estimator"]
-LE = f"{R}/llc_estimator"
-LE_MODELS = [m["name"] for m in LE_CFG["models"]]
-LE_CASES = [c["name"] for c in LE_CFG["dln_cases"]]
-LE_ESTIMATES = [f"{LE}/normal_crossing/{m}/estimates.json" for m in LE_MODELS] + [
-    f"{LE}/dln/{c}/estimates.json" for c in LE_CASES
-]
-LE_CALIBRATION = [f"{LE}/calibration/calibration.csv", f"{LE}/calibration/calibration.json"]
-LE_MALA = [f"{LE}/mala/{c}/reference.json" for c in LE_CFG["mala_reference"]["cases"]]
+from sltrepro.papers.llc_estimator.figures import FIGURES as LE_FIGURE_NAMES
+
+LE = paper_rules("llc_estimator")
+LE_MODELS = [m["name"] for m in LE.cfg["models"]]
+LE_CASES = [c["name"] for c in LE.cfg["dln_cases"]]
 
 
 rule llc_estimator_normal_crossing:
     output:
-        f"{LE}/normal_crossing/{{model}}/estimates.json",
+        estimates=f"{LE.out}/normal_crossing/{{model}}/estimates.json",
     log:
-        paper_log("llc_estimator", "normal_crossing_{model}"),
+        LE.log("normal_crossing_{model}"),
     benchmark:
-        f"{LE}/benchmarks/normal_crossing_{{model}}.tsv"
+        LE.benchmark("normal_crossing_{model}")
     wildcard_constraints:
         model="|".join(LE_MODELS),
     threads: 1
@@ -27,23 +23,23 @@ rule llc_estimator_normal_crossing:
         mem_mb=2000,
         runtime=30,
     params:
-        reads=reads("llc_estimator", "models", "noise_std", "num_samples", "sampler", "seed", "seeds"),
+        reads=LE.reads("models", "noise_std", "num_samples", "sampler", "seed", "seeds"),
     shell:
-        step(
-            "llc_estimator",
+        LE.step(
             "normal_crossing",
-            f"{LE}/normal_crossing/{{wildcards.model}}",
+            f"{LE.out}/normal_crossing/{{wildcards.model}}",
             "--opt model={wildcards.model}",
+            outputs=["estimates"],
         )
 
 
 rule llc_estimator_dln:
     output:
-        f"{LE}/dln/{{case}}/estimates.json",
+        estimates=f"{LE.out}/dln/{{case}}/estimates.json",
     log:
-        paper_log("llc_estimator", "dln_{case}"),
+        LE.log("dln_{case}"),
     benchmark:
-        f"{LE}/benchmarks/dln_{{case}}.tsv"
+        LE.benchmark("dln_{case}")
     wildcard_constraints:
         case="|".join(LE_CASES),
     threads: 1
@@ -53,18 +49,23 @@ rule llc_estimator_dln:
         mem_mb=2000,
         runtime=30,
     params:
-        reads=reads("llc_estimator", "dln_cases", "num_samples", "sampler", "seed", "seeds"),
+        reads=LE.reads("dln_cases", "num_samples", "sampler", "seed", "seeds"),
     shell:
-        step("llc_estimator", "dln", f"{LE}/dln/{{wildcards.case}}", "--opt case={wildcards.case}")
+        LE.step(
+            "dln",
+            f"{LE.out}/dln/{{wildcards.case}}",
+            "--opt case={wildcards.case}",
+            outputs=["estimates"],
+        )
 
 
 rule llc_estimator_mala_reference:
     output:
-        f"{LE}/mala/{{case}}/reference.json",
+        reference=f"{LE.out}/mala/{{case}}/reference.json",
     log:
-        paper_log("llc_estimator", "mala_{case}"),
+        LE.log("mala_{case}"),
     benchmark:
-        f"{LE}/benchmarks/mala_{{case}}.tsv"
+        LE.benchmark("mala_{case}")
     wildcard_constraints:
         case="|".join(LE_CASES),
     threads: 1
@@ -74,8 +75,7 @@ rule llc_estimator_mala_reference:
         mem_mb=2000,
         runtime=60,
     params:
-        reads=reads(
-            "llc_estimator",
+        reads=LE.reads(
             "dln_cases",
             "mala_reference",
             "num_samples",
@@ -84,21 +84,22 @@ rule llc_estimator_mala_reference:
             "seeds",
         ),
     shell:
-        step(
-            "llc_estimator",
+        LE.step(
             "mala_reference",
-            f"{LE}/mala/{{wildcards.case}}",
+            f"{LE.out}/mala/{{wildcards.case}}",
             "--opt case={wildcards.case}",
+            outputs=["reference"],
         )
 
 
 rule llc_estimator_calibrate:
     output:
-        LE_CALIBRATION,
+        table=f"{LE.out}/calibration/calibration.csv",
+        summary=f"{LE.out}/calibration/calibration.json",
     log:
-        paper_log("llc_estimator", "calibrate"),
+        LE.log("calibrate"),
     benchmark:
-        f"{LE}/benchmarks/calibrate.tsv"
+        LE.benchmark("calibrate")
     threads: 1
     conda:
         ENV
@@ -106,59 +107,78 @@ rule llc_estimator_calibrate:
         mem_mb=2000,
         runtime=60,
     params:
-        reads=reads("llc_estimator", "calibration", "dln_cases", "num_samples", "sampler", "seed"),
+        reads=LE.reads("calibration", "dln_cases", "num_samples", "sampler", "seed"),
     shell:
-        step("llc_estimator", "calibrate", f"{LE}/calibration")
+        LE.step("calibrate", f"{LE.out}/calibration", outputs=["table", "summary"])
 
 
 rule llc_estimator_collect:
     input:
-        LE_ESTIMATES + LE_CALIBRATION[1:] + LE_MALA,
+        # Table 1's models first, then the DLN cases: the table's row order
+        estimates=expand(rules.llc_estimator_normal_crossing.output.estimates, model=LE_MODELS)
+        + expand(rules.llc_estimator_dln.output.estimates, case=LE_CASES),
+        calibration=rules.llc_estimator_calibrate.output.summary,
+        mala=expand(
+            rules.llc_estimator_mala_reference.output.reference,
+            case=LE.cfg["mala_reference"]["cases"],
+        ),
     output:
-        metrics=f"{LE}/metrics.json",
-        table=f"{LE}/table.csv",
-        diagnostics=f"{LE}/diagnostics.csv",
+        metrics=f"{LE.out}/metrics.json",
+        table=f"{LE.out}/table.csv",
+        diagnostics=f"{LE.out}/diagnostics.csv",
     log:
-        paper_log("llc_estimator", "collect"),
+        LE.log("collect"),
     benchmark:
-        f"{LE}/benchmarks/collect.tsv"
+        LE.benchmark("collect")
     conda:
         ENV
     resources:
         mem_mb=1000,
         runtime=5,
     params:
-        reads=reads("llc_estimator"),
+        reads=LE.reads(),
     shell:
-        step("llc_estimator", "collect", LE, "--input {input}")
+        LE.step(
+            "collect",
+            LE.out,
+            inputs=["estimates", "calibration", "mala"],
+            outputs=["metrics", "table", "diagnostics"],
+        )
 
 
-LE_FIGURES = [f"{LE}/figures/{name}.png" for name in ("estimates", "calibration", "traces")]
+LE_FIGURES = [f"{LE.out}/figures/{name}.png" for name in LE_FIGURE_NAMES]
 
 
 rule llc_estimator_figures:
     input:
-        [f"{LE}/table.csv"] + LE_CALIBRATION + LE_ESTIMATES,
+        table=rules.llc_estimator_collect.output.table,
+        estimates=rules.llc_estimator_collect.input.estimates,
+        calibration_table=rules.llc_estimator_calibrate.output.table,
+        calibration=rules.llc_estimator_calibrate.output.summary,
     output:
-        [report_figure("llc_estimator", path) for path in LE_FIGURES],
+        [report_figure(LE.paper, path) for path in LE_FIGURES],
     log:
-        paper_log("llc_estimator", "figures"),
+        LE.log("figures"),
     benchmark:
-        f"{LE}/benchmarks/figures.tsv"
+        LE.benchmark("figures")
     conda:
         ENV
     resources:
         mem_mb=1000,
         runtime=5,
     params:
-        reads=reads("llc_estimator"),
+        reads=LE.reads(),
     shell:
-        step("llc_estimator", "figures", f"{LE}/figures", "--input {input}")
+        LE.step(
+            "figures",
+            f"{LE.out}/figures",
+            inputs=["table", "estimates", "calibration_table", "calibration"],
+        )
 
 
-FIGURES["llc_estimator"] = LE_FIGURES
+FIGURES[LE.paper] = LE_FIGURES
 
 
 rule llc_estimator:
     input:
-        f"{LE}/report.md",
+        f"{LE.out}/report.md",

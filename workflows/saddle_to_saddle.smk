@@ -1,19 +1,19 @@
 # Jacot et al. 2021: saddle-to-saddle dynamics of deep linear networks.
 # train (one job per depth) + saxe + llc (one job per architecture) -> analyze -> figures.
-S2S = PAPER_CONFIG["saddle_to_saddle"]
-S2S_P = f"{R}/saddle_to_saddle"
-S2S_DEPTHS = [spec["depth"] for spec in S2S["depths"]]
-S2S_ARCHS = list(S2S["llc"]["architectures"])
-S2S_FIGURES = ["loss_curves", "staircase", "escape_times", "ntk_contrast", "saxe", "llc"]
+from sltrepro.papers.saddle_to_saddle.figures import FIGURES as S2S_FIGURES
+
+S2S = paper_rules("saddle_to_saddle")
+S2S_DEPTHS = [spec["depth"] for spec in S2S.cfg["depths"]]
+S2S_ARCHS = list(S2S.cfg["llc"]["architectures"])
 
 
 rule saddle_to_saddle_train:
     output:
-        f"{S2S_P}/train/L{{depth}}/history.npz",
+        history=f"{S2S.out}/train/L{{depth}}/history.npz",
     log:
-        paper_log("saddle_to_saddle", "train_L{depth}"),
+        S2S.log("train_L{depth}"),
     benchmark:
-        f"{S2S_P}/benchmarks/train_L{{depth}}.tsv"
+        S2S.benchmark("train_L{depth}")
     wildcard_constraints:
         depth="|".join(str(d) for d in S2S_DEPTHS),
     threads: 1
@@ -23,18 +23,23 @@ rule saddle_to_saddle_train:
     conda:
         ENV
     params:
-        reads=reads("saddle_to_saddle", "checkpoint_every", "depths", "log_points_per_decade", "num_seeds", "seed", "target_diag"),
+        reads=S2S.reads("checkpoint_every", "depths", "log_points_per_decade", "num_seeds", "seed", "target_diag"),
     shell:
-        step("saddle_to_saddle", "train", f"{S2S_P}/train/L{{wildcards.depth}}", "--opt depth={wildcards.depth}")
+        S2S.step(
+            "train",
+            f"{S2S.out}/train/L{{wildcards.depth}}",
+            "--opt depth={wildcards.depth}",
+            outputs=["history"],
+        )
 
 
 rule saddle_to_saddle_saxe:
     output:
-        f"{S2S_P}/saxe/saxe.csv",
+        saxe=f"{S2S.out}/saxe/saxe.csv",
     log:
-        paper_log("saddle_to_saddle", "saxe"),
+        S2S.log("saxe"),
     benchmark:
-        f"{S2S_P}/benchmarks/saxe.tsv"
+        S2S.benchmark("saxe")
     threads: 1
     resources:
         mem_mb=2000,
@@ -42,18 +47,19 @@ rule saddle_to_saddle_saxe:
     conda:
         ENV
     params:
-        reads=reads("saddle_to_saddle", "saxe", "seed", "target_diag"),
+        reads=S2S.reads("saxe", "seed", "target_diag"),
     shell:
-        step("saddle_to_saddle", "saxe", f"{S2S_P}/saxe")
+        S2S.step("saxe", f"{S2S.out}/saxe", outputs=["saxe"])
 
 
 rule saddle_to_saddle_llc:
     output:
-        f"{S2S_P}/llc/{{arch}}/llc.csv",
+        llc=f"{S2S.out}/llc/{{arch}}/llc.csv",
+        history=f"{S2S.out}/llc/{{arch}}/history.npz",
     log:
-        paper_log("saddle_to_saddle", "llc_{arch}"),
+        S2S.log("llc_{arch}"),
     benchmark:
-        f"{S2S_P}/benchmarks/llc_{{arch}}.tsv"
+        S2S.benchmark("llc_{arch}")
     wildcard_constraints:
         arch="|".join(S2S_ARCHS),
     threads: 1
@@ -63,53 +69,66 @@ rule saddle_to_saddle_llc:
     conda:
         ENV
     params:
-        reads=reads("saddle_to_saddle", "checkpoint_every", "llc", "log_points_per_decade", "plateau", "rank_rtol", "seed"),
+        reads=S2S.reads("checkpoint_every", "llc", "log_points_per_decade", "plateau", "rank_rtol", "seed"),
     shell:
-        step("saddle_to_saddle", "llc", f"{S2S_P}/llc/{{wildcards.arch}}", "--opt arch={wildcards.arch}")
+        S2S.step(
+            "llc",
+            f"{S2S.out}/llc/{{wildcards.arch}}",
+            "--opt arch={wildcards.arch}",
+            outputs=["llc", "history"],
+        )
 
 
 rule saddle_to_saddle_analyze:
     input:
-        expand(f"{S2S_P}/train/L{{depth}}/history.npz", depth=S2S_DEPTHS),
-        expand(f"{S2S_P}/llc/{{arch}}/llc.csv", arch=S2S_ARCHS),
-        f"{S2S_P}/saxe/saxe.csv",
+        # in the config's order of depths and architectures: the step pairs them by position
+        history=expand(rules.saddle_to_saddle_train.output.history, depth=S2S_DEPTHS),
+        llc=expand(rules.saddle_to_saddle_llc.output.llc, arch=S2S_ARCHS),
+        saxe=rules.saddle_to_saddle_saxe.output.saxe,
     output:
-        metrics=f"{S2S_P}/metrics.json",
-        plateaus=f"{S2S_P}/plateaus.csv",
+        metrics=f"{S2S.out}/metrics.json",
+        plateaus=f"{S2S.out}/plateaus.csv",
+        plateau_counts=f"{S2S.out}/plateau_counts.csv",
+        escape_fits=f"{S2S.out}/escape_fits.csv",
     log:
-        paper_log("saddle_to_saddle", "analyze"),
+        S2S.log("analyze"),
     benchmark:
-        f"{S2S_P}/benchmarks/analyze.tsv"
+        S2S.benchmark("analyze")
     resources:
         mem_mb=2000,
         runtime=10,
     conda:
         ENV
     params:
-        reads=reads("saddle_to_saddle", "depths", "escape_fit_min_gamma", "llc.architectures", "plateau", "rank_rtol", "target_diag"),
+        reads=S2S.reads("depths", "escape_fit_min_gamma", "llc.architectures", "plateau", "rank_rtol", "target_diag"),
     shell:
-        step("saddle_to_saddle", "analyze", S2S_P)
+        S2S.step(
+            "analyze",
+            S2S.out,
+            inputs=["history", "llc", "saxe"],
+            outputs=["metrics", "plateaus", "plateau_counts", "escape_fits"],
+        )
 
 
 rule saddle_to_saddle_figures:
     input:
-        expand(f"{S2S_P}/train/L{{depth}}/history.npz", depth=S2S_DEPTHS),
-        expand(f"{S2S_P}/llc/{{arch}}/llc.csv", arch=S2S_ARCHS),
-        f"{S2S_P}/saxe/saxe.csv",
+        history=rules.saddle_to_saddle_analyze.input.history,
+        llc=rules.saddle_to_saddle_analyze.input.llc,
+        llc_history=expand(rules.saddle_to_saddle_llc.output.history, arch=S2S_ARCHS),
+        saxe=rules.saddle_to_saddle_saxe.output.saxe,
     output:
-        [report_figure("saddle_to_saddle", f"{S2S_P}/figures/{name}.png") for name in S2S_FIGURES],
+        [report_figure(S2S.paper, f"{S2S.out}/figures/{name}.png") for name in S2S_FIGURES],
     log:
-        paper_log("saddle_to_saddle", "figures"),
+        S2S.log("figures"),
     benchmark:
-        f"{S2S_P}/benchmarks/figures.tsv"
+        S2S.benchmark("figures")
     resources:
         mem_mb=2000,
         runtime=10,
     conda:
         ENV
     params:
-        reads=reads(
-            "saddle_to_saddle",
+        reads=S2S.reads(
             "depths",
             "escape_fit_min_gamma",
             "llc.architectures",
@@ -117,12 +136,16 @@ rule saddle_to_saddle_figures:
             "target_diag",
         ),
     shell:
-        step("saddle_to_saddle", "figures", f"{S2S_P}/figures")
+        S2S.step(
+            "figures",
+            f"{S2S.out}/figures",
+            inputs=["history", "llc", "llc_history", "saxe"],
+        )
 
 
-FIGURES["saddle_to_saddle"] = [f"{S2S_P}/figures/{name}.png" for name in S2S_FIGURES]
+FIGURES[S2S.paper] = [f"{S2S.out}/figures/{name}.png" for name in S2S_FIGURES]
 
 
 rule saddle_to_saddle:
     input:
-        f"{S2S_P}/report.md",
+        f"{S2S.out}/report.md",

@@ -1,20 +1,20 @@
 # Chen et al. 2023: dynamical versus Bayesian phase transitions in a toy model of superposition.
 # critical + llc (one job per critical point) + bayes (one job per sample size) + sgd -> sgd_llc
 # -> analyze -> figures.
-TMS = PAPER_CONFIG["tms_phase_transitions"]
-TMS_P = f"{R}/tms_phase_transitions"
-TMS_POINTS = TMS["llc"]["points"]
-TMS_NS = TMS["bayes"]["sample_sizes"]
-TMS_FIGURES = ["kgon_gallery", "occupancy", "sgd_loss_llc"]
+from sltrepro.papers.tms_phase_transitions.figures import FIGURES as TMS_FIGURES
+
+TMS = paper_rules("tms_phase_transitions")
+TMS_POINTS = TMS.cfg["llc"]["points"]
+TMS_NS = TMS.cfg["bayes"]["sample_sizes"]
 
 
 rule tms_phase_transitions_critical:
     output:
-        f"{TMS_P}/critical/critical.csv",
+        critical=f"{TMS.out}/critical/critical.csv",
     log:
-        paper_log("tms_phase_transitions", "critical"),
+        TMS.log("critical"),
     benchmark:
-        f"{TMS_P}/benchmarks/critical.tsv"
+        TMS.benchmark("critical")
     threads: 1
     resources:
         mem_mb=2000,
@@ -22,18 +22,18 @@ rule tms_phase_transitions_critical:
     conda:
         ENV
     params:
-        reads=reads("tms_phase_transitions", "c", "critical", "critical_points", "seed"),
+        reads=TMS.reads("c", "critical", "critical_points", "seed"),
     shell:
-        step("tms_phase_transitions", "critical", f"{TMS_P}/critical")
+        TMS.step("critical", f"{TMS.out}/critical", outputs=["critical"])
 
 
 rule tms_phase_transitions_llc:
     output:
-        f"{TMS_P}/llc/{{point}}/llc.csv",
+        llc=f"{TMS.out}/llc/{{point}}/llc.csv",
     log:
-        paper_log("tms_phase_transitions", "llc_{point}"),
+        TMS.log("llc_{point}"),
     benchmark:
-        f"{TMS_P}/benchmarks/llc_{{point}}.tsv"
+        TMS.benchmark("llc_{point}")
     wildcard_constraints:
         point="|".join(p.replace("+", r"\+") for p in TMS_POINTS),
     threads: 1
@@ -43,24 +43,24 @@ rule tms_phase_transitions_llc:
     conda:
         ENV
     params:
-        reads=reads("tms_phase_transitions", "critical_points", "llc", "seed"),
+        reads=TMS.reads("critical_points", "llc", "seed"),
     shell:
-        step(
-            "tms_phase_transitions",
+        TMS.step(
             "llc",
-            f"{TMS_P}/llc/{{wildcards.point}}",
+            f"{TMS.out}/llc/{{wildcards.point}}",
             "--opt point={wildcards.point:q}",
+            outputs=["llc"],
         )
 
 
 rule tms_phase_transitions_bayes:
     output:
-        f"{TMS_P}/bayes/n{{n}}/draws.csv",
-        f"{TMS_P}/bayes/n{{n}}/sampler.json",
+        draws=f"{TMS.out}/bayes/n{{n}}/draws.csv",
+        sampler=f"{TMS.out}/bayes/n{{n}}/sampler.json",
     log:
-        paper_log("tms_phase_transitions", "bayes_n{n}"),
+        TMS.log("bayes_n{n}"),
     benchmark:
-        f"{TMS_P}/benchmarks/bayes_n{{n}}.tsv"
+        TMS.benchmark("bayes_n{n}")
     wildcard_constraints:
         n="|".join(str(n) for n in TMS_NS),
     threads: 1
@@ -70,18 +70,23 @@ rule tms_phase_transitions_bayes:
     conda:
         ENV
     params:
-        reads=reads("tms_phase_transitions", "bayes.initial_step_size", "bayes.num_adapt", "bayes.num_burnin", "bayes.num_chains", "bayes.num_draws", "bayes.prior_std", "bayes.thin", "c", "seed"),
+        reads=TMS.reads("bayes.initial_step_size", "bayes.num_adapt", "bayes.num_burnin", "bayes.num_chains", "bayes.num_draws", "bayes.prior_std", "bayes.thin", "c", "seed"),
     shell:
-        step("tms_phase_transitions", "bayes", f"{TMS_P}/bayes/n{{wildcards.n}}", "--opt n={wildcards.n}")
+        TMS.step(
+            "bayes",
+            f"{TMS.out}/bayes/n{{wildcards.n}}",
+            "--opt n={wildcards.n}",
+            outputs=["draws", "sampler"],
+        )
 
 
 rule tms_phase_transitions_sgd:
     output:
-        f"{TMS_P}/sgd/history.npz",
+        history=f"{TMS.out}/sgd/history.npz",
     log:
-        paper_log("tms_phase_transitions", "sgd"),
+        TMS.log("sgd"),
     benchmark:
-        f"{TMS_P}/benchmarks/sgd.tsv"
+        TMS.benchmark("sgd")
     threads: 1
     resources:
         mem_mb=4000,
@@ -89,21 +94,21 @@ rule tms_phase_transitions_sgd:
     conda:
         ENV
     params:
-        reads=reads("tms_phase_transitions", "c", "seed", "sgd.batch_size", "sgd.init_std", "sgd.log_points", "sgd.lr", "sgd.n_samples", "sgd.num_seeds", "sgd.num_steps"),
+        reads=TMS.reads("c", "seed", "sgd.batch_size", "sgd.init_std", "sgd.log_points", "sgd.lr", "sgd.n_samples", "sgd.num_seeds", "sgd.num_steps"),
     shell:
-        step("tms_phase_transitions", "sgd", f"{TMS_P}/sgd")
+        TMS.step("sgd", f"{TMS.out}/sgd", outputs=["history"])
 
 
 rule tms_phase_transitions_sgd_llc:
     input:
-        f"{TMS_P}/sgd/history.npz",
+        history=rules.tms_phase_transitions_sgd.output.history,
     output:
-        f"{TMS_P}/sgd_llc/plateaus.csv",
-        f"{TMS_P}/sgd_llc/llc.csv",
+        plateaus=f"{TMS.out}/sgd_llc/plateaus.csv",
+        llc=f"{TMS.out}/sgd_llc/llc.csv",
     log:
-        paper_log("tms_phase_transitions", "sgd_llc"),
+        TMS.log("sgd_llc"),
     benchmark:
-        f"{TMS_P}/benchmarks/sgd_llc.tsv"
+        TMS.benchmark("sgd_llc")
     threads: 1
     resources:
         mem_mb=2000,
@@ -111,60 +116,81 @@ rule tms_phase_transitions_sgd_llc:
     conda:
         ENV
     params:
-        reads=reads("tms_phase_transitions", "c", "critical_points", "llc", "plateau", "sgd.llc_seeds", "sgd.n_samples"),
+        reads=TMS.reads("c", "critical_points", "llc", "plateau", "sgd.llc_seeds", "sgd.n_samples"),
     shell:
-        step("tms_phase_transitions", "sgd_llc", f"{TMS_P}/sgd_llc")
+        TMS.step(
+            "sgd_llc",
+            f"{TMS.out}/sgd_llc",
+            inputs=["history"],
+            outputs=["plateaus", "llc"],
+        )
 
 
 rule tms_phase_transitions_analyze:
     input:
-        f"{TMS_P}/critical/critical.csv",
-        expand(f"{TMS_P}/llc/{{point}}/llc.csv", point=TMS_POINTS),
-        expand(f"{TMS_P}/bayes/n{{n}}/draws.csv", n=TMS_NS),
-        f"{TMS_P}/sgd/history.npz",
-        f"{TMS_P}/sgd_llc/llc.csv",
+        critical=rules.tms_phase_transitions_critical.output.critical,
+        llc=expand(rules.tms_phase_transitions_llc.output.llc, point=TMS_POINTS),
+        draws=expand(rules.tms_phase_transitions_bayes.output.draws, n=TMS_NS),
+        sampler=expand(rules.tms_phase_transitions_bayes.output.sampler, n=TMS_NS),
+        history=rules.tms_phase_transitions_sgd.output.history,
+        plateaus=rules.tms_phase_transitions_sgd_llc.output.plateaus,
+        sgd_llc=rules.tms_phase_transitions_sgd_llc.output.llc,
     output:
-        metrics=f"{TMS_P}/metrics.json",
-        occupancy=f"{TMS_P}/occupancy.csv",
+        metrics=f"{TMS.out}/metrics.json",
+        occupancy=f"{TMS.out}/occupancy.csv",
+        sgd_sequences=f"{TMS.out}/sgd_sequences.csv",
     log:
-        paper_log("tms_phase_transitions", "analyze"),
+        TMS.log("analyze"),
     benchmark:
-        f"{TMS_P}/benchmarks/analyze.tsv"
+        TMS.benchmark("analyze")
     resources:
         mem_mb=2000,
         runtime=10,
     conda:
         ENV
     params:
-        reads=reads("tms_phase_transitions", "bayes.max_start_disagreement", "bayes.sample_sizes", "c", "critical_points", "llc.max_drift", "llc.points", "paper_lambdas", "plateau_level_rtol"),
+        reads=TMS.reads("bayes.max_start_disagreement", "bayes.sample_sizes", "c", "critical_points", "llc.max_drift", "llc.points", "paper_lambdas", "plateau_level_rtol"),
     shell:
-        step("tms_phase_transitions", "analyze", TMS_P)
+        TMS.step(
+            "analyze",
+            TMS.out,
+            inputs=["critical", "llc", "draws", "sampler", "history", "plateaus", "sgd_llc"],
+            outputs=["metrics", "occupancy", "sgd_sequences"],
+        )
 
 
 rule tms_phase_transitions_figures:
     input:
-        f"{TMS_P}/metrics.json",
-        f"{TMS_P}/occupancy.csv",
+        critical=rules.tms_phase_transitions_critical.output.critical,
+        metrics=rules.tms_phase_transitions_analyze.output.metrics,
+        occupancy=rules.tms_phase_transitions_analyze.output.occupancy,
+        history=rules.tms_phase_transitions_sgd.output.history,
+        plateaus=rules.tms_phase_transitions_sgd_llc.output.plateaus,
+        sgd_llc=rules.tms_phase_transitions_sgd_llc.output.llc,
     output:
-        [report_figure("tms_phase_transitions", f"{TMS_P}/figures/{name}.png") for name in TMS_FIGURES],
+        [report_figure(TMS.paper, f"{TMS.out}/figures/{name}.png") for name in TMS_FIGURES],
     log:
-        paper_log("tms_phase_transitions", "figures"),
+        TMS.log("figures"),
     benchmark:
-        f"{TMS_P}/benchmarks/figures.tsv"
+        TMS.benchmark("figures")
     resources:
         mem_mb=2000,
         runtime=10,
     conda:
         ENV
     params:
-        reads=reads("tms_phase_transitions", "critical_points"),
+        reads=TMS.reads("critical_points"),
     shell:
-        step("tms_phase_transitions", "figures", f"{TMS_P}/figures")
+        TMS.step(
+            "figures",
+            f"{TMS.out}/figures",
+            inputs=["critical", "metrics", "occupancy", "history", "plateaus", "sgd_llc"],
+        )
 
 
-FIGURES["tms_phase_transitions"] = [f"{TMS_P}/figures/{name}.png" for name in TMS_FIGURES]
+FIGURES[TMS.paper] = [f"{TMS.out}/figures/{name}.png" for name in TMS_FIGURES]
 
 
 rule tms_phase_transitions:
     input:
-        f"{TMS_P}/report.md",
+        f"{TMS.out}/report.md",

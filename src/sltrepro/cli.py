@@ -41,7 +41,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--outdir", required=True, help="folder the step writes into")
     run.add_argument("--threads", type=int, default=1)
     run.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE")
-    run.add_argument("--input", action="extend", nargs="+", default=[], metavar="PATH")
+    files = {
+        "--input": "a file the step reads, as ctx.input(NAME); NAME=PATH PATH ... for a list",
+        "--output": "a file the step writes, as ctx.output(NAME) (metrics: returned metrics)",
+    }
+    for flag, what in files.items():
+        run.add_argument(
+            flag, action="append", nargs="+", default=[], metavar="NAME=PATH", help=what
+        )
     run.add_argument(
         "--reads",
         metavar="KEYS@DIGEST",
@@ -232,6 +239,7 @@ def main(argv: list[str] | None = None) -> int:
                 threads=args.threads,
                 opts=parse_opts(args.opt),
                 inputs=args.input,
+                outputs=args.output,
                 results_root=args.results,
                 reads=args.reads,
             )

@@ -1,9 +1,11 @@
 """Run one step of a paper's pipeline: the single door every Snakemake rule goes through.
 
 A paper's package ``sltrepro.papers.<paper>`` exposes ``STEPS = {name: function}``; each
-function takes a :class:`StepContext`, writes its outputs into ``ctx.outdir`` and returns
-nothing. This module validates the config, sets device and threads, times the step and
-writes ``provenance.json`` beside its outputs.
+function takes a :class:`StepContext`, reads the files its rule names (``ctx.input(name)``),
+writes the ones its rule declares (``ctx.output(name)``, or others into ``ctx.outdir``) and
+returns nothing, or a flat dict of metrics, which is written to ``ctx.output("metrics")`` by
+:func:`sltrepro.metrics.write`. This module validates the config, sets device and threads,
+times the step and writes ``provenance.json`` beside its outputs.
 
 A rule passes ``--reads key,key.sub,...@digest`` (``reads(...)`` in common.smk): the step then
 sees only those keys of its config block, so the rule's digest covers everything the step
@@ -18,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from . import metrics as metrics_json
 from . import provenance
 from .config import ConfigError, DeclaredConfig, load_profile, read_yaml
 from .device import resolve_device, set_threads
@@ -38,7 +41,21 @@ class StepContext:
     threads: int = 1
     opts: dict = field(default_factory=dict)
     inputs: list = field(default_factory=list)
+    named_inputs: dict = field(default_factory=dict)
+    named_outputs: dict = field(default_factory=dict)
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("sltrepro"))
+
+    def input(self, name: str) -> Path:
+        """The one file the rule passes as ``--input name=PATH``."""
+        return _one(self.input_list(name), f"--input {name}=", self)
+
+    def input_list(self, name: str) -> list[Path]:
+        """The files the rule passes as ``--input name=PATH [PATH ...]``, in the rule's order."""
+        return _named(self.named_inputs, name, "--input", self)
+
+    def output(self, name: str) -> Path:
+        """The one file the rule declares as ``--output name=PATH``."""
+        return _one(_named(self.named_outputs, name, "--output", self), f"--output {name}=", self)
 
     def opt(self, key: str, cast=str, default=None):
         """``--opt key=value`` cast to ``cast``; a missing key without a default is an error."""
@@ -47,6 +64,39 @@ class StepContext:
         if default is not None:
             return default
         raise KeyError(f"step {self.paper}/{self.step} needs --opt {key}=...")
+
+
+def _named(files: dict, name: str, flag: str, ctx) -> list[Path]:
+    if name not in files:
+        given = ", ".join(files) or "none"
+        raise ConfigError(
+            f"step {ctx.paper}/{ctx.step} needs {flag} {name}=PATH from its rule (given: {given})"
+        )
+    return files[name]
+
+
+def _one(paths: list[Path], flag: str, ctx) -> Path:
+    if len(paths) != 1:
+        raise ConfigError(f"step {ctx.paper}/{ctx.step} needs one {flag}PATH, got {len(paths)}")
+    return paths[0]
+
+
+def parse_files(groups: list[list[str]], flag: str) -> tuple[dict, list[Path]]:
+    """``--input name=PATH [PATH ...]`` groups -> ``({name: [Path, ...]}, every Path)``.
+
+    A group whose first word has no ``=`` is unnamed: its paths are only in the list. A name
+    given twice extends its list (a rule may pass ``{input.history}`` of several wildcards).
+    """
+    named, every = {}, []
+    for group in groups:
+        name, sep, first = group[0].partition("=")
+        paths = [Path(p) for p in ([first] if sep else [group[0]]) + list(group[1:])]
+        if sep:
+            if not name or not first:
+                raise ConfigError(f"{flag} expects name=PATH [PATH ...], got {' '.join(group)!r}")
+            named.setdefault(name, []).extend(paths)
+        every.extend(paths)
+    return named, every
 
 
 def paper_steps(paper: str) -> dict:
@@ -74,6 +124,7 @@ def run_step(
     threads: int = 1,
     opts: dict | None = None,
     inputs: list | None = None,
+    outputs: list | None = None,
     results_root: str | Path = "results",
     reads: str | None = None,
 ) -> StepContext:
@@ -81,6 +132,8 @@ def run_step(
 
     ``reads`` (a rule's ``--reads`` spec) restricts the config the step sees to the keys its
     rule declares; without it (a step run by hand) the step sees the whole block.
+    ``inputs`` and ``outputs`` are the ``--input``/``--output`` groups (lists of words, see
+    :func:`parse_files`); a plain list of paths is one unnamed group.
     """
     steps = paper_steps(paper)
     if step not in steps:
@@ -93,6 +146,8 @@ def run_step(
     device = resolve_device(config.get("device", "auto"))
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
+    named_inputs, input_paths = parse_files(_groups(inputs), "--input")
+    named_outputs, _ = parse_files(_groups(outputs), "--output")
     ctx = StepContext(
         paper=paper,
         step=step,
@@ -103,12 +158,17 @@ def run_step(
         device=device,
         threads=threads,
         opts=dict(opts or {}),
-        inputs=[Path(p) for p in inputs or []],
+        inputs=input_paths,
+        named_inputs=named_inputs,
+        named_outputs=named_outputs,
         log=logging.getLogger(f"sltrepro.{paper}.{step}"),
     )
     ctx.log.info("%s/%s profile=%s device=%s opts=%s", paper, step, profile, device, ctx.opts)
     start = time.perf_counter()
-    steps[step](ctx)
+    returned = steps[step](ctx)
+    if returned is not None:
+        where = ctx.output("metrics") if "metrics" in named_outputs else outdir / "metrics.json"
+        metrics_json.write(where, returned)
     wall = time.perf_counter() - start
     ctx.log.info("%s/%s finished in %.1f s", paper, step, wall)
     provenance.write(
@@ -124,3 +184,11 @@ def run_step(
         wall_time_s=round(wall, 3),
     )
     return ctx
+
+
+def _groups(files: list | None) -> list[list[str]]:
+    """``--input``/``--output`` groups; a flat list of paths (a call from Python) is one group."""
+    files = list(files or [])
+    if files and not isinstance(files[0], list | tuple):
+        return [[str(p) for p in files]]
+    return [[str(p) for p in group] for group in files]

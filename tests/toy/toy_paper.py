@@ -11,7 +11,7 @@ from sltrepro import plots
 def sample(ctx):
     gen = torch.Generator().manual_seed(ctx.config["seed"])
     draws = torch.randn(ctx.config["draws"], generator=gen).tolist()
-    with open(ctx.outdir / "draws.json", "w") as out:
+    with open(ctx.output("draws"), "w") as out:
         # a step that writes its output over time, so a kill can leave it half written
         out.write("[")
         out.flush()
@@ -20,12 +20,11 @@ def sample(ctx):
 
 
 def analyze(ctx):
-    draws = json.loads(ctx.inputs[0].read_text())
-    metrics = {"mean": sum(draws) / len(draws), "draws_ok": len(draws) == ctx.config["draws"]}
-    (ctx.outdir / "metrics.json").write_text(json.dumps(metrics))
+    draws = json.loads(ctx.input("draws").read_text())
     fig, ax = plots.figure()
     ax.hist(draws, bins=ctx.config["bins"])
-    plots.save(fig, ctx.outdir / "figures" / "draws.png")
+    plots.save(fig, ctx.output("figure"))
+    return {"mean": sum(draws) / len(draws), "draws_ok": len(draws) == ctx.config["draws"]}
 
 
 STEPS = {"sample": sample, "analyze": analyze}

@@ -1,34 +1,34 @@
-P = f"{R}/toy"
+TOY = paper_rules("toy")
 
 
 rule toy_sample:
     output:
-        f"{P}/sample/draws.json",
+        draws=f"{TOY.out}/sample/draws.json",
     log:
-        paper_log("toy", "sample"),
+        TOY.log("sample"),
     params:
-        reads=reads("toy", "seed", "draws", "delay_s"),
+        reads=TOY.reads("seed", "draws", "delay_s"),
     shell:
-        step("toy", "sample", f"{P}/sample")
+        TOY.step("sample", f"{TOY.out}/sample", outputs=["draws"])
 
 
 rule toy_analyze:
     input:
-        f"{P}/sample/draws.json",
+        draws=rules.toy_sample.output.draws,
     output:
-        metrics=f"{P}/metrics.json",
-        figure=report_figure("toy", f"{P}/figures/draws.png"),
+        metrics=f"{TOY.out}/metrics.json",
+        figure=report_figure(TOY.paper, f"{TOY.out}/figures/draws.png"),
     log:
-        paper_log("toy", "analyze"),
+        TOY.log("analyze"),
     params:
-        reads=reads("toy", "draws", "bins"),
+        reads=TOY.reads("draws", "bins"),
     shell:
-        step("toy", "analyze", P, "--input {input}")
+        TOY.step("analyze", TOY.out, inputs=["draws"], outputs=["metrics", "figure"])
 
 
-FIGURES["toy"] = [f"{P}/figures/draws.png"]
+FIGURES[TOY.paper] = [f"{TOY.out}/figures/draws.png"]
 
 
 rule toy:
     input:
-        f"{P}/report.md",
+        f"{TOY.out}/report.md",

@@ -1,5 +1,7 @@
 """Figures in the style of Varma et al. 2023, drawn from the saved step outputs."""
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 from matplotlib.ticker import NullLocator, ScalarFormatter
@@ -97,19 +99,22 @@ def semigrokking(semi: pd.DataFrame, path) -> None:
     plots.save(fig, path)
 
 
-def figures(ctx) -> None:
-    res, out = ctx.results, ctx.outdir
-    history = pd.read_csv(res / "grok" / "history.csv")
-    training_curves(history, pd.read_csv(res / "llc" / "llc.csv"), out / "grokking.png")
-    efficiency_vs_size(
-        pd.read_csv(res / "efficiency" / "memorise" / "final.csv"),
-        pd.read_csv(res / "efficiency" / "generalise" / "final.csv"),
-        out / "efficiency.png",
-    )
-    finals = pd.concat(
-        pd.read_csv(res / "ungrok" / f"wd{wd:g}" / "final.csv")
-        for wd in ctx.config["ungrok"]["weight_decays"]
-    )
-    ungrokking(finals, out / "ungrokking.png")
-    semigrokking(pd.read_csv(res / "semigrok" / "history.csv"), out / "semigrokking.png")
+# The figures draw_all writes (as <name>.png); the workflow declares them from this list.
+FIGURES = ("grokking", "efficiency", "ungrokking", "semigrokking")
+
+
+def draw_all(
+    history: pd.DataFrame,
+    llcs: pd.DataFrame,
+    memorise: pd.DataFrame,
+    generalise: pd.DataFrame,
+    ungrok_finals: pd.DataFrame,
+    semi: pd.DataFrame,
+    outdir: Path,
+) -> None:
+    """Every figure of :data:`FIGURES` into ``outdir``, from the steps' tables."""
+    training_curves(history, llcs, outdir / "grokking.png")
+    efficiency_vs_size(memorise, generalise, outdir / "efficiency.png")
+    ungrokking(ungrok_finals, outdir / "ungrokking.png")
+    semigrokking(semi, outdir / "semigrokking.png")
     assert np.isfinite(history.train_loss).all(), "non-finite training loss in the grokking run"

@@ -16,7 +16,6 @@ Method (their Sec. 3-5, App. A), on a+b mod p with the one-layer transformer:
 Every training step trains all the models of its sweep as one vectorised stack.
 """
 
-import json
 import math
 
 import numpy as np
@@ -58,19 +57,30 @@ def table(config: dict) -> tuple[torch.Tensor, torch.Tensor]:
     return all_pairs(config["p"], config["operation"])
 
 
-def run_stack(ctx, name: str, params, batch, *, steps, weight_decay, snapshot_steps=()):
-    """Train a stack with checkpointing in ``ctx.outdir``; returns (params, history, snaps)."""
+def run_stack(
+    config,
+    device,
+    checkpoint_path,
+    name: str,
+    params,
+    batch,
+    *,
+    steps,
+    weight_decay,
+    snapshot_steps=(),
+):
+    """Train a stack, resuming from ``checkpoint_path``; returns (params, history, snaps)."""
     return train(
-        {k: v.to(ctx.device) for k, v in params.items()},
-        batch.to(ctx.device),
+        {k: v.to(device) for k, v in params.items()},
+        batch.to(device),
         steps=steps,
         weight_decay=weight_decay,
-        settings=optimizer(ctx.config),
-        log_steps=log_spaced_steps(steps, ctx.config["log_points"]),
+        settings=optimizer(config),
+        log_steps=log_spaced_steps(steps, config["log_points"]),
         snapshot_steps=snapshot_steps,
-        checkpoint_path=ctx.outdir / f"{name}_checkpoint.pt",
-        checkpoint_every=ctx.config["checkpoint_every"],
-        desc=f"{ctx.paper}/{name}",
+        checkpoint_path=checkpoint_path,
+        checkpoint_every=config["checkpoint_every"],
+        desc=f"grokking_efficiency/{name}",
     )
 
 
@@ -81,40 +91,36 @@ def final_rows(history: pd.DataFrame, runs: list[dict]) -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------- 1. grokking
-def grok(ctx) -> None:
-    """One model trained on a fraction of the table: history.csv and snapshots.pt."""
-    cfg, g = ctx.config, ctx.config["grok"]
-    tokens, labels = table(cfg)
+def grok(config: dict, checkpoint_path, device) -> tuple[pd.DataFrame, dict]:
+    """One model trained on a fraction of the table: its history and the record of its
+    snapshots (``train_indices``, ``snapshots``: step -> params) the LLC step reads."""
+    g = config["grok"]
+    tokens, labels = table(config)
     d = round(g["train_fraction"] * len(tokens))
-    train_idx, _ = split_indices(len(tokens), d, seed=cfg["seed"])
+    train_idx, _ = split_indices(len(tokens), d, seed=config["seed"])
     snapshot_steps = log_spaced_steps(g["steps"], g["llc_checkpoints"])
     params, history, snapshots = run_stack(
-        ctx,
+        config,
+        device,
+        checkpoint_path,
         "grok",
-        init_params(model_shape(cfg), 1, seeds=cfg["seed"]),
+        init_params(model_shape(config), 1, seeds=config["seed"]),
         make_batch(tokens, [labels], [train_idx]),
         steps=g["steps"],
         weight_decay=g["weight_decay"],
         snapshot_steps=snapshot_steps,
     )
-    history.assign(train_size=d).to_csv(ctx.outdir / "history.csv", index=False)
-    torch.save(
-        {
-            "train_indices": train_idx,
-            "snapshots": {s: select(p, 0) for s, p in snapshots.items()},
-        },
-        ctx.outdir / "snapshots.pt",
-    )
-    ctx.log.info("grokking run: D=%d, final test acc %.3f", d, history.test_acc.iloc[-1])
+    saved = {
+        "train_indices": train_idx,
+        "snapshots": {s: select(p, 0) for s, p in snapshots.items()},
+    }
+    return history.assign(train_size=d), saved
 
 
-def llc(ctx) -> None:
-    """LLC (shared SGLD estimator) of every grokking snapshot on its training set: llc.csv."""
-    cfg, s = ctx.config, ctx.config["llc"]
-    saved = torch.load(
-        ctx.results / "grok" / "snapshots.pt", map_location="cpu", weights_only=False
-    )
-    tokens, labels = table(cfg)
+def llc(config: dict, saved: dict, device, log) -> pd.DataFrame:
+    """LLC (shared SGLD estimator) of every grokking snapshot on its training set."""
+    s = config["llc"]
+    tokens, labels = table(config)
     idx = saved["train_indices"]
     data = (tokens[idx], labels[idx])
     rows = []
@@ -124,81 +130,83 @@ def llc(ctx) -> None:
             F.cross_entropy,
             data,
             SamplerSettings.from_config(s),
-            seed=cfg["seed"],
-            device=ctx.device,
+            seed=config["seed"],
+            device=device,
             verbose=False,
         )
         rows.append({"step": step, **result.summary_row()})
-        ctx.log.info("LLC at step %d: %.2f +- %.2f", step, result.llc_mean, result.llc_std)
-    pd.DataFrame(rows).to_csv(ctx.outdir / "llc.csv", index=False)
+        log.info("LLC at step %d: %.2f +- %.2f", step, result.llc_mean, result.llc_std)
+    return pd.DataFrame(rows)
 
 
 # ---------------------------------------------------------------- 2. circuit efficiency
-def efficiency(ctx) -> None:
-    """``--opt kind=memorise``: random labels; ``kind=generalise``: true labels. final.csv.
+def efficiency(
+    config: dict, kind: str, checkpoint_path, device
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``kind="memorise"``: random labels; ``"generalise"``: true labels. (history, final).
 
     One model per (D, seed); parameter norm, train and test accuracy after ``steps``.
     """
-    cfg, e = ctx.config, ctx.config["efficiency"]
-    kind = ctx.opt("kind")
+    e = config["efficiency"]
     if kind not in ("memorise", "generalise"):
         raise ValueError(f"--opt kind must be memorise or generalise, got {kind!r}")
-    tokens, true_labels = table(cfg)
+    tokens, true_labels = table(config)
     runs = [
-        {"kind": kind, "size": d, "seed": cfg["seed"] + s}
+        {"kind": kind, "size": d, "seed": config["seed"] + s}
         for d in e[f"{kind}_sizes"]
         for s in range(e["seeds"])
     ]
     label_tables = [
-        random_labels(cfg["p"], seed=1000 + r["seed"]) if kind == "memorise" else true_labels
+        random_labels(config["p"], seed=1000 + r["seed"]) if kind == "memorise" else true_labels
         for r in runs
     ]
     indices = [split_indices(len(tokens), r["size"], seed=r["seed"])[0] for r in runs]
     _, history, _ = run_stack(
-        ctx,
+        config,
+        device,
+        checkpoint_path,
         kind,
-        init_params(model_shape(cfg), len(runs), seeds=[r["seed"] for r in runs]),
+        init_params(model_shape(config), len(runs), seeds=[r["seed"] for r in runs]),
         make_batch(tokens, label_tables, indices),
         steps=e["steps"],
         weight_decay=e["weight_decay"],
     )
-    history.to_csv(ctx.outdir / "history.csv", index=False)
-    final_rows(history, runs).to_csv(ctx.outdir / "final.csv", index=False)
+    return history, final_rows(history, runs)
 
 
 # ---------------------------------------------------------------- 3. ungrokking
-def pretrain(ctx) -> None:
-    """One grokked model per ungrokking seed, trained on ``pretrain_size`` pairs: params.pt."""
-    cfg, u = ctx.config, ctx.config["ungrok"]
-    tokens, labels = table(cfg)
-    seeds = [cfg["seed"] + s for s in range(u["seeds"])]
+def pretrain(config: dict, checkpoint_path, device) -> tuple[pd.DataFrame, dict]:
+    """One grokked model per ungrokking seed, trained on ``pretrain_size`` pairs: the history
+    and the record (``params``, ``indices``, ``seeds``) the ungrokking runs start from."""
+    u = config["ungrok"]
+    tokens, labels = table(config)
+    seeds = [config["seed"] + s for s in range(u["seeds"])]
     indices = [split_indices(len(tokens), u["pretrain_size"], seed=s)[0] for s in seeds]
     params, history, _ = run_stack(
-        ctx,
+        config,
+        device,
+        checkpoint_path,
         "pretrain",
-        init_params(model_shape(cfg), len(seeds), seeds=seeds),
+        init_params(model_shape(config), len(seeds), seeds=seeds),
         make_batch(tokens, [labels] * len(seeds), indices),
         steps=u["pretrain_steps"],
         weight_decay=u["pretrain_weight_decay"],
     )
-    history.to_csv(ctx.outdir / "history.csv", index=False)
     params = {k: v.cpu() for k, v in params.items()}
-    torch.save({"params": params, "indices": indices, "seeds": seeds}, ctx.outdir / "params.pt")
-    ctx.log.info("pretrained test accuracy: %s", history.test_acc.iloc[-len(seeds) :].tolist())
+    return history, {"params": params, "indices": indices, "seeds": seeds}
 
 
-def ungrok(ctx) -> None:
-    """``--opt wd=<weight decay>``: continue every pretrained model on subsets of size D'.
+def ungrok(
+    config: dict, wd: float, saved: dict, checkpoint_path, device
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Weight decay ``wd``: continue every pretrained model (``saved``, from ``pretrain``) on
+    subsets of size D'. (history, final).
 
     Model (seed s, D') starts from pretrained model s and trains on a random D'-subset of
-    its pretraining set; test accuracy is measured on all other pairs. final.csv.
+    its pretraining set; test accuracy is measured on all other pairs.
     """
-    cfg, u = ctx.config, ctx.config["ungrok"]
-    wd = ctx.opt("wd", float)
-    saved = torch.load(
-        ctx.results / "pretrain" / "params.pt", map_location="cpu", weights_only=False
-    )
-    tokens, labels = table(cfg)
+    u = config["ungrok"]
+    tokens, labels = table(config)
     runs = [
         {"weight_decay": wd, "size": d, "seed": seed, "pretrained": i}
         for d in u["sizes"]
@@ -209,34 +217,39 @@ def ungrok(ctx) -> None:
     ]
     start = {k: v[[r["pretrained"] for r in runs]] for k, v in saved["params"].items()}
     _, history, _ = run_stack(
-        ctx,
+        config,
+        device,
+        checkpoint_path,
         "ungrok",
         start,
         make_batch(tokens, [labels] * len(runs), indices),
         steps=u["steps"],
         weight_decay=wd,
     )
-    history.to_csv(ctx.outdir / "history.csv", index=False)
-    final_rows(history, runs).to_csv(ctx.outdir / "final.csv", index=False)
+    return history, final_rows(history, runs)
 
 
 # ---------------------------------------------------------------- 4. semi-grokking
-def semigrok(ctx) -> None:
-    """Models trained from scratch at sizes near D_crit for ``steps``: history.csv."""
-    cfg, sg = ctx.config, ctx.config["semigrok"]
-    tokens, labels = table(cfg)
-    runs = [{"size": d, "seed": cfg["seed"] + s} for d in sg["sizes"] for s in range(sg["seeds"])]
+def semigrok(config: dict, checkpoint_path, device) -> pd.DataFrame:
+    """Models trained from scratch at sizes near D_crit for ``steps``: their history."""
+    sg = config["semigrok"]
+    tokens, labels = table(config)
+    runs = [
+        {"size": d, "seed": config["seed"] + s} for d in sg["sizes"] for s in range(sg["seeds"])
+    ]
     indices = [split_indices(len(tokens), r["size"], seed=r["seed"])[0] for r in runs]
     _, history, _ = run_stack(
-        ctx,
+        config,
+        device,
+        checkpoint_path,
         "semigrok",
-        init_params(model_shape(cfg), len(runs), seeds=[r["seed"] for r in runs]),
+        init_params(model_shape(config), len(runs), seeds=[r["seed"] for r in runs]),
         make_batch(tokens, [labels] * len(runs), indices),
         steps=sg["steps"],
         weight_decay=sg["weight_decay"],
     )
     runs_table = pd.DataFrame(runs).rename_axis("model").reset_index()
-    history.merge(runs_table, on="model").to_csv(ctx.outdir / "history.csv", index=False)
+    return history.merge(runs_table, on="model")
 
 
 # ---------------------------------------------------------------- 5. analysis
@@ -357,30 +370,27 @@ def ungrok_metrics(finals: pd.DataFrame, sizes: list[int]) -> dict:
     return out
 
 
-def analyze(ctx) -> None:
-    """Read every step's output and write metrics.json (flat numbers for the claims)."""
-    cfg, res = ctx.config, ctx.results
-    history = pd.read_csv(res / "grok" / "history.csv")
+def summarize(
+    config: dict,
+    history: pd.DataFrame,
+    llcs: pd.DataFrame,
+    memorise: pd.DataFrame,
+    generalise: pd.DataFrame,
+    pretrained: pd.DataFrame,
+    ungrok_finals: pd.DataFrame,
+    semi: pd.DataFrame,
+) -> dict:
+    """The flat metrics the claims read, from every step's tables."""
     metrics = grokking_metrics(history)
-    metrics.update(llc_metrics(pd.read_csv(res / "llc" / "llc.csv"), history))
-    metrics.update(
-        efficiency_metrics(
-            pd.read_csv(res / "efficiency" / "memorise" / "final.csv"),
-            pd.read_csv(res / "efficiency" / "generalise" / "final.csv"),
-        )
-    )
-    pre = pd.read_csv(res / "pretrain" / "history.csv")
-    metrics["pretrain_test_acc_min"] = float(pre[pre.step == pre.step.max()].test_acc.min())
-    finals = pd.concat(
-        pd.read_csv(res / "ungrok" / f"wd{wd:g}" / "final.csv")
-        for wd in cfg["ungrok"]["weight_decays"]
-    )
-    metrics.update(ungrok_metrics(finals, cfg["ungrok"]["sizes"]))
-    semi = pd.read_csv(res / "semigrok" / "history.csv")
+    metrics.update(llc_metrics(llcs, history))
+    metrics.update(efficiency_metrics(memorise, generalise))
+    last = pretrained[pretrained.step == pretrained.step.max()]
+    metrics["pretrain_test_acc_min"] = float(last.test_acc.min())
+    metrics.update(ungrok_metrics(ungrok_finals, config["ungrok"]["sizes"]))
     metrics["semigrok_plateau_steps"] = max(
         longest_plateau(run, 0.2, 0.9) for _, run in semi.groupby("model")
     )
     metrics["semigrok_test_acc_final_max"] = float(
         semi[semi.step == semi.step.max()].test_acc.max()
     )
-    (ctx.outdir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    return metrics

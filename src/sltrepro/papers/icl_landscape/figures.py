@@ -110,7 +110,8 @@ def pc_pairs(ed: pd.DataFrame, stages: list[dict], path: Path) -> None:
     plots.save(fig, path)
 
 
-FIGURE_NAMES = ("llc_stages", "metrics", "essential_dynamics")
+# The figures draw_all writes (as <name>.png); the workflow declares them from this list.
+FIGURES = ("llc_stages", "metrics", "essential_dynamics")
 
 
 def draw_all(analysis: Path, seed: int, outdir: Path) -> None:

@@ -66,6 +66,10 @@ def metric_panels(table: pd.DataFrame, stages: list[dict], n_layers: int, path: 
     plots.save(fig, path)
 
 
+# The figures draw_all writes (as <name>.png); the workflow declares them from this list.
+FIGURES = ("llc_stages", "metrics", "essential_dynamics")
+
+
 def draw_all(language: Path, outdir: Path, n_layers: int) -> None:
     """The three LM figures from the ``language`` analysis folder into ``outdir``."""
     table = pd.read_csv(language / "checkpoints.csv")

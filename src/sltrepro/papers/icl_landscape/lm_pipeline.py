@@ -397,7 +397,7 @@ def summarize(table: pd.DataFrame, found: list, cfg: dict) -> dict:
     }
 
 
-def lm_analyze(ctx) -> None:
+def lm_analyze(ctx) -> dict:
     """Gather the evaluation blocks; detect stages; essential dynamics; write the metrics."""
     cfg = lm_config(ctx)
     blocks = [
@@ -439,7 +439,7 @@ def lm_analyze(ctx) -> None:
     ed_table.to_csv(ctx.outdir / "essential_dynamics.csv", index=False)
     fit_table = {"log_step": fit.log_steps, "llc_fit": fit.mean, "llc_fit_std": fit.std}
     pd.DataFrame(fit_table).to_csv(ctx.outdir / "llc_fit.csv", index=False)
-    (ctx.outdir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    return metrics
 
 
 def lm_figures(ctx) -> None:

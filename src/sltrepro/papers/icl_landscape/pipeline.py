@@ -116,11 +116,11 @@ def per_token_loss(preds: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
     return mse_by_position(preds, ys)
 
 
-def checkpoint_llc(model: ICLTransformer, data, llc_cfg: dict, seed: int) -> dict:
+def checkpoint_llc(model: ICLTransformer, data, llc_cfg: dict, seed: int, device) -> dict:
     """The LLC of one checkpoint: mean of the K per-token LLCs, their values, the spread and
     the diagnostics (with one posterior per token: the worst over the K estimates)."""
     settings = SamplerSettings.from_config(llc_cfg)
-    kwargs = dict(seed=seed, device="cpu", verbose=False)
+    kwargs = dict(seed=seed, device=device, verbose=False)
     if llc_cfg["per_token_posteriors"]:
         results = [
             estimate_llc(model, lambda p, y, k=k: per_token_loss(p, y)[k], data, settings, **kwargs)
@@ -156,7 +156,8 @@ def step_llc(ctx) -> None:
     rows = []
     todo = block_steps(cfg, block)
     for i, step in enumerate(todo):
-        row = checkpoint_llc(load_model(states[step]), data, cfg["llc"], seed * 100_003 + step)
+        model = load_model(states[step])
+        row = checkpoint_llc(model, data, cfg["llc"], seed * 100_003 + step, ctx.device)
         rows.append({"step": step, **row})
         ctx.log.info("seed %d step %d: LLC %.2f (%d/%d)", seed, step, row["llc"], i + 1, len(todo))
     pd.DataFrame(rows).to_csv(ctx.outdir / f"block{block}.csv", index=False)
@@ -333,7 +334,7 @@ def analyze_seed(ctx, seed: int, base: pd.DataFrame) -> dict:
     return out
 
 
-def step_analyze(ctx) -> None:
+def step_analyze(ctx) -> dict:
     """Stages, essential dynamics and metrics of every seed: regression/metrics.json.
 
     Metrics are those of the first seed; booleans also get ``<name>_all_seeds``.
@@ -356,14 +357,13 @@ def step_analyze(ctx) -> None:
     metrics["ridge_vs_closed_form"] = float(base["ridge"].mean() / base["ridge_expected"].mean())
     metrics["ols_mse_pos8"] = float(base["ols"].iloc[-1])
     metrics["prior_mean_mse"] = float(base["prior_mean"].mean())
-    metrics = {f"regression_{k}": v for k, v in metrics.items()}
-    (ctx.outdir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    return {f"regression_{k}": v for k, v in metrics.items()}
 
 
 # -- 5. metrics ----------------------------------------------------------------------------
 
 
-def step_metrics(ctx) -> None:
+def step_metrics(ctx) -> dict:
     """Merge the metrics.json of every half (the inputs) into the paper's metrics.json."""
     merged = {}
     for path in ctx.inputs:
@@ -372,4 +372,4 @@ def step_metrics(ctx) -> None:
         if clash:
             raise ValueError(f"{path}: metric names already used by another part: {sorted(clash)}")
         merged.update(part)
-    (ctx.outdir / "metrics.json").write_text(json.dumps(merged, indent=2))
+    return merged

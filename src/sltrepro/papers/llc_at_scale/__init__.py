@@ -1,6 +1,36 @@
-"""Furman & Lau (2024): LLC estimates of deep linear networks vs Aoyagi's exact lambda."""
+"""Steps of the llc_at_scale paper (Furman & Lau 2024); see pipeline.py for the method.
 
-from sltrepro.papers.llc_at_scale.figures import draw_all
-from sltrepro.papers.llc_at_scale.pipeline import collect, estimate_architecture
+Each step reads the files its rule names (``ctx.input``) and writes those it declares
+(``ctx.output``); the paths live in workflows/llc_at_scale.smk only.
+"""
 
-STEPS = {"estimate": estimate_architecture, "collect": collect, "figures": draw_all}
+import json
+
+import pandas as pd
+
+from . import figures, pipeline
+
+
+def estimate(ctx) -> None:
+    """--opt index=I: lambda, lambda_hat at w* and at the SGD endpoint -> result."""
+    record = pipeline.estimate_architecture(
+        ctx.config, ctx.opt("index", int), ctx.outdir / "sgd.pt", ctx.device, ctx.log
+    )
+    ctx.output("result").write_text(json.dumps(record, indent=1))
+
+
+def collect(ctx) -> dict:
+    """Every architecture's result -> table and metrics."""
+    table = pipeline.result_table(ctx.input_list("result"))
+    table.to_csv(ctx.output("table"), index=False)
+    metrics = pipeline.summary_metrics(table)
+    ctx.log.info("metrics: %s", metrics)
+    return metrics
+
+
+def draw(ctx) -> None:
+    """Every figure of figures.FIGURES from the table."""
+    figures.draw_all(pd.read_csv(ctx.input("table")), ctx.outdir)
+
+
+STEPS = {"estimate": estimate, "collect": collect, "figures": draw}

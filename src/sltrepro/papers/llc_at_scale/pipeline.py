@@ -201,11 +201,10 @@ def train_sgd(arch: Architecture, data, sgd: dict, steps: int, ckpt_path: Path, 
     return model, float(full_data_loss(model, mse, (x, y), device=device))
 
 
-def estimate_architecture(ctx) -> None:
-    """Step ``estimate`` (--opt index=I): lambda, lambda_hat at w* and at the SGD endpoint."""
-    config, log = ctx.config, ctx.log
+def estimate_architecture(config: dict, index: int, ckpt_path, device, log) -> dict:
+    """Architecture ``index``: lambda and lambda_hat at w* and at the SGD endpoint (SGD
+    resumes from ``ckpt_path``), as the record ``result_table`` reads."""
     start = time.perf_counter()
-    index = ctx.opt("index", int)
     arch = sample_architecture(config, index)
     family = family_of(config, index)
     log.info(
@@ -213,14 +212,12 @@ def estimate_architecture(ctx) -> None:
     )
     data = make_data(arch, family["num_samples"])
     truth = DeepLinearNetwork.from_weights(arch.weights)
-    at_truth = estimate_at(truth, data, config, family, arch.seed, ctx.device, log)
-    model, loss = train_sgd(
-        arch, data, config["sgd"], family["sgd_steps"], ctx.outdir / "sgd.pt", ctx.device, log
-    )
-    at_sgd = estimate_at(model.cpu(), data, config, family, arch.seed + 3, ctx.device, log)
+    at_truth = estimate_at(truth, data, config, family, arch.seed, device, log)
+    model, loss = train_sgd(arch, data, config["sgd"], family["sgd_steps"], ckpt_path, device, log)
+    at_sgd = estimate_at(model.cpu(), data, config, family, arch.seed + 3, device, log)
     record = {**arch.describe(), "true": at_truth, "sgd": {**at_sgd, "train_loss": loss}}
     record["wall_seconds"] = time.perf_counter() - start
-    (ctx.outdir / "result.json").write_text(json.dumps(record, indent=1))
+    return record
 
 
 def relative_error(lam, lam_hat):
@@ -322,19 +319,3 @@ def summary_metrics(table: pd.DataFrame) -> dict:
     return {
         k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in metrics.items()
     }
-
-
-def collect(ctx) -> None:
-    """Step ``collect`` (outdir = the paper's folder): table.csv and metrics.json from every
-    architecture's ``arch/<index>/result.json`` of this profile."""
-    paths = [
-        ctx.outdir / "arch" / str(i) / "result.json" for i in range(num_architectures(ctx.config))
-    ]
-    missing = [str(p) for p in paths if not p.exists()]
-    if missing:
-        raise FileNotFoundError(f"{len(missing)} architecture results missing, e.g. {missing[0]}")
-    table = result_table(paths)
-    table.to_csv(ctx.outdir / "table.csv", index=False)
-    metrics = summary_metrics(table)
-    (ctx.outdir / "metrics.json").write_text(json.dumps(metrics, indent=1))
-    ctx.log.info("metrics: %s", metrics)

@@ -7,6 +7,9 @@ import pandas as pd
 
 from sltrepro import plots
 
+# The figures the figures step writes (as <name>.png); the workflow declares them from here.
+FIGURES = ("estimates", "calibration", "traces")
+
 
 def estimates_figure(table: pd.DataFrame, path: Path) -> Path:
     """Estimated vs true lambda, mean +- std over seeds; Table 1 rows with the paper's SGLD
@@ -91,3 +94,16 @@ def trace_figure(estimates: list[dict], path: Path) -> Path:
         ax.set_visible(False)
     axes.flat[0].legend(fontsize=7)
     return plots.save(fig, path)
+
+
+def draw_all(
+    table: pd.DataFrame,
+    estimates: list[dict],
+    calibration: pd.DataFrame,
+    calibration_summary: dict,
+    outdir: Path,
+) -> None:
+    """Every figure of :data:`FIGURES` into ``outdir``."""
+    estimates_figure(table, outdir / "estimates.png")
+    calibration_figure(calibration, calibration_summary, outdir / "calibration.png")
+    trace_figure(estimates, outdir / "traces.png")

@@ -1,6 +1,6 @@
 """Lau et al. 2023: the LLC estimator against known learning coefficients.
 
-Steps (each writes into its own folder):
+Steps (the adapters in ``__init__.py`` write what these return into the rule's outputs):
 
 - ``normal_crossing --opt model=NAME``: Table 1, one model y = p(w) x + N(0, s^2) at w* = 0
   (or the two-minimum potential at one of its minima: the locality demonstration), one
@@ -16,7 +16,6 @@ Steps (each writes into its own folder):
 - ``figures``: the estimates, calibration and LLC-trace figures from those files.
 """
 
-import json
 import math
 from fractions import Fraction
 
@@ -35,7 +34,6 @@ from sltrepro.models.normal_crossing import (
     monomial_data,
     two_minima,
 )
-from sltrepro.papers.llc_estimator import figures as figs
 from sltrepro.papers.llc_estimator import reference
 from sltrepro.theory import (
     dln_learning_coefficient,
@@ -114,16 +112,25 @@ def _potential(spec: dict):
 
 
 def _estimate(
-    ctx, model, loss_fn, data, seed, step_size=None, localization=None, keep_trace=False
+    cfg,
+    device,
+    log,
+    model,
+    loss_fn,
+    data,
+    seed,
+    step_size=None,
+    localization=None,
+    keep_trace=False,
 ) -> dict:
     """One estimate's summary row (plus, with ``keep_trace``, its (C, D) LLC trace for the
     trace figure: kept for the first seed only, the traces of all seeds would be large)."""
     changes = {"step_size": step_size, "localization": localization}
-    settings = SamplerSettings.from_config(ctx.config["sampler"]).replace(
+    settings = SamplerSettings.from_config(cfg["sampler"]).replace(
         **{k: v for k, v in changes.items() if v is not None}
     )
-    res = estimate_llc(model, loss_fn, data, settings, seed=seed, device=ctx.device, verbose=False)
-    ctx.log.info(
+    res = estimate_llc(model, loss_fn, data, settings, seed=seed, device=device, verbose=False)
+    log.info(
         "seed %d: llc %.4f (chain std %.4f), MALA %.3f, %d diverged, %.1f s",
         seed,
         res.llc_mean,
@@ -138,9 +145,9 @@ def _estimate(
     return out
 
 
-def normal_crossing(ctx) -> None:
-    cfg = ctx.config
-    spec = _by_name(cfg["models"], ctx.opt("model"), "model")
+def normal_crossing(cfg: dict, name: str, device, log) -> dict:
+    """Model ``name`` of Table 1: one estimate and its quadrature reference per seed."""
+    spec = _by_name(cfg["models"], name, "model")
     model, coefficient, w_star, truth = _potential(spec)
     gamma = spec.get("localization", cfg["sampler"]["localization"])
     loss_fn = gaussian_nll(cfg["noise_std"])
@@ -149,7 +156,7 @@ def normal_crossing(ctx) -> None:
         seed = _seed(cfg, i)
         data = monomial_data(cfg["num_samples"], noise_std=cfg["noise_std"], seed=seed)
         run = _estimate(
-            ctx, model, loss_fn, data, seed, spec.get("step_size"), gamma, keep_trace=i == 0
+            cfg, device, log, model, loss_fn, data, seed, spec.get("step_size"), gamma, i == 0
         )
         run["reference"] = reference.tempered_llc(
             coefficient,
@@ -159,37 +166,37 @@ def normal_crossing(ctx) -> None:
             localization=gamma,
             w_star=w_star,
         )
-        ctx.log.info("seed %d: quadrature reference %.4f", seed, run["reference"])
+        log.info("seed %d: quadrature reference %.4f", seed, run["reference"])
         runs.append(run)
     out = {"kind": "normal_crossing", "name": spec["name"], "w_star": list(w_star)}
     out.update(powers=spec.get("powers"), localization=gamma)
     out.update(truth=float(truth), truth_str=str(truth), runs=runs)
-    (ctx.outdir / "estimates.json").write_text(json.dumps(out, indent=1))
+    return out
 
 
-def dln(ctx) -> None:
-    cfg = ctx.config
-    case = _by_name(cfg["dln_cases"], ctx.opt("case"), "dln case")
+def dln(cfg: dict, name: str, device, log) -> dict:
+    """DLN case ``name`` at a random true parameter of its rank: one estimate per seed."""
+    case = _by_name(cfg["dln_cases"], name, "dln case")
     truth = dln_learning_coefficient(case["widths"], case["rank"])[0]
-    runs = []
+    step_size, runs = case["step_size"], []
     for i in range(cfg["seeds"]):
         seed = _seed(cfg, i)
         net = true_dln(case["widths"], case["rank"], seed)
         data = dln_data(net, cfg["num_samples"], seed)
         runs.append(
-            _estimate(ctx, net, gaussian_nll(1.0), data, seed, case["step_size"], keep_trace=i == 0)
+            _estimate(cfg, device, log, net, gaussian_nll(1.0), data, seed, step_size, None, i == 0)
         )
     out = {"kind": "dln", "name": case["name"], "widths": case["widths"], "rank": case["rank"]}
     out.update(truth=float(truth), truth_str=str(truth), runs=runs)
-    (ctx.outdir / "estimates.json").write_text(json.dumps(out, indent=1))
+    return out
 
 
-def mala_reference(ctx) -> None:
+def mala_reference(cfg: dict, name: str) -> dict:
     """The finite-nbeta expectation for a DLN case by a long full-batch MALA chain on the
     same posterior, datasets and true parameters as the ``dln`` step (no discretisation
     bias, unlike SGLD): settles whether a gap to Aoyagi's lambda is the sampler's or n's."""
-    cfg, mr = ctx.config, ctx.config["mala_reference"]
-    case = _by_name(cfg["dln_cases"], ctx.opt("case"), "dln case")
+    mr = cfg["mala_reference"]
+    case = _by_name(cfg["dln_cases"], name, "dln case")
     weights, stats = [], []
     for i in range(cfg["seeds"]):
         net = true_dln(case["widths"], case["rank"], _seed(cfg, i))
@@ -207,12 +214,12 @@ def mala_reference(ctx) -> None:
         seed=_seed(cfg, 0),
     )
     out.update(case=case["name"], num_steps=mr["num_steps"], num_chains=mr["num_chains"])
-    ctx.log.info("MALA reference %s: %s", case["name"], out)
-    (ctx.outdir / "reference.json").write_text(json.dumps(out, indent=1))
+    return out
 
 
-def calibrate(ctx) -> None:
-    cfg, cal = ctx.config, ctx.config["calibration"]
+def calibrate(cfg: dict, device) -> tuple[pd.DataFrame, dict]:
+    """The step size x nbeta sweep on the calibration case: (its table, the summary)."""
+    cal = cfg["calibration"]
     case = _by_name(cfg["dln_cases"], cal["case"], "dln case")
     net = true_dln(case["widths"], case["rank"], _seed(cfg, 0))
     data = dln_data(net, cfg["num_samples"], _seed(cfg, 0))
@@ -229,11 +236,10 @@ def calibrate(ctx) -> None:
         localization=cfg["sampler"]["localization"],
         batch_size=cfg["sampler"]["batch_size"],
         seed=_seed(cfg, 0),
-        device=ctx.device,
+        device=device,
         mala_every=1,
     )
     table = result.table.assign(nbeta_factor=lambda t: t["nbeta"] / base)
-    table.to_csv(ctx.outdir / "calibration.csv", index=False)
     truth = float(dln_learning_coefficient(case["widths"], case["rank"])[0])
     summary = {"case": case["name"], "truth": truth, "best_step_size": result.best_step_size}
     summary["best_nbeta"] = result.best_nbeta
@@ -243,8 +249,7 @@ def calibrate(ctx) -> None:
     ]
     summary["best_llc"] = float(picked["llc_mean"].iloc[0]) if len(picked) else None
     summary["best_healthy"] = bool(picked["healthy"].iloc[0]) if len(picked) else None
-    (ctx.outdir / "calibration.json").write_text(json.dumps(summary, indent=1))
-    ctx.log.info("calibration:\n%s", table.to_string())
+    return table, summary
 
 
 def _row(est: dict) -> dict:
@@ -276,13 +281,12 @@ def _paired_z(diff: np.ndarray, name: str) -> dict:
     return {f"{name}_diff": mean, f"{name}_se": se, f"{name}_z": mean / se if se > 0 else None}
 
 
-def collect(ctx) -> None:
-    """Table 1 (+ locality and DLN rows) and the flat metrics the claims read."""
-    ests = [json.loads(p.read_text()) for p in ctx.inputs if p.name == "estimates.json"]
-    cal = [json.loads(p.read_text()) for p in ctx.inputs if p.name == "calibration.json"]
-    malas = [json.loads(p.read_text()) for p in ctx.inputs if p.name == "reference.json"]
+def collect(
+    ests: list[dict], cal: list[dict], malas: list[dict]
+) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """Table 1 (+ locality and DLN rows), the diagnostics of every estimate and the flat
+    metrics the claims read, from the estimates, calibration summaries and MALA references."""
     table = pd.DataFrame([_row(e) for e in ests])
-    table.to_csv(ctx.outdir / "table.csv", index=False)
     # the evidence behind every estimate: one row per case and seed
     diagnostics = pd.DataFrame(
         [
@@ -291,7 +295,6 @@ def collect(ctx) -> None:
             for r in e["runs"]
         ]
     )
-    diagnostics.to_csv(ctx.outdir / "diagnostics.csv", index=False)
     metrics = {}
     for row, est in zip(table.to_dict("records"), ests, strict=True):
         err = abs(row["mean"] - row["truth"])
@@ -346,21 +349,4 @@ def collect(ctx) -> None:
         metrics["calibration_rank_count_rel_error"] = (
             abs(c["rank_count_lambda"] - c["truth"]) / c["truth"]
         )
-    metrics = {
-        k: (None if isinstance(v, float) and not math.isfinite(v) else v)
-        for k, v in metrics.items()
-    }
-    (ctx.outdir / "metrics.json").write_text(json.dumps(metrics, indent=1))
-    ctx.log.info("table:\n%s", table.to_string())
-
-
-def make_figures(ctx) -> None:
-    by_name = {p.name: p for p in ctx.inputs}
-    figs.estimates_figure(pd.read_csv(by_name["table.csv"]), ctx.outdir / "estimates.png")
-    ests = [json.loads(p.read_text()) for p in ctx.inputs if p.name == "estimates.json"]
-    figs.trace_figure(ests, ctx.outdir / "traces.png")
-    figs.calibration_figure(
-        pd.read_csv(by_name["calibration.csv"]),
-        json.loads(by_name["calibration.json"].read_text()),
-        ctx.outdir / "calibration.png",
-    )
+    return table, diagnostics, metrics

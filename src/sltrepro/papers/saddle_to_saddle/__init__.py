@@ -1,4 +1,8 @@
-"""Steps of the saddle_to_saddle paper (Jacot et al. 2021); see pipeline.py for the method."""
+"""Steps of the saddle_to_saddle paper (Jacot et al. 2021); see pipeline.py for the method.
+
+Each step reads the files its rule names (``ctx.input``) and writes those it declares
+(``ctx.output``); the paths live in workflows/saddle_to_saddle.smk only.
+"""
 
 import numpy as np
 import pandas as pd
@@ -7,34 +11,49 @@ from . import figures, pipeline
 
 
 def train(ctx) -> None:
-    """--opt depth=L: the init-scale sweep of one depth -> history.npz."""
-    pipeline.train_sweep(ctx.config, ctx.opt("depth", int), ctx.outdir, device=ctx.device)
+    """--opt depth=L: the init-scale sweep of one depth -> history."""
+    arrays = pipeline.train_sweep(
+        ctx.config, ctx.opt("depth", int), ctx.outdir / "checkpoint.pt", device=ctx.device
+    )
+    np.savez_compressed(ctx.output("history"), **arrays)
 
 
 def saxe(ctx) -> None:
-    """Two-layer simulation vs Saxe's closed form -> saxe.csv."""
-    pipeline.saxe_check(ctx.config, ctx.config["seed"]).to_csv(ctx.outdir / "saxe.csv", index=False)
+    """Two-layer simulation vs Saxe's closed form -> saxe."""
+    pipeline.saxe_check(ctx.config, ctx.config["seed"]).to_csv(ctx.output("saxe"), index=False)
 
 
 def llc(ctx) -> None:
-    """--opt arch=NAME: LLC at checkpoints of one trajectory -> llc.csv."""
-    table = pipeline.llc_trajectory(ctx.config, ctx.opt("arch"), ctx.outdir)
-    table.to_csv(ctx.outdir / "llc.csv", index=False)
+    """--opt arch=NAME: LLC at checkpoints of one trajectory -> llc, history."""
+    table, arrays = pipeline.llc_trajectory(
+        ctx.config, ctx.opt("arch"), ctx.outdir / "checkpoint.pt"
+    )
+    table.to_csv(ctx.output("llc"), index=False)
+    np.savez_compressed(ctx.output("history"), **arrays)
 
 
-def _load_histories(ctx) -> dict:
-    histories = {}
-    for spec in ctx.config["depths"]:
-        L = spec["depth"]
-        with np.load(ctx.results / "train" / f"L{L}" / "history.npz") as f:
-            histories[L] = dict(f)
-    return histories
+def _load_npz(paths) -> list[dict]:
+    arrays = []
+    for path in paths:
+        with np.load(path) as f:
+            arrays.append(dict(f))
+    return arrays
 
 
-def analyze(ctx) -> None:
-    """Plateaus, rank jumps, escape fits, LLC summary -> tables and metrics.json."""
+def _histories(ctx) -> dict:
+    """depth -> training arrays; the rule lists the histories in the config's depth order."""
+    depths = [spec["depth"] for spec in ctx.config["depths"]]
+    return dict(zip(depths, _load_npz(ctx.input_list("history")), strict=True))
+
+
+def _llc_table(ctx) -> pd.DataFrame:
+    return pd.concat([pd.read_csv(p) for p in ctx.input_list("llc")], ignore_index=True)
+
+
+def analyze(ctx) -> dict:
+    """Plateaus, rank jumps, escape fits, LLC summary -> tables and metrics."""
     cfg = ctx.config
-    histories = _load_histories(ctx)
+    histories = _histories(ctx)
     plateaus = pd.concat(
         [pipeline.plateau_table(arr, cfg, L) for L, arr in histories.items()], ignore_index=True
     )
@@ -45,25 +64,29 @@ def analyze(ctx) -> None:
         [pipeline.escape_fits(arr, L, cfg["escape_fit_min_gamma"]) for L, arr in histories.items()],
         ignore_index=True,
     )
-    saxe_table = pd.read_csv(ctx.results / "saxe" / "saxe.csv")
-    llc_table = pd.concat(
-        [
-            pd.read_csv(ctx.results / "llc" / arch / "llc.csv")
-            for arch in cfg["llc"]["architectures"]
-        ],
-        ignore_index=True,
+    saxe_table = pd.read_csv(ctx.input("saxe"))
+    plateaus.to_csv(ctx.output("plateaus"), index=False)
+    counts.to_csv(ctx.output("plateau_counts"), index=False)
+    fits.to_csv(ctx.output("escape_fits"), index=False)
+    metrics = pipeline.summarize(
+        cfg, histories, plateaus, counts, fits, saxe_table, _llc_table(ctx)
     )
-    plateaus.to_csv(ctx.outdir / "plateaus.csv", index=False)
-    counts.to_csv(ctx.outdir / "plateau_counts.csv", index=False)
-    fits.to_csv(ctx.outdir / "escape_fits.csv", index=False)
-    metrics = pipeline.summarize(cfg, histories, plateaus, counts, fits, saxe_table, llc_table)
-    pipeline.write_json(ctx.outdir / "metrics.json", metrics)
     ctx.log.info("metrics: %s", metrics)
+    return metrics
 
 
 def draw(ctx) -> None:
-    """All figures from the saved results."""
-    figures.draw_all(ctx.config, ctx.results, ctx.outdir)
+    """Every figure of figures.FIGURES from the saved results."""
+    archs = list(ctx.config["llc"]["architectures"])
+    llc_histories = dict(zip(archs, _load_npz(ctx.input_list("llc_history")), strict=True))
+    figures.draw_all(
+        ctx.config,
+        _histories(ctx),
+        pd.read_csv(ctx.input("saxe")),
+        _llc_table(ctx),
+        llc_histories,
+        ctx.outdir,
+    )
 
 
 STEPS = {"train": train, "saxe": saxe, "llc": llc, "analyze": analyze, "figures": draw}

@@ -10,13 +10,8 @@ from sltrepro import plots
 from sltrepro.papers.saddle_to_saddle import pipeline
 from sltrepro.plateaus import find_plateaus
 
-
-def _histories(config, results: Path) -> dict:
-    out = {}
-    for spec in config["depths"]:
-        with np.load(results / "train" / f"L{spec['depth']}" / "history.npz") as f:
-            out[spec["depth"]] = dict(f)
-    return out
+# The figures draw_all writes (as <name>.png); the workflow declares them from this list.
+FIGURES = ("loss_curves", "staircase", "escape_times", "ntk_contrast", "saxe", "llc")
 
 
 def _positive_time(arr):
@@ -161,17 +156,19 @@ def llc(table: pd.DataFrame, histories: dict, path) -> None:
     plots.save(fig, path)
 
 
-def draw_all(config, results: Path, outdir: Path) -> None:
-    histories = _histories(config, results)
+def draw_all(
+    config,
+    histories: dict,
+    saxe_table: pd.DataFrame,
+    llc_table: pd.DataFrame,
+    llc_histories: dict,
+    outdir: Path,
+) -> None:
+    """Every figure of :data:`FIGURES` into ``outdir``: ``histories`` maps depth -> training
+    arrays, ``llc_histories`` architecture -> the arrays of its LLC trajectory."""
     loss_curves(config, histories, outdir / "loss_curves.png")
     staircase(config, histories, outdir / "staircase.png")
     escape_times(config, histories, outdir / "escape_times.png")
     ntk_contrast(config, histories, outdir / "ntk_contrast.png")
-    saxe(pd.read_csv(results / "saxe" / "saxe.csv"), outdir / "saxe.png")
-    archs = config["llc"]["architectures"]
-    tables = [pd.read_csv(results / "llc" / a / "llc.csv") for a in archs]
-    llc_histories = {}
-    for arch in archs:
-        with np.load(results / "llc" / arch / "history.npz") as f:
-            llc_histories[arch] = dict(f)
-    llc(pd.concat(tables, ignore_index=True), llc_histories, outdir / "llc.png")
+    saxe(saxe_table, outdir / "saxe.png")
+    llc(llc_table, llc_histories, outdir / "llc.png")

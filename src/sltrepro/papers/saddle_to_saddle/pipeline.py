@@ -19,9 +19,6 @@ Method, as the steps run it:
 Time is continuous gradient-flow time t = lr * step throughout.
 """
 
-import json
-from fractions import Fraction
-
 import numpy as np
 import pandas as pd
 import torch
@@ -81,8 +78,9 @@ def run_seeds(config: dict) -> list[int]:
 
 
 # ----------------------------------------------------------------------------- step 1
-def train_sweep(config: dict, depth: int, outdir, *, device="cpu", verbose=True) -> dict:
-    """Train every (seed, gamma) of one depth; returns and saves the logged arrays."""
+def train_sweep(config: dict, depth: int, checkpoint_path, *, device="cpu", verbose=True) -> dict:
+    """Train every (seed, gamma) of one depth (resuming from ``checkpoint_path``); returns
+    the logged arrays."""
     spec = depth_spec(config, depth)
     dim = len(config["target_diag"])
     widths = [dim] + [spec["width"]] * (depth - 1) + [dim]
@@ -98,7 +96,7 @@ def train_sweep(config: dict, depth: int, outdir, *, device="cpu", verbose=True)
         num_steps=spec["num_steps"],
         log_steps=log_spaced_steps(spec["num_steps"], config["log_points_per_decade"]),
         levels=escape_levels(singular_values(config["target_diag"])),
-        checkpoint_path=outdir / "checkpoint.pt",
+        checkpoint_path=checkpoint_path,
         checkpoint_every=config["checkpoint_every"],
         desc=f"train L={depth}",
         verbose=verbose,
@@ -113,7 +111,6 @@ def train_sweep(config: dict, depth: int, outdir, *, device="cpu", verbose=True)
         "sigma": np.tile([init_scale(spec["width"], g) for g in gammas], len(seeds)),
         "seed": np.repeat(seeds, len(gammas)),
     }
-    np.savez_compressed(outdir / "history.npz", **arrays)
     return arrays
 
 
@@ -179,8 +176,11 @@ def half_squared_error(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return 0.5 * (out - y).pow(2).sum(-1).mean()
 
 
-def llc_trajectory(config: dict, arch: str, outdir, *, verbose=True) -> pd.DataFrame:
-    """Train one trajectory of architecture ``arch`` and estimate the LLC at checkpoints."""
+def llc_trajectory(
+    config: dict, arch: str, checkpoint_path, *, verbose=True
+) -> tuple[pd.DataFrame, dict]:
+    """Train one trajectory of architecture ``arch`` (resuming from ``checkpoint_path``) and
+    estimate the LLC at checkpoints: ``(table, the trajectory's time, loss, svals arrays)``."""
     cfg = config["llc"]
     if arch not in cfg["architectures"]:
         raise KeyError(
@@ -198,13 +198,13 @@ def llc_trajectory(config: dict, arch: str, outdir, *, verbose=True) -> pd.DataF
         num_steps=cfg["num_steps"],
         log_steps=log_steps,
         snapshot_steps=log_steps,  # B = 1 and a small net: keep every logged point
-        checkpoint_path=outdir / "checkpoint.pt",
+        checkpoint_path=checkpoint_path,
         checkpoint_every=config["checkpoint_every"],
         desc=f"llc trajectory {arch}",
         verbose=verbose,
     )
     time = hist.steps * cfg["lr"]
-    np.savez_compressed(outdir / "history.npz", time=time, loss=hist.loss[0], svals=hist.svals[0])
+    arrays = {"time": time, "loss": hist.loss[0], "svals": hist.svals[0]}
     # Checkpoints: evenly spaced among the (log-spaced) logged steps, plus the middle of every
     # detected plateau (the points closest to the saddles, where a rank's lambda applies).
     plateaus = find_plateaus(time, hist.loss[0], **config["plateau"])
@@ -245,7 +245,7 @@ def llc_trajectory(config: dict, arch: str, outdir, *, verbose=True) -> pd.DataF
                 **result.summary_row(),
             }
         )
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows), arrays
 
 
 # ----------------------------------------------------------------------------- step 4
@@ -400,16 +400,3 @@ def summarize(config, histories, plateaus, counts, fits, saxe, llc) -> dict:
             stem, label = f"llc_{arch}_plateau{row.plateau_index}_", [f"step {row.step}"]
             metrics |= health_metrics([row._asdict()], stem, label)
     return metrics
-
-
-def write_json(path, obj) -> None:
-    with open(path, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=True, default=_json_default)
-
-
-def _json_default(value):
-    if isinstance(value, Fraction):
-        return float(value)
-    if isinstance(value, np.generic):
-        return value.item()
-    raise TypeError(f"cannot write {type(value)} to JSON")

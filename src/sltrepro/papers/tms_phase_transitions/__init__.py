@@ -1,4 +1,8 @@
-"""Steps of the tms_phase_transitions paper (Chen et al. 2023); see pipeline.py for the method."""
+"""Steps of the tms_phase_transitions paper (Chen et al. 2023); see pipeline.py for the method.
+
+Each step reads the files its rule names (``ctx.input``) and writes those it declares
+(``ctx.output``); the paths live in workflows/tms_phase_transitions.smk only.
+"""
 
 import json
 
@@ -9,66 +13,76 @@ from . import figures, pipeline
 
 
 def critical(ctx) -> None:
-    """k-gon critical points: closed form, Monte Carlo, gradient -> critical.csv."""
-    pipeline.critical_table(ctx.config).to_csv(ctx.outdir / "critical.csv", index=False)
+    """k-gon critical points: closed form, Monte Carlo, gradient -> critical."""
+    pipeline.critical_table(ctx.config).to_csv(ctx.output("critical"), index=False)
 
 
 def llc(ctx) -> None:
-    """--opt point=NAME (e.g. 5-_c6): LLC at one critical point, per seed -> llc.csv."""
+    """--opt point=NAME (e.g. 5-_c6): LLC at one critical point, per seed -> llc."""
     table = pipeline.llc_at_point(ctx.config, ctx.opt("point"))
-    table.to_csv(ctx.outdir / "llc.csv", index=False)
+    table.to_csv(ctx.output("llc"), index=False)
 
 
 def bayes(ctx) -> None:
-    """--opt n=N: MALA on the posterior at sample size N -> draws.csv, sampler.json."""
+    """--opt n=N: MALA on the posterior at sample size N -> draws, sampler."""
     draws, summary = pipeline.bayes_chains(ctx.config, ctx.opt("n", int))
-    draws.to_csv(ctx.outdir / "draws.csv", index=False)
-    (ctx.outdir / "sampler.json").write_text(json.dumps(summary, indent=2))
+    draws.to_csv(ctx.output("draws"), index=False)
+    ctx.output("sampler").write_text(json.dumps(summary, indent=2))
 
 
 def sgd(ctx) -> None:
-    """The stack of SGD trajectories -> history.npz."""
-    pipeline.train_sgd(ctx.config, ctx.outdir)
+    """The stack of SGD trajectories -> history."""
+    np.savez_compressed(ctx.output("history"), **pipeline.train_sgd(ctx.config))
 
 
 def _history(ctx) -> dict:
-    with np.load(ctx.results / "sgd" / "history.npz") as f:
+    with np.load(ctx.input("history")) as f:
         return dict(f)
 
 
 def sgd_llc(ctx) -> None:
     """Plateaus of every trajectory and the LLC on those of the first llc_seeds -> csv."""
     arrays = _history(ctx)
-    pipeline.plateau_table(ctx.config, arrays).to_csv(ctx.outdir / "plateaus.csv", index=False)
-    pipeline.sgd_llc(ctx.config, arrays).to_csv(ctx.outdir / "llc.csv", index=False)
+    pipeline.plateau_table(ctx.config, arrays).to_csv(ctx.output("plateaus"), index=False)
+    pipeline.sgd_llc(ctx.config, arrays).to_csv(ctx.output("llc"), index=False)
 
 
-def analyze(ctx) -> None:
-    """Predicted vs measured transitions, plateau statistics -> occupancy.csv, metrics.json."""
-    cfg, res = ctx.config, ctx.results
-    crit = pd.read_csv(res / "critical" / "critical.csv")
-    llc_table = pd.concat(
-        [pd.read_csv(res / "llc" / p / "llc.csv") for p in cfg["llc"]["points"]],
-        ignore_index=True,
-    )
-    ns = cfg["bayes"]["sample_sizes"]
-    draws = pd.concat([pd.read_csv(res / "bayes" / f"n{n}" / "draws.csv") for n in ns])
-    summaries = [json.loads((res / "bayes" / f"n{n}" / "sampler.json").read_text()) for n in ns]
+def _concat_csv(paths) -> pd.DataFrame:
+    return pd.concat([pd.read_csv(p) for p in paths], ignore_index=True)
+
+
+def analyze(ctx) -> dict:
+    """Predicted vs measured transitions, plateau statistics -> occupancy, metrics."""
+    cfg = ctx.config
+    crit = pd.read_csv(ctx.input("critical"))
+    llc_table = _concat_csv(ctx.input_list("llc"))
+    draws = pd.concat([pd.read_csv(p) for p in ctx.input_list("draws")])
+    summaries = [json.loads(p.read_text()) for p in ctx.input_list("sampler")]
     occ = pipeline.occupancy(draws)
-    occ.to_csv(ctx.outdir / "occupancy.csv", index=False)
-    plateaus = pd.read_csv(res / "sgd_llc" / "plateaus.csv")
-    sgd_llc_table = pd.read_csv(res / "sgd_llc" / "llc.csv")
-    pipeline.sgd_phase_sequences(plateaus).to_csv(ctx.outdir / "sgd_sequences.csv")
+    occ.to_csv(ctx.output("occupancy"), index=False)
+    plateaus = pd.read_csv(ctx.input("plateaus"))
+    sgd_llc_table = pd.read_csv(ctx.input("sgd_llc"))
+    pipeline.sgd_phase_sequences(plateaus).to_csv(ctx.output("sgd_sequences"))
     metrics = pipeline.summarize(
         cfg, crit, llc_table, occ, summaries, plateaus, sgd_llc_table, _history(ctx)
     )
-    pipeline.write_json(ctx.outdir / "metrics.json", metrics)
     ctx.log.info("metrics: %s", metrics)
+    return metrics
 
 
 def draw(ctx) -> None:
-    """All figures from the saved results."""
-    figures.draw_all(ctx.config, ctx.results, ctx.outdir)
+    """Every figure of figures.FIGURES from the saved results."""
+    metrics = json.loads(ctx.input("metrics").read_text())
+    figures.draw_all(
+        ctx.config,
+        pd.read_csv(ctx.input("critical")),
+        pd.read_csv(ctx.input("occupancy")),
+        metrics.get("bayes_predicted_n"),
+        _history(ctx),
+        pd.read_csv(ctx.input("plateaus")),
+        pd.read_csv(ctx.input("sgd_llc")),
+        ctx.outdir,
+    )
 
 
 STEPS = {

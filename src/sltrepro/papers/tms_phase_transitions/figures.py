@@ -8,6 +8,9 @@ import pandas as pd
 from sltrepro import plots
 from sltrepro.papers.tms_phase_transitions import pipeline
 
+# The figures draw_all writes (as <name>.png); the workflow declares them from this list.
+FIGURES = ("kgon_gallery", "occupancy", "sgd_loss_llc")
+
 
 def kgon_gallery(config, critical: pd.DataFrame, path) -> None:
     """Each critical point's weight columns as arrows in the hidden plane; the bias sign of
@@ -105,22 +108,18 @@ def sgd_curves(config, arrays: dict, plateaus: pd.DataFrame, llc: pd.DataFrame, 
     plots.save(fig, path)
 
 
-def draw_all(config, results: Path, outdir: Path) -> None:
-    critical = pd.read_csv(results / "critical" / "critical.csv")
+def draw_all(
+    config,
+    critical: pd.DataFrame,
+    occ: pd.DataFrame,
+    predicted_n,
+    arrays: dict,
+    plateaus: pd.DataFrame,
+    sgd_llc: pd.DataFrame,
+    outdir: Path,
+) -> None:
+    """Every figure of :data:`FIGURES` into ``outdir``; ``predicted_n`` is the metric
+    ``bayes_predicted_n`` (None when missing), ``arrays`` the SGD trajectories."""
     kgon_gallery(config, critical, outdir / "kgon_gallery.png")
-    metrics = pd.read_json(results / "metrics.json", typ="series")
-    occupancy(
-        config,
-        pd.read_csv(results / "occupancy.csv"),
-        metrics.get("bayes_predicted_n"),
-        outdir / "occupancy.png",
-    )
-    with np.load(results / "sgd" / "history.npz") as f:
-        arrays = dict(f)
-    sgd_curves(
-        config,
-        arrays,
-        pd.read_csv(results / "sgd_llc" / "plateaus.csv"),
-        pd.read_csv(results / "sgd_llc" / "llc.csv"),
-        outdir / "sgd_loss_llc.png",
-    )
+    occupancy(config, occ, predicted_n, outdir / "occupancy.png")
+    sgd_curves(config, arrays, plateaus, sgd_llc, outdir / "sgd_loss_llc.png")

@@ -19,7 +19,6 @@ Method, as the steps run it:
    measured transition, the plateau statistics against their nulls, metrics.json.
 """
 
-import json
 import math
 
 import numpy as np
@@ -298,7 +297,8 @@ def log_spaced(total: int, count: int) -> np.ndarray:
     )
 
 
-def train_sgd(config: dict, outdir, *, verbose=True) -> dict:
+def train_sgd(config: dict, *, verbose=True) -> dict:
+    """The stack of SGD trajectories: their logged arrays."""
     cfg = config["sgd"]
     seeds = sgd_seeds(config)
     weight, bias = sgd_init(config, seeds)
@@ -321,7 +321,6 @@ def train_sgd(config: dict, outdir, *, verbose=True) -> dict:
         "bias": hist.bias,
         "seed": np.array(seeds),
     }
-    np.savez_compressed(outdir / "history.npz", **arrays)
     return arrays
 
 
@@ -573,14 +572,3 @@ def summarize(config, crit, llc, occ, bayes_summary, plateaus, sgd_llc_table, ar
 def sgd_phase_sequences(plateaus: pd.DataFrame) -> pd.Series:
     """The sequence of plateau phases of each trajectory, e.g. '4++ > 5+'."""
     return plateaus.sort_values("index").groupby("seed").phase.apply(" > ".join)
-
-
-def write_json(path, obj) -> None:
-    with open(path, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=True, default=_json_default)
-
-
-def _json_default(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    raise TypeError(f"cannot write {type(value)} to JSON")

@@ -7,8 +7,6 @@ from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-import torch
-
 from .paths import repo_root
 
 PACKAGES = ("sltrepro", "torch", "numpy", "pandas", "scikit-learn", "snakemake")
@@ -51,8 +49,12 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def host_info(device: torch.device | str = "cpu") -> dict:
+def host_info(device="cpu") -> dict:
     """Where a result was computed. The CPU capability matters: it selects the rounding path."""
+    # imported here, not at the top: the claims, report and summary jobs of every DAG import
+    # this module, and torch's import is most of their run time
+    import torch
+
     info = {
         "hostname": platform.node(),
         "platform": platform.platform(),
@@ -74,12 +76,12 @@ def find_seeds(*mappings: dict) -> dict:
 
 def write(path: str | Path, **fields) -> dict:
     """Write provenance.json with git state, versions and host, plus ``fields``."""
-    device = fields.pop("device", torch.device("cpu"))
+    device = fields.pop("device", "cpu")
     record = {
         "written_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "git": git_state(),
         "versions": package_versions(),
-        "host": host_info(torch.device(device)),
+        "host": host_info(device),
         **fields,
     }
     Path(path).write_text(json.dumps(record, indent=2, default=str) + "\n")

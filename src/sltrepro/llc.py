@@ -21,7 +21,9 @@ update kernels (:mod:`sltrepro.sgmcmc`: SGLD, RMSprop-SGLD, SGNHT, pure steps), 
 diagnostics and health verdict (:mod:`sltrepro.llc_diagnostics`) and the step-size sweep
 (:mod:`sltrepro.llc_calibration`). This module runs them: minibatches, losses and
 gradients feed the kernel; traces, divergence and MALA observe every step; the result
-carries the estimate with its evidence.
+carries the estimate with its evidence. :func:`estimate_llc_trajectory` runs the chains of
+many checkpoints (an LLC curve over training) in one stacked tensor, each tethered to its
+own w*, with the numbers of one :func:`estimate_llc` call per checkpoint.
 """
 
 from __future__ import annotations
@@ -85,7 +87,8 @@ class LLCDivergenceError(RuntimeError):
 
 @dataclass
 class LLCResult:
-    """The outcome of :func:`estimate_llc`: the estimate, its traces and its evidence.
+    """The outcome of :func:`estimate_llc` (or of one checkpoint of
+    :func:`estimate_llc_trajectory`): the estimate, its traces and its evidence.
 
     Shapes use C = chains, D = draws (after burn-in), K = loss components (only when
     ``loss_fn`` returns a vector, e.g. one loss per token position). The diagnostics
@@ -123,7 +126,8 @@ class LLCResult:
     paired: bool
     seed: int
     seconds: float
-    """Wall time of the call up to the end of sampling (setup, L_n(w*), chains)."""
+    """Wall time of the call up to the end of sampling (setup, L_n(w*), chains); from
+    :func:`estimate_llc_trajectory`, that of the whole call divided by its K checkpoints."""
     rhat: float = math.nan
     """Rank-normalised split R-hat of the LLC trace (ArviZ)."""
     ess_bulk: float = math.nan

@@ -21,7 +21,9 @@ update kernels (:mod:`sltrepro.sgmcmc`: SGLD, RMSprop-SGLD, SGNHT, pure steps), 
 diagnostics and health verdict (:mod:`sltrepro.llc_diagnostics`) and the step-size sweep
 (:mod:`sltrepro.llc_calibration`). This module runs them: minibatches, losses and
 gradients feed the kernel; traces, divergence and MALA observe every step; the result
-carries the estimate with its evidence.
+carries the estimate with its evidence. :func:`estimate_llc_trajectory` runs the chains of
+many checkpoints (an LLC curve over training) in one stacked tensor, each tethered to its
+own w*, with the numbers of one :func:`estimate_llc` call per checkpoint.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -43,6 +45,7 @@ from sltrepro.llc_forward import (
     FlatModel,
     check_data,
     check_loss,
+    checkpoint_params,
     choose_forward,
     flat_full_loss,
     full_data_loss,
@@ -57,6 +60,7 @@ __all__ = [
     "SamplerSettings",
     "default_nbeta",
     "estimate_llc",
+    "estimate_llc_trajectory",
     "full_data_loss",
 ]
 
@@ -66,17 +70,25 @@ class LLCDivergenceError(RuntimeError):
 
     ``result`` is the :class:`LLCResult` all the same (``llc_mean`` NaN, every chain
     flagged, ``healthy`` False): a sweep records ``err.result.summary_row()`` instead of
-    inventing a row of its own.
+    inventing a row of its own. From :func:`estimate_llc_trajectory`, ``results`` holds
+    every checkpoint's result (None from :func:`estimate_llc`).
     """
 
-    def __init__(self, message: str, result: LLCResult | None = None):
+    def __init__(
+        self,
+        message: str,
+        result: LLCResult | None = None,
+        results: list[LLCResult] | None = None,
+    ):
         super().__init__(message)
         self.result = result
+        self.results = results
 
 
 @dataclass
 class LLCResult:
-    """The outcome of :func:`estimate_llc`: the estimate, its traces and its evidence.
+    """The outcome of :func:`estimate_llc` (or of one checkpoint of
+    :func:`estimate_llc_trajectory`): the estimate, its traces and its evidence.
 
     Shapes use C = chains, D = draws (after burn-in), K = loss components (only when
     ``loss_fn`` returns a vector, e.g. one loss per token position). The diagnostics
@@ -114,7 +126,8 @@ class LLCResult:
     paired: bool
     seed: int
     seconds: float
-    """Wall time of the call up to the end of sampling (setup, L_n(w*), chains)."""
+    """Wall time of the call up to the end of sampling (setup, L_n(w*), chains); from
+    :func:`estimate_llc_trajectory`, that of the whole call divided by its K checkpoints."""
     rhat: float = math.nan
     """Rank-normalised split R-hat of the LLC trace (ArviZ)."""
     ess_bulk: float = math.nan
@@ -301,10 +314,6 @@ def estimate_llc(
     start_time = time.perf_counter()
     cfg = (settings or SamplerSettings()).replace(**overrides)
     x, y = check_data(data)
-    n = x.shape[0]
-    nbeta = default_nbeta(n) if cfg.nbeta is None else float(cfg.nbeta)
-    group = cfg.num_chains if cfg.max_parallel_chains is None else cfg.max_parallel_chains
-
     dev = resolve_device(device) if isinstance(device, str) else torch.device(device)
     fm = FlatModel(model, loss_fn, dev)
     x, y = x.to(dev), y.to(dev)
@@ -312,24 +321,121 @@ def estimate_llc(
         l0 = flat_full_loss(fm, fm.w0, x, y, cfg.eval_batch_size)
     else:
         l0 = torch.as_tensor(init_loss, dtype=fm.dtype, device=dev)
+    _check_init_loss(l0)
+    run = _ChainRunner(fm, x, y, fm.w0[None], l0[None], cfg)
+    parts = run.run_all([int(seed)], verbose)
+    seconds = time.perf_counter() - start_time  # sampling; the diagnostics are not timed
+    result = _result(run, parts[0], l0, seed=int(seed), seconds=seconds)
+    if result.diverged.all():
+        raise LLCDivergenceError(_all_diverged_message(result, run.threshold), result)
+    _warn_unhealthy(result)
+    return result
+
+
+def estimate_llc_trajectory(
+    model: nn.Module | None,
+    checkpoints: Sequence[nn.Module | Mapping[str, torch.Tensor]],
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    data: tuple[torch.Tensor, torch.Tensor],
+    settings: SamplerSettings | None = None,
+    *,
+    seed: int | Sequence[int] = 0,
+    device: str | torch.device = "auto",
+    verbose: bool = True,
+    **overrides,
+) -> list[LLCResult]:
+    """The LLC at each of K checkpoints of one model (e.g. along training), in one run.
+
+    The chains of all K checkpoints run together in one ``(K * C, P)`` tensor, each chain
+    tethered to (and started at) its own checkpoint's w*, so one forward and backward pass
+    serves all of them. Each checkpoint draws its minibatches and noise from its own random
+    stream, seeded as a separate :func:`estimate_llc` call with the same seed would seed it,
+    so the K results equal K separate calls (same settings, data and seeds): traces,
+    estimates, divergence, MALA rates and diagnostics, up to the rounding of the batched
+    forward pass (bit-identical when the model's kernels do not change with the number of
+    chains in the batch; ``tests/test_llc_trajectory.py`` checks it).
+
+    Parameters
+    ----------
+    model : nn.Module or None
+        The architecture, evaluated at each checkpoint's parameters (never modified).
+        None: the checkpoints are modules and the first one is used.
+    checkpoints : sequence of K nn.Module or state dicts
+        Each holds the trainable parameters of one w* (a module of the same architecture,
+        or a mapping from parameter name to tensor that holds every trainable parameter of
+        ``model``). Names, shapes and dtypes must agree, and modules must agree on frozen
+        parameters and buffers (all chains share them); a ``ValueError`` says which do not.
+    loss_fn, data, settings, device, verbose, **overrides
+        As for :func:`estimate_llc`; one :class:`SamplerSettings` serves every checkpoint.
+        ``num_chains`` (and ``max_parallel_chains``) count chains per checkpoint.
+    seed : int or sequence of K ints
+        The seed of each checkpoint's estimate; an int is used for all of them.
+
+    Returns
+    -------
+    list of K LLCResult
+        In checkpoint order. ``seconds`` is the call's wall time divided by K (each
+        checkpoint's share of the shared run).
+
+    Raises
+    ------
+    LLCDivergenceError
+        When every chain of some checkpoint diverged, after all checkpoints ran:
+        ``err.results`` holds all K results (the diverged ones all-NaN), ``err.result``
+        the first all-diverged one.
+    ValueError
+        On bad settings, mismatched checkpoints or a non-finite loss at some w*.
+    """
+    start_time = time.perf_counter()
+    cfg = (settings or SamplerSettings()).replace(**overrides)
+    x, y = check_data(data)
+    if not len(checkpoints):
+        raise ValueError("no checkpoints given")
+    if model is None:
+        if not isinstance(checkpoints[0], nn.Module):
+            raise ValueError("model=None needs modules as checkpoints, got state dicts")
+        model = checkpoints[0]
+    seeds = [int(seed)] * len(checkpoints) if isinstance(seed, int) else [int(s) for s in seed]
+    if len(seeds) != len(checkpoints):
+        raise ValueError(f"{len(seeds)} seeds for {len(checkpoints)} checkpoints")
+    dev = resolve_device(device) if isinstance(device, str) else torch.device(device)
+    fm = FlatModel(model, loss_fn, dev)
+    w0s = torch.stack([checkpoint_params(fm, c, i) for i, c in enumerate(checkpoints)])
+    x, y = x.to(dev), y.to(dev)
+    l0s = torch.stack([flat_full_loss(fm, w, x, y, cfg.eval_batch_size) for w in w0s])
+    for l0 in l0s:
+        _check_init_loss(l0)
+    run = _ChainRunner(fm, x, y, w0s, l0s, cfg)
+    parts = run.run_all(seeds, verbose)
+    seconds = (time.perf_counter() - start_time) / len(checkpoints)
+    results = [
+        _result(run, part, l0, seed=s, seconds=seconds)
+        for part, l0, s in zip(parts, l0s, seeds, strict=True)
+    ]
+    failed = [k for k, r in enumerate(results) if r.diverged.all()]
+    for k, r in enumerate(results):
+        if k not in failed:
+            _warn_unhealthy(r)
+    if failed:
+        raise LLCDivergenceError(
+            f"checkpoints {failed} of {len(results)}: "
+            + _all_diverged_message(results[failed[0]], run.threshold),
+            results[failed[0]],
+            results,
+        )
+    return results
+
+
+def _check_init_loss(l0: torch.Tensor) -> None:
     if not torch.isfinite(l0).all():
         raise ValueError(f"the loss at w* is not finite ({l0.tolist()}): check model and data")
-    if cfg.divergence_threshold is None:
-        threshold = max(1e4, 100.0 * fm.num_params)
-    else:
-        threshold = float(cfg.divergence_threshold)
-    notes = _settings_warnings(cfg, nbeta)
-    full_batch = cfg.batch_size >= n
-    forward, fallback = choose_forward(fm, x, y, full_batch=full_batch, vectorize=cfg.vectorize)
-    notes += [fallback] if fallback else []
-    run = _ChainRunner(fm, forward, x, y, l0, cfg, nbeta=nbeta, threshold=threshold)
-    parts = []
-    for first in range(0, cfg.num_chains, group):
-        chains = min(group, cfg.num_chains - first)
-        gen = torch.Generator(device=dev).manual_seed(int(seed) * 1_000_003 + first)
-        desc = f"LLC chains {first}-{first + chains - 1}"
-        parts.append(run.run(chains, gen, desc, verbose))
-    seconds = time.perf_counter() - start_time  # sampling; the diagnostics are not timed
+
+
+def _result(run: _ChainRunner, parts: list[dict], l0, *, seed: int, seconds: float) -> LLCResult:
+    """One checkpoint's LLCResult from its chain groups' traces, with its warnings."""
+    cfg, nbeta = run.cfg, run.nbeta
+    n = run.n
+    notes = list(run.notes)
     loss_trace = torch.cat([p["loss_trace"] for p in parts]).double().cpu().numpy()
     if run.paired:
         delta_trace = loss_trace - torch.cat([p["ref_trace"] for p in parts]).double().cpu().numpy()
@@ -351,7 +457,7 @@ def estimate_llc(
             f"chains {bad} of {num_chains} diverged and are excluded from the LLC mean; "
             f"consider a smaller step_size (now {step_size:g})"
         )
-        warnings.warn(notes[-1], RuntimeWarning, stacklevel=2)
+        warnings.warn(notes[-1], RuntimeWarning, stacklevel=3)
     good = per_chain[~diverged]
     mean = float(good.mean()) if len(good) else math.nan
     std = float(good.std(ddof=1)) if len(good) > 1 else (0.0 if len(good) else math.nan)
@@ -360,7 +466,7 @@ def estimate_llc(
             f"negative LLC estimate {mean:.4g}: w* may not be a local minimum of the loss, or "
             "the sampler is mistuned (step_size, localization); returned as is"
         )
-        warnings.warn(notes[-1], RuntimeWarning, stacklevel=2)
+        warnings.warn(notes[-1], RuntimeWarning, stacklevel=3)
     components = comp_l0 = None
     if multi:
         components = float(nbeta) * delta_trace[~diverged].mean(axis=(0, 1))
@@ -382,7 +488,7 @@ def estimate_llc(
         mala_exact=mala_exact,
         unpaired_minibatches=not (mala_exact or run.paired),
     )
-    result = LLCResult(
+    return LLCResult(
         llc_mean=mean,
         llc_std=std,
         llc_per_chain=per_chain,
@@ -398,7 +504,7 @@ def estimate_llc(
         num_burnin=num_burnin,
         batch_size=min(batch_size, n),
         num_samples=n,
-        num_params=fm.num_params,
+        num_params=run.fm.num_params,
         sampler=sampler,
         paired=run.paired,
         seed=int(seed),
@@ -416,69 +522,134 @@ def estimate_llc(
         component_init_loss=comp_l0,
         warnings=notes,
     )
-    if diverged.all():
-        raise LLCDivergenceError(
-            f"all {num_chains} chains diverged (non-finite loss, or nbeta * (L - L(w*)) above "
-            f"{threshold:.3g}): lower step_size (now {step_size:g}); if that does not help, "
-            f"lower nbeta (now {float(nbeta):.4g}) or raise localization (now {localization:g})",
-            result,
-        )
-    if reasons:
-        notes.append("LLC estimate not healthy: " + "; ".join(reasons))
-        warnings.warn(notes[-1], RuntimeWarning, stacklevel=2)
-    return result
+
+
+def _all_diverged_message(result: LLCResult, threshold: float) -> str:
+    return (
+        f"all {result.num_chains} chains diverged (non-finite loss, or nbeta * (L - L(w*)) "
+        f"above {threshold:.3g}): lower step_size (now {result.step_size:g}); if that does not "
+        f"help, lower nbeta (now {result.nbeta:.4g}) or raise localization (now "
+        f"{result.localization:g})"
+    )
+
+
+def _warn_unhealthy(result: LLCResult) -> None:
+    if result.health_reasons:
+        result.warnings.append("LLC estimate not healthy: " + "; ".join(result.health_reasons))
+        warnings.warn(result.warnings[-1], RuntimeWarning, stacklevel=3)
 
 
 class _ChainRunner:
-    """Runs a group of chains for burn-in + draws: minibatches, losses and gradients feed
-    the update kernel; traces, divergence and MALA observe each step."""
+    """Runs the chains of K checkpoints (K = 1 for :func:`estimate_llc`) for burn-in +
+    draws, in groups of chains: minibatches, losses and gradients feed the update kernel;
+    traces, divergence and MALA observe each step.
 
-    def __init__(self, fm, forward, x, y, l0, cfg: SamplerSettings, *, nbeta, threshold):
-        self.fm, self.forward, self.x, self.y, self.l0 = fm, forward, x, y, l0
-        self.cfg, self.nbeta = cfg, nbeta
+    Rows of the stacked ``(K * C, P)`` state are checkpoint-major: rows k*C ... k*C + C - 1
+    are checkpoint k's chains, tethered to ``w0s[k]``. Checkpoint k draws its minibatch
+    indices and noise from its own generator, in the order a single-checkpoint run draws
+    them, and stops observing where that run would stop (all its chains diverged), so each
+    checkpoint's numbers are those of its own run.
+    """
+
+    def __init__(self, fm, x, y, w0s, l0s, cfg: SamplerSettings):
+        self.fm, self.x, self.y, self.w0s, self.l0s = fm, x, y, w0s, l0s
+        self.cfg = cfg
         self.n = x.shape[0]
+        self.nbeta = default_nbeta(self.n) if cfg.nbeta is None else float(cfg.nbeta)
+        if cfg.divergence_threshold is None:
+            self.threshold = max(1e4, 100.0 * fm.num_params)
+        else:
+            self.threshold = float(cfg.divergence_threshold)
+        self.notes = _settings_warnings(cfg, self.nbeta)
         self.full_batch = cfg.batch_size >= self.n
+        self.forward, fallback = choose_forward(
+            fm, x, y, full_batch=self.full_batch, vectorize=cfg.vectorize
+        )
+        self.notes += [fallback] if fallback else []
         self.batch_size = min(cfg.batch_size, self.n)
         self.paired = cfg.paired and not self.full_batch
-        self.limit = threshold / nbeta  # divergence: loss - L(w*) above this
+        self.limit = self.threshold / self.nbeta  # divergence: loss - L(w*) above this
+        self.multi = l0s.dim() == 2
+
+    def run_all(self, seeds, verbose) -> list[list[dict]]:
+        """For each checkpoint, the parts of :meth:`run` of its chain groups, in order."""
+        cfg, dev = self.cfg, self.fm.w0.device
+        group = cfg.num_chains if cfg.max_parallel_chains is None else cfg.max_parallel_chains
+        parts = [[] for _ in seeds]
+        for first in range(0, cfg.num_chains, group):
+            chains = min(group, cfg.num_chains - first)
+            gens = [torch.Generator(device=dev).manual_seed(s * 1_000_003 + first) for s in seeds]
+            desc = f"LLC chains {first}-{first + chains - 1}"
+            if len(seeds) > 1:
+                desc += f" of {len(seeds)} checkpoints"
+            for k, part in enumerate(self.run(chains, gens, desc, verbose)):
+                parts[k].append(part)
+        return parts
+
+    def _kernel(self, anchor):
+        cfg = self.cfg
         hyper = dict(
-            step_size=float(cfg.step_size), nbeta=nbeta, localization=float(cfg.localization)
+            step_size=float(cfg.step_size), nbeta=self.nbeta, localization=float(cfg.localization)
         )
         if cfg.sampler == "rmsprop_sgld":
             hyper.update(alpha=cfg.rmsprop_alpha, delta=cfg.rmsprop_eps)
         elif cfg.sampler == "sgnht":
             hyper.update(diffusion=cfg.sgnht_diffusion)
-        self.kernel = sgmcmc.KERNELS[cfg.sampler](fm.w0, **hyper)
+        return sgmcmc.KERNELS[cfg.sampler](anchor, **hyper)
 
-    def _batch(self, chains, gen):
+    def _batch(self, chains, gens):
         if self.full_batch:
             return self.x, self.y
-        idx = torch.randint(self.n, (chains * self.batch_size,), generator=gen, device=gen.device)
+        dev = gens[0].device
+        size = (chains * self.batch_size,)
+        idx = torch.cat([torch.randint(self.n, size, generator=g, device=dev) for g in gens])
         # index_select on the flat index: several times faster than x[idx] on CPU
         return tuple(
-            t.index_select(0, idx).view(chains, self.batch_size, *t.shape[1:])
+            t.index_select(0, idx).view(len(gens) * chains, self.batch_size, *t.shape[1:])
             for t in (self.x, self.y)
         )
 
-    def run(self, chains, gen, desc, verbose):
-        """Returns loss / reference traces (C, D[, K]), divergence flags and MALA rates (C,)."""
-        cfg, fm = self.cfg, self.fm
-        multi = self.l0.dim() == 1
-        l0_drive = self.l0.mean() if multi else self.l0
-        traces = _Traces(chains, cfg.num_draws, self.l0, self.paired)
-        divergence = _Divergence(chains, self.limit, fm.w0)
-        mala = (
-            _Mala(chains, cfg.mala_every, self.kernel, fm.w0) if self.kernel.reports_drift else None
-        )
-        noise = torch.empty_like(fm.w0.expand(chains, -1))
+    def _ref_losses(self, chains, xb, yb):
+        """w*'s loss on each chain's minibatch, each checkpoint's rows at its own w*."""
+        if len(self.w0s) == 1:
+            return self.forward.ref_losses(xb, yb)
+        refs = []
+        for k, w0 in enumerate(self.w0s):
+            mine = slice(k * chains, (k + 1) * chains)
+            refs.append(self.forward.ref_losses(xb[mine], yb[mine], w0))
+        return torch.cat(refs)
+
+    def run(self, chains, gens, desc, verbose) -> list[dict]:
+        """One part per checkpoint: loss / reference traces (C, D[, K]), divergence flags
+        and MALA rates (C,) of its ``chains`` chains."""
+        cfg, multi = self.cfg, self.multi
+        num_ckpt, rows = len(gens), len(gens) * chains
+        if num_ckpt == 1:
+            anchor, l0_drive = self.w0s[0], self.l0s[0].mean() if multi else self.l0s[0]
+        else:
+            anchor = self.w0s.repeat_interleave(chains, 0)
+            # each checkpoint's mean by itself: the rounding of its own run
+            drive0 = torch.stack([l0.mean() for l0 in self.l0s]) if multi else self.l0s
+            l0_drive = drive0.repeat_interleave(chains)
+        kernel = self._kernel(anchor)
+        traces = _Traces(rows, cfg.num_draws, self.l0s[0], self.paired)
+        divergence = _Divergence(rows, self.limit, anchor)
+        mala = _Mala(rows, cfg.mala_every, kernel, anchor) if kernel.reports_drift else None
+        noise = torch.empty_like(anchor.expand(rows, -1))
+        slices = [noise[k * chains : (k + 1) * chains] for k in range(num_ckpt)]
 
         def draw_noise():
-            return torch.randn(noise.shape, generator=gen, out=noise, device=noise.device)
+            for g, part in zip(gens, slices, strict=True):
+                torch.randn(part.shape, generator=g, out=part, device=part.device)
+            return noise
 
-        state = self.kernel.init(fm.w0.expand(chains, -1).clone(), lambda: draw_noise().clone())
+        stopped = np.zeros(num_ckpt, dtype=bool)
+        stop_draw = np.full(num_ckpt, cfg.num_draws)  # draws from here on were never read
+        stop_acc = [None] * num_ckpt  # MALA rates when the checkpoint stopped
+        state = kernel.init(anchor.expand(rows, -1).clone(), lambda: draw_noise().clone())
         total = cfg.num_burnin + cfg.num_draws
         for step in progress(range(total), desc=desc, total=total, verbose=verbose):
-            xb, yb = self._batch(chains, gen)
+            xb, yb = self._batch(chains, gens)
             w = state.position.detach().requires_grad_(True)
             losses = self.forward.losses(w, xb, yb)
             if step == 0:
@@ -486,7 +657,7 @@ class _ChainRunner:
             drive = losses.mean(-1) if multi else losses
             (grad,) = torch.autograd.grad(drive.sum(), w)
             with torch.no_grad():
-                ref = self.forward.ref_losses(xb, yb) if self.paired else None
+                ref = self._ref_losses(chains, xb, yb) if self.paired else None
                 reading = _Reading(
                     step=step,
                     draw=step - cfg.num_burnin,
@@ -497,19 +668,34 @@ class _ChainRunner:
                 )
                 traces.observe(reading)
                 divergence.observe(reading)
-                if step % 100 == 99 and divergence.all_diverged():
-                    break  # every chain has diverged: stop early, the caller raises
+                if step % 100 == 99:
+                    # a checkpoint whose chains all diverged stops (its own run would break)
+                    done = divergence.all_diverged(num_ckpt) & ~stopped
+                    for k in np.flatnonzero(done):
+                        stop_draw[k] = max(reading.draw + 1, 0)
+                        if mala is not None:
+                            stop_acc[k] = mala.rates()[k * chains : (k + 1) * chains].clone()
+                    stopped |= done
+                    if stopped.all():
+                        break
                 form_drift = mala is not None and mala.wants(step, reading.draw)
-                new_state, info = self.kernel.step(state, grad, draw_noise(), form_drift=form_drift)
+                new_state, info = kernel.step(state, grad, draw_noise(), form_drift=form_drift)
                 if mala is not None:
                     mala.observe(reading, state, info)
                 state = new_state
-        return {
-            "loss_trace": traces.loss,
-            "ref_trace": traces.ref,
-            "bad": divergence.flags(),
-            "acc": mala.rates() if mala is not None else torch.full((chains,), math.nan),
-        }
+        flags = divergence.flags()
+        rates = mala.rates() if mala is not None else torch.full((rows,), math.nan)
+        parts = []
+        for k in range(num_ckpt):
+            mine = slice(k * chains, (k + 1) * chains)
+            loss, ref = traces.loss[mine], None if traces.ref is None else traces.ref[mine]
+            if stopped[k] and num_ckpt > 1:
+                loss[:, stop_draw[k] :] = 0
+                if ref is not None:
+                    ref[:, stop_draw[k] :] = 0
+            acc = stop_acc[k] if stopped[k] and stop_acc[k] is not None else rates[mine]
+            parts.append({"loss_trace": loss, "ref_trace": ref, "bad": flags[mine], "acc": acc})
+        return parts
 
 
 @dataclass(frozen=True)
@@ -560,8 +746,11 @@ class _Divergence:
     def flags(self) -> torch.Tensor:
         return ~(self.worst < self.limit)  # also True for NaN
 
-    def all_diverged(self) -> bool:
-        return not bool((self.worst < self.limit).any())
+    def all_diverged(self, groups: int = 1) -> np.ndarray:
+        """(groups,) bool: every chain of each of ``groups`` equal consecutive groups of
+        rows diverged."""
+        ok = (self.worst < self.limit).view(groups, -1).any(1)
+        return ~ok.cpu().numpy()
 
 
 class _Mala:

@@ -15,7 +15,7 @@ The way it does so is chosen once, by :func:`choose_forward`, before sampling st
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -69,6 +69,51 @@ class FlatModel:
 
     def loss(self, flat: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return self.loss_params(self.split(flat), x, y)
+
+
+def checkpoint_params(fm: FlatModel, checkpoint, index: int) -> torch.Tensor:
+    """(P,) the trainable parameters of one checkpoint of ``fm``'s model, flattened as
+    ``fm.w0``: from a module of the same architecture or a state dict.
+
+    A module must also hold the same frozen parameters and buffers as ``fm``'s model
+    (they are shared by every chain). ``ValueError`` names the first mismatch.
+    """
+    where = f"checkpoint {index}"
+    if isinstance(checkpoint, nn.Module):
+        named = {k: p for k, p in checkpoint.named_parameters() if p.requires_grad}
+        if list(named) != fm.names:
+            raise ValueError(
+                f"{where}: trainable parameters {list(named)} differ from the model's {fm.names}"
+            )
+        others = {k: p for k, p in checkpoint.named_parameters() if not p.requires_grad}
+        others.update(dict(checkpoint.named_buffers()))
+        if set(others) != set(fm.consts):
+            raise ValueError(
+                f"{where}: frozen parameters and buffers {sorted(others)} differ from the "
+                f"model's {sorted(fm.consts)}"
+            )
+        for k, v in others.items():
+            const = fm.consts[k]
+            if v.shape != const.shape or not torch.equal(v.detach().to(const.device), const):
+                raise ValueError(
+                    f"{where}: frozen parameter or buffer {k!r} differs from the model's "
+                    "(every chain shares them; only trainable parameters may change)"
+                )
+    elif isinstance(checkpoint, Mapping):
+        missing = [k for k in fm.names if k not in checkpoint]
+        if missing:
+            raise ValueError(f"{where}: state dict lacks trainable parameters {missing}")
+        named = {k: checkpoint[k] for k in fm.names}
+    else:
+        raise ValueError(f"{where}: expected an nn.Module or a state dict, got {type(checkpoint)}")
+    for k, shape in zip(fm.names, fm.shapes, strict=True):
+        p = named[k]
+        if not isinstance(p, torch.Tensor) or p.shape != shape or p.dtype != fm.dtype:
+            got = (tuple(p.shape), p.dtype) if isinstance(p, torch.Tensor) else type(p)
+            raise ValueError(
+                f"{where}: parameter {k!r} is {got}, the model's is {(tuple(shape), fm.dtype)}"
+            )
+    return torch.cat([named[k].detach().reshape(-1) for k in fm.names]).to(fm.w0.device)
 
 
 def check_loss(value: torch.Tensor) -> torch.Tensor:
@@ -125,7 +170,8 @@ def flat_full_loss(fm: FlatModel, w: torch.Tensor, x, y, chunk: int) -> torch.Te
 
 class ChainForward:
     """Losses of all chains: ``losses(w (C, P), xb, yb) -> (C,)`` or ``(C, K)``, and
-    ``ref_losses(xb, yb)``, the loss of w* on each chain's minibatch (no gradient). xb/yb
+    ``ref_losses(xb, yb[, w0])``, the loss of w* (default ``fm.w0``) on each chain's
+    minibatch (no gradient). xb/yb
     are ``(C, B, ...)``, or the full data shared by every chain when ``full_batch``."""
 
     def __init__(self, fm: FlatModel, full_batch: bool):
@@ -137,9 +183,10 @@ class ChainForward:
             return torch.stack([fm.loss(w[c], xb, yb) for c in range(w.shape[0])])
         return torch.stack([fm.loss(w[c], xb[c], yb[c]) for c in range(w.shape[0])])
 
-    def ref_losses(self, xb, yb) -> torch.Tensor:
+    def ref_losses(self, xb, yb, w0=None) -> torch.Tensor:
+        w0 = self.fm.w0 if w0 is None else w0
         with torch.no_grad():
-            return torch.stack([self.fm.loss(self.fm.w0, xb[c], yb[c]) for c in range(len(xb))])
+            return torch.stack([self.fm.loss(w0, xb[c], yb[c]) for c in range(len(xb))])
 
 
 class VmapForward(ChainForward):
@@ -152,14 +199,13 @@ class VmapForward(ChainForward):
             fm.loss_params, in_dims=(0, data_dims, data_dims), randomness="different"
         )
         self._ref = vmap(fm.loss_params, in_dims=(None, 0, 0), randomness="different")
-        self._w0_params = fm.split(fm.w0)
 
     def losses(self, w, xb, yb):
         return self._batched(self.fm.split(w), xb, yb)
 
-    def ref_losses(self, xb, yb):
+    def ref_losses(self, xb, yb, w0=None):
         with torch.no_grad():
-            return self._ref(self._w0_params, xb, yb)
+            return self._ref(self.fm.split(self.fm.w0 if w0 is None else w0), xb, yb)
 
 
 class ModelChainsForward(ChainForward):
@@ -178,9 +224,9 @@ class ModelChainsForward(ChainForward):
     def losses(self, w, xb, yb):
         return self._chain_losses(self.fm.split(w), xb, yb)
 
-    def ref_losses(self, xb, yb):
+    def ref_losses(self, xb, yb, w0=None):
         with torch.no_grad():
-            w0 = self.fm.w0.expand(len(xb), -1)
+            w0 = (self.fm.w0 if w0 is None else w0).expand(len(xb), -1)
             return self._chain_losses(self.fm.split(w0), xb, yb)
 
 

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from scipy.stats import spearmanr
 
-from sltrepro.llc import SamplerSettings, estimate_llc
+from sltrepro.llc import SamplerSettings, estimate_llc_trajectory
 from sltrepro.models.modular_transformer import (
     ModularTransformer,
     TransformerShape,
@@ -123,17 +123,20 @@ def llc(config: dict, saved: dict, device, log) -> pd.DataFrame:
     tokens, labels = table(config)
     idx = saved["train_indices"]
     data = (tokens[idx], labels[idx])
+    steps = sorted(saved["snapshots"])
+    # every snapshot in one run: the same numbers as one estimate_llc call each
+    results = estimate_llc_trajectory(
+        None,
+        [ModularTransformer(saved["snapshots"][step]) for step in steps],
+        F.cross_entropy,
+        data,
+        SamplerSettings.from_config(s),
+        seed=config["seed"],
+        device=device,
+        verbose=False,
+    )
     rows = []
-    for step, params in sorted(saved["snapshots"].items()):
-        result = estimate_llc(
-            ModularTransformer(params),
-            F.cross_entropy,
-            data,
-            SamplerSettings.from_config(s),
-            seed=config["seed"],
-            device=device,
-            verbose=False,
-        )
+    for step, result in zip(steps, results, strict=True):
         rows.append({"step": step, **result.summary_row()})
         log.info("LLC at step %d: %.2f +- %.2f", step, result.llc_mean, result.llc_std)
     return pd.DataFrame(rows)

@@ -31,7 +31,7 @@ import torch
 
 from sltrepro import stages as stg
 from sltrepro.health import health_metrics
-from sltrepro.llc import SamplerSettings, estimate_llc
+from sltrepro.llc import SamplerSettings, estimate_llc_trajectory
 from sltrepro.models.icl_transformer import ICLTransformer, encode, num_params
 from sltrepro.tasks.regression import (
     ols_predictions,
@@ -116,20 +116,34 @@ def per_token_loss(preds: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
     return mse_by_position(preds, ys)
 
 
-def checkpoint_llc(model: ICLTransformer, data, llc_cfg: dict, seed: int, device) -> dict:
-    """The LLC of one checkpoint: mean of the K per-token LLCs, their values, the spread and
-    the diagnostics (with one posterior per token: the worst over the K estimates)."""
+def checkpoint_llcs(
+    models: list[ICLTransformer], data, llc_cfg: dict, seeds: list[int], device
+) -> list:
+    """The LLC of each checkpoint (all in one trajectory run, the same numbers as one
+    estimate_llc call each): mean of the K per-token LLCs, their values, the spread and the
+    diagnostics (with one posterior per token: the worst over the K estimates)."""
     settings = SamplerSettings.from_config(llc_cfg)
-    kwargs = dict(seed=seed, device=device, verbose=False)
+    kwargs = dict(seed=seeds, device=device, verbose=False)
     if llc_cfg["per_token_posteriors"]:
-        results = [
-            estimate_llc(model, lambda p, y, k=k: per_token_loss(p, y)[k], data, settings, **kwargs)
-            for k in range(model.num_examples)
+        tokens = [
+            estimate_llc_trajectory(
+                None, models, lambda p, y, k=k: per_token_loss(p, y)[k], data, settings, **kwargs
+            )
+            for k in range(models[0].num_examples)
         ]
+        by_checkpoint = [list(results) for results in zip(*tokens, strict=True)]
+    else:
+        trajectory = estimate_llc_trajectory(None, models, per_token_loss, data, settings, **kwargs)
+        by_checkpoint = [[result] for result in trajectory]
+    return [_llc_row(results, llc_cfg["per_token_posteriors"]) for results in by_checkpoint]
+
+
+def _llc_row(results: list, per_token_posteriors: bool) -> dict:
+    """One checkpoint's row from its LLCResult (or one per token)."""
+    if per_token_posteriors:
         per_token = np.array([r.llc_mean for r in results])
         std = float(np.mean([r.llc_std for r in results]))
     else:
-        results = [estimate_llc(model, per_token_loss, data, settings, **kwargs)]
         per_token = results[0].llc_components
         std = results[0].llc_std
     rows = [r.summary_row() for r in results]
@@ -153,13 +167,14 @@ def step_llc(ctx) -> None:
     states = torch.load(ctx.inputs[0], weights_only=False)
     xs, ys, _ = fixed_batch(cfg, cfg["llc"]["num_samples"], LLC_DATA_SEED + seed)
     data = (encode(xs, ys), ys)
-    rows = []
     todo = block_steps(cfg, block)
-    for i, step in enumerate(todo):
-        model = load_model(states[step])
-        row = checkpoint_llc(model, data, cfg["llc"], seed * 100_003 + step, ctx.device)
+    models = [load_model(states[step]) for step in todo]
+    seeds = [seed * 100_003 + step for step in todo]
+    llcs = checkpoint_llcs(models, data, cfg["llc"], seeds, ctx.device)
+    rows = []
+    for step, row in zip(todo, llcs, strict=True):
         rows.append({"step": step, **row})
-        ctx.log.info("seed %d step %d: LLC %.2f (%d/%d)", seed, step, row["llc"], i + 1, len(todo))
+        ctx.log.info("seed %d step %d: LLC %.2f", seed, step, row["llc"])
     pd.DataFrame(rows).to_csv(ctx.outdir / f"block{block}.csv", index=False)
 
 

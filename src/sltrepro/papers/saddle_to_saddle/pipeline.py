@@ -24,7 +24,7 @@ import pandas as pd
 import torch
 
 from sltrepro.health import health_metrics
-from sltrepro.llc import SamplerSettings, estimate_llc
+from sltrepro.llc import SamplerSettings, estimate_llc_trajectory
 from sltrepro.models.dln import DeepLinearNetwork
 from sltrepro.plateaus import find_plateaus
 from sltrepro.theory import dln_learning_coefficient, rank_count_lambda, saxe_mode_trajectory
@@ -213,24 +213,29 @@ def llc_trajectory(
     checkpoints = np.unique(np.concatenate([spread, list(middles)]).astype(int))
     data = llc_dataset(config, teacher, seed)
     rank_tol = config["rank_rtol"] * float(max(cfg["target_singular_values"]))
+    steps = [int(log_steps[index]) for index in checkpoints]
+    nets = [
+        DeepLinearNetwork.from_weights([torch.as_tensor(w[0]) for w in hist.snapshots[step]])
+        for step in steps
+    ]
+    # every checkpoint in one run: the same numbers as one estimate_llc call each
+    results = estimate_llc_trajectory(
+        None,
+        nets,
+        half_squared_error,
+        data,
+        # On a plateau the per-sample loss is ~10^2-10^3, so minibatch losses scatter by
+        # far more than the LLC signal: read each draw paired with w*'s loss on the same
+        # minibatch (the divergence check then reads the paired difference too).
+        SamplerSettings.from_config(cfg, paired=True),
+        seed=seed,
+        device="cpu",
+        verbose=verbose,
+    )
     rows = []
-    for index in checkpoints:
-        step = int(log_steps[index])
-        net = DeepLinearNetwork.from_weights([torch.as_tensor(w[0]) for w in hist.snapshots[step]])
+    for index, step, net, result in zip(checkpoints, steps, nets, results, strict=True):
         product = net.product().detach().double()
         rank = int(numerical_rank(torch.linalg.svdvals(product).numpy(), rank_tol))
-        result = estimate_llc(
-            net,
-            half_squared_error,
-            data,
-            # On a plateau the per-sample loss is ~10^2-10^3, so minibatch losses scatter by
-            # far more than the LLC signal: read each draw paired with w*'s loss on the same
-            # minibatch (the divergence check then reads the paired difference too).
-            SamplerSettings.from_config(cfg, paired=True),
-            seed=seed,
-            device="cpu",
-            verbose=verbose,
-        )
         lam, _ = dln_learning_coefficient(widths, rank)
         rows.append(
             {

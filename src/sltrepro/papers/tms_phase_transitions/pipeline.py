@@ -26,7 +26,7 @@ import pandas as pd
 import torch
 
 from sltrepro.health import health_metrics
-from sltrepro.llc import SamplerSettings, estimate_llc
+from sltrepro.llc import SamplerSettings, estimate_llc, estimate_llc_trajectory
 from sltrepro.models.tms import (
     KGon,
     ToyModel,
@@ -377,20 +377,26 @@ def sgd_llc(config: dict, arrays: dict, *, verbose=True) -> pd.DataFrame:
     for seed in chosen:
         s = int(np.nonzero(arrays["seed"] == seed)[0][0])
         x = sgd_data(config, [seed])[0]
-        for row in table[table.seed == seed].itertuples():
-            model = ToyModel(
+        plateaus = list(table[table.seed == seed].itertuples())
+        models = [
+            ToyModel(
                 torch.as_tensor(arrays["weight"][s, row.middle]),
                 torch.as_tensor(arrays["bias"][s, row.middle]),
             )
-            result = estimate_llc(
-                model,
-                squared_error,
-                (x, x),
-                SamplerSettings.from_config(config["llc"]),
-                seed=seed,
-                device="cpu",
-                verbose=verbose,
-            )
+            for row in plateaus
+        ]
+        # all plateaus of the trajectory in one run: the same numbers as one call each
+        results = estimate_llc_trajectory(
+            None,
+            models,
+            squared_error,
+            (x, x),
+            SamplerSettings.from_config(config["llc"]),
+            seed=seed,
+            device="cpu",
+            verbose=verbose,
+        )
+        for row, result in zip(plateaus, results, strict=True):
             rows.append(
                 {
                     "seed": seed,

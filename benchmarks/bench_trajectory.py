@@ -1,0 +1,134 @@
+"""LLC over K checkpoints: one estimate_llc_trajectory call against K estimate_llc calls.
+
+Side by side in one process, on the same checkpoints, data, settings and seeds:
+
+- ``trajectory``: :func:`sltrepro.llc.estimate_llc_trajectory`, the K * C chains in one
+  stacked tensor;
+- ``separate``: K calls of :func:`sltrepro.llc.estimate_llc`, one per checkpoint (each
+  batching its own C chains), which is what the papers did before.
+
+Cases: the icl_landscape in-context regression transformer (51,717 parameters; the
+cpu-profile LLC settings of papers/icl_landscape/config.yaml: batch 64, nbeta 66.7,
+localization 6.67, step 3e-4, 4096 samples, vector per-token loss) and a small deep linear
+network. The checkpoints are K independent initialisations (the cost of a step does not
+depend on where the parameters are). Prints the wall time of each (median over
+``--repeats`` side-by-side pairs), the speed ratio separate / trajectory, and the largest
+difference between the two runs' per-chain estimates (0 when bit-identical).
+
+    nice -n 10 .venv/bin/python benchmarks/bench_trajectory.py            # ~2-4 min, 2 cores
+    nice -n 10 .venv/bin/python benchmarks/bench_trajectory.py --draws 5 --repeats 1
+"""
+
+import argparse
+import os
+import statistics
+import time
+import warnings
+
+import numpy as np
+import torch
+
+from sltrepro.llc import SamplerSettings, estimate_llc, estimate_llc_trajectory
+from sltrepro.models.dln import DeepLinearNetwork
+from sltrepro.models.icl_transformer import ICLTransformer, encode, num_params
+from sltrepro.tasks.regression import sample_batch
+from sltrepro.train.icl import mse_by_position
+
+
+def icl_case(checkpoints: int, chains: int, draws: int):
+    """The icl regression transformer at ``checkpoints`` initialisations, cpu LLC settings."""
+    models = []
+    for k in range(checkpoints):
+        torch.manual_seed(k)
+        models.append(ICLTransformer().eval())
+    assert num_params(models[0]) == 51_717
+    gen = torch.Generator().manual_seed(0)
+    xs, ys, _ = sample_batch(4096, noise_var=0.125, generator=gen)
+    settings = SamplerSettings(
+        num_chains=chains,
+        num_draws=draws,
+        step_size=3e-4,
+        nbeta=66.7,
+        localization=6.67,
+        batch_size=64,
+    )
+    return models, mse_by_position, (encode(xs, ys), ys), settings
+
+
+def dln_case(checkpoints: int, chains: int, draws: int):
+    """A [20, 50, 50, 20] deep linear network (4.5k parameters), batch 256."""
+    widths = [20, 50, 50, 20]
+    gen = torch.Generator().manual_seed(0)
+    teacher = DeepLinearNetwork(widths)
+    x = torch.randn(20_000, widths[0], generator=gen)
+    with torch.no_grad():
+        y = teacher(x) + torch.randn(20_000, widths[-1], generator=gen)
+    models = []
+    for k in range(checkpoints):
+        torch.manual_seed(100 + k)
+        models.append(DeepLinearNetwork(widths))
+
+    def mse(pred, target):
+        return 0.5 * (pred - target).pow(2).sum(-1).mean()
+
+    settings = SamplerSettings(num_chains=chains, num_draws=draws, step_size=1e-4, batch_size=256)
+    return models, mse, (x, y), settings
+
+
+def run_pair(models, loss_fn, data, settings, seeds):
+    t0 = time.perf_counter()
+    traj = estimate_llc_trajectory(
+        None, models, loss_fn, data, settings, seed=seeds, device="cpu", verbose=False
+    )
+    t1 = time.perf_counter()
+    separate = [
+        estimate_llc(m, loss_fn, data, settings, seed=s, device="cpu", verbose=False)
+        for m, s in zip(models, seeds, strict=True)
+    ]
+    t2 = time.perf_counter()
+    diff = max(
+        float(np.nanmax(np.abs(a.llc_per_chain - b.llc_per_chain)))
+        for a, b in zip(traj, separate, strict=True)
+    )
+    return t1 - t0, t2 - t1, diff
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoints", type=int, default=16)
+    parser.add_argument("--chains", type=int, default=4)
+    parser.add_argument("--draws", type=int, default=20, help="steps per chain (icl)")
+    parser.add_argument("--dln-draws", type=int, default=100, help="steps per chain (DLN)")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    load = os.getloadavg()
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, "
+        f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
+    )
+    k, c = args.checkpoints, args.chains
+    seeds = [1000 + i for i in range(k)]
+    shape = f"{k} ckpts x {c} chains"
+    cases = [
+        (f"icl regression 51,717 params, {shape} x {args.draws} steps", icl_case(k, c, args.draws)),
+        (f"DLN 4.5k [20,50,50,20], {shape} x {args.dln_draws}", dln_case(k, c, args.dln_draws)),
+    ]
+    print(f"{'case':<62} {'trajectory s':>12} {'separate s':>11} {'ratio':>6} {'max |dLLC|':>10}")
+    for name, (models, loss_fn, data, settings) in cases:
+        times = []
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # short runs are not healthy
+            run_pair(models[:2], loss_fn, data, settings.replace(num_draws=2), seeds[:2])  # warm
+            for _ in range(args.repeats):
+                times.append(run_pair(models, loss_fn, data, settings, seeds))
+        traj = statistics.median(t[0] for t in times)
+        sep = statistics.median(t[1] for t in times)
+        diff = max(t[2] for t in times)
+        print(f"{name:<62} {traj:>12.2f} {sep:>11.2f} {sep / traj:>5.2f}x {diff:>10.3g}")
+
+
+if __name__ == "__main__":
+    main()

@@ -51,10 +51,12 @@ report: .venv
 lint: .venv
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/snakefmt --check Snakefile workflows tests/toy/workflows
 
 format: .venv
 	$(BIN)/ruff format src tests benchmarks
 	$(BIN)/ruff check --fix src tests benchmarks
+	$(BIN)/snakefmt Snakefile workflows tests/toy/workflows
 
 test: lint
 	$(BIN)/pytest

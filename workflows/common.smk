@@ -21,7 +21,9 @@ PAPERS = known_papers()
 
 
 def _selected_papers(spec):
-    wanted = PAPERS if spec == "all" else [p.strip() for p in spec.split(",") if p.strip()]
+    wanted = (
+        PAPERS if spec == "all" else [p.strip() for p in spec.split(",") if p.strip()]
+    )
     unknown = [p for p in wanted if p not in PAPERS]
     if unknown:
         raise WorkflowError(
@@ -44,6 +46,7 @@ ENV = str(Path(workflow.basedir) / "workflows" / "envs" / "sltrepro.yaml")
 # Each paper's smk registers the figures its report shows.
 FIGURES = {paper: [] for paper in PAPERS}
 
+
 # The HTML report (snakemake --report, `make report`): this front page, each paper's figures
 # with their captions (report_figure) and each paper's claims table (rule report).
 report: "report/workflow.rst"
@@ -58,7 +61,10 @@ def report_figure(paper, path, part=None):
     if not (Path(workflow.basedir) / "workflows" / caption).exists():
         raise WorkflowError(f"figure {path} has no caption: write workflows/{caption}")
     labels = {"figure": Path(path).stem.replace("_", " ")}
-    return report(path, caption=caption, category=paper, subcategory=part, labels=labels)
+    return report(
+        path, caption=caption, category=paper, subcategory=part, labels=labels
+    )
+
 
 # Rules call the `sltrepro` of the Python that runs Snakemake (the project's .venv).
 shell.prefix(f'set -euo pipefail; export PATH="{Path(sys.executable).parent}:$PATH"; ')
@@ -71,5 +77,6 @@ wildcard_constraints:
 def paper_rules(paper):
     """The names ``paper``'s workflow uses for this run: ``.cfg`` (its validated profile
     block), ``.out`` (its results folder), ``.log(name)``, ``.benchmark(name)``,
-    ``.reads(key, ...)`` and ``.step(name, outdir, ...)`` (see sltrepro.rules.PaperRules)."""
+    ``.reads(key, ...)`` and ``.step(name, outdir, ...)`` (see sltrepro.rules.PaperRules).
+    """
     return PaperRules(paper, PROFILE, RESULTS, PAPER_CONFIG[paper])

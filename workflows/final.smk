@@ -9,10 +9,10 @@ rule claims:
         f"{R}/{{paper}}/claims.csv",
     log:
         f"{R}/{{paper}}/logs/claims.log",
-    params:
-        profile=PROFILE,
     conda:
         ENV
+    params:
+        profile=PROFILE,
     shell:
         "sltrepro claims {wildcards.paper} --profile {params.profile} --metrics {input.metrics} "
         "--out {output} --no-fail &> {log}"
@@ -35,10 +35,10 @@ rule report:
         front=f"{R}/{{paper}}/claims.rst",
     log:
         f"{R}/{{paper}}/logs/report.log",
-    params:
-        profile=PROFILE,
     conda:
         ENV
+    params:
+        profile=PROFILE,
     shell:
         "sltrepro report {wildcards.paper} --profile {params.profile} --claims {input.claims} "
         "--metrics {input.metrics} --out {output.md} --html {output.html} "
@@ -52,9 +52,9 @@ rule summary:
         f"{R}/summary.md",
     log:
         f"{R}/logs/summary.log",
-    params:
-        profile=PROFILE,
     conda:
         ENV
+    params:
+        profile=PROFILE,
     shell:
         "sltrepro summary --profile {params.profile} --out {output} --claims {input} &> {log}"

@@ -10,7 +10,6 @@ GE_KINDS = ["memorise", "generalise"]
 
 
 rule grokking_efficiency_grok:
-    priority: 30
     output:
         history=f"{GE.out}/grok/history.csv",
         snapshots=f"{GE.out}/grok/snapshots.pt",
@@ -18,20 +17,29 @@ rule grokking_efficiency_grok:
         GE.log("grok"),
     benchmark:
         GE.benchmark("grok")
+    priority: 30
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=4000,
         runtime=120,
-    conda:
-        ENV
     params:
-        reads=GE.reads("checkpoint_every", "grok", "log_points", "model", "operation", "optimizer", "p", "seed"),
+        reads=GE.reads(
+            "checkpoint_every",
+            "grok",
+            "log_points",
+            "model",
+            "operation",
+            "optimizer",
+            "p",
+            "seed",
+        ),
     shell:
         GE.step("grok", f"{GE.out}/grok", outputs=["history", "snapshots"])
 
 
 rule grokking_efficiency_llc:
-    priority: 25
     input:
         snapshots=rules.grokking_efficiency_grok.output.snapshots,
     output:
@@ -40,12 +48,13 @@ rule grokking_efficiency_llc:
         GE.log("llc"),
     benchmark:
         GE.benchmark("llc")
+    priority: 25
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=4000,
         runtime=120,
-    conda:
-        ENV
     params:
         reads=GE.reads("llc", "operation", "p", "seed"),
     shell:
@@ -53,7 +62,6 @@ rule grokking_efficiency_llc:
 
 
 rule grokking_efficiency_efficiency:
-    priority: 10
     output:
         history=f"{GE.out}/efficiency/{{kind}}/history.csv",
         final=f"{GE.out}/efficiency/{{kind}}/final.csv",
@@ -63,14 +71,24 @@ rule grokking_efficiency_efficiency:
         GE.benchmark("efficiency_{kind}")
     wildcard_constraints:
         kind="|".join(GE_KINDS),
+    priority: 10
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=8000,
         runtime=240,
-    conda:
-        ENV
     params:
-        reads=GE.reads("checkpoint_every", "efficiency", "log_points", "model", "operation", "optimizer", "p", "seed"),
+        reads=GE.reads(
+            "checkpoint_every",
+            "efficiency",
+            "log_points",
+            "model",
+            "operation",
+            "optimizer",
+            "p",
+            "seed",
+        ),
     shell:
         GE.step(
             "efficiency",
@@ -81,7 +99,6 @@ rule grokking_efficiency_efficiency:
 
 
 rule grokking_efficiency_pretrain:
-    priority: 30
     output:
         params=f"{GE.out}/pretrain/params.pt",
         history=f"{GE.out}/pretrain/history.csv",
@@ -89,20 +106,29 @@ rule grokking_efficiency_pretrain:
         GE.log("pretrain"),
     benchmark:
         GE.benchmark("pretrain")
+    priority: 30
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=4000,
         runtime=120,
-    conda:
-        ENV
     params:
-        reads=GE.reads("checkpoint_every", "log_points", "model", "operation", "optimizer", "p", "seed", "ungrok"),
+        reads=GE.reads(
+            "checkpoint_every",
+            "log_points",
+            "model",
+            "operation",
+            "optimizer",
+            "p",
+            "seed",
+            "ungrok",
+        ),
     shell:
         GE.step("pretrain", f"{GE.out}/pretrain", outputs=["params", "history"])
 
 
 rule grokking_efficiency_ungrok:
-    priority: 20
     input:
         params=rules.grokking_efficiency_pretrain.output.params,
     output:
@@ -114,14 +140,17 @@ rule grokking_efficiency_ungrok:
         GE.benchmark("ungrok_wd{wd}")
     wildcard_constraints:
         wd="|".join(GE_WDS),
+    priority: 20
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=8000,
         runtime=480,
-    conda:
-        ENV
     params:
-        reads=GE.reads("checkpoint_every", "log_points", "operation", "optimizer", "p", "ungrok"),
+        reads=GE.reads(
+            "checkpoint_every", "log_points", "operation", "optimizer", "p", "ungrok"
+        ),
     shell:
         GE.step(
             "ungrok",
@@ -133,21 +162,30 @@ rule grokking_efficiency_ungrok:
 
 
 rule grokking_efficiency_semigrok:
-    priority: 0
     output:
         history=f"{GE.out}/semigrok/history.csv",
     log:
         GE.log("semigrok"),
     benchmark:
         GE.benchmark("semigrok")
+    priority: 0
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=4000,
         runtime=1440,
-    conda:
-        ENV
     params:
-        reads=GE.reads("checkpoint_every", "log_points", "model", "operation", "optimizer", "p", "seed", "semigrok"),
+        reads=GE.reads(
+            "checkpoint_every",
+            "log_points",
+            "model",
+            "operation",
+            "optimizer",
+            "p",
+            "seed",
+            "semigrok",
+        ),
     shell:
         GE.step("semigrok", f"{GE.out}/semigrok", outputs=["history"])
 
@@ -160,7 +198,9 @@ rule grokking_efficiency_analyze:
         semigrok=rules.grokking_efficiency_semigrok.output.history,
         # in the order memorise, generalise and the config's weight decays: the step pairs
         # them by position
-        efficiency=expand(rules.grokking_efficiency_efficiency.output.final, kind=GE_KINDS),
+        efficiency=expand(
+            rules.grokking_efficiency_efficiency.output.final, kind=GE_KINDS
+        ),
         ungrok=expand(rules.grokking_efficiency_ungrok.output.final, wd=GE_WDS),
     output:
         metrics=f"{GE.out}/metrics.json",
@@ -168,19 +208,26 @@ rule grokking_efficiency_analyze:
         GE.log("analyze"),
     benchmark:
         GE.benchmark("analyze")
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        ENV
     params:
         reads=GE.reads("ungrok"),
     shell:
         GE.step(
             "analyze",
             GE.out,
-            inputs=["grok_history", "llc", "pretrain_history", "semigrok", "efficiency", "ungrok"],
+            inputs=[
+                "grok_history",
+                "llc",
+                "pretrain_history",
+                "semigrok",
+                "efficiency",
+                "ungrok",
+            ],
             outputs=["metrics"],
         )
 
@@ -201,12 +248,12 @@ rule grokking_efficiency_figures:
         GE.log("figures"),
     benchmark:
         GE.benchmark("figures")
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        ENV
     params:
         reads=GE.reads("ungrok"),
     shell:

@@ -39,12 +39,12 @@ rule icl_landscape_train:
         ICL.benchmark("train_seed{seed}")
     wildcard_constraints:
         seed=r"\d+",
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=2000,
         runtime=600,
-    conda:
-        ENV
     params:
         reads=ICL.reads(*ICL_TRAIN_KEYS),
     shell:
@@ -67,12 +67,12 @@ rule icl_landscape_llc:
     wildcard_constraints:
         seed=r"\d+",
         block=r"\d+",
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=4000,
         runtime=600,
-    conda:
-        ENV
     params:
         reads=ICL.reads(*ICL_TRAIN_KEYS, "regression.llc"),
     shell:
@@ -95,15 +95,18 @@ rule icl_landscape_probe:
         ICL.benchmark("probe_seed{seed}")
     wildcard_constraints:
         seed=r"\d+",
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=2000,
         runtime=30,
-    conda:
-        ENV
     params:
         reads=ICL.reads(
-            *[f"regression.{k}" for k in ("collapse_tol", "ed_batch", "eval_batch", "noise_var")],
+            *[
+                f"regression.{k}"
+                for k in ("collapse_tol", "ed_batch", "eval_batch", "noise_var")
+            ],
         ),
     shell:
         ICL.step(
@@ -115,7 +118,11 @@ rule icl_landscape_probe:
 
 rule icl_landscape_analyze:
     input:
-        expand(f"{ICL_R}/llc/seed{{seed}}/block{{block}}.csv", seed=ICL_SEEDS, block=ICL_BLOCKS),
+        expand(
+            f"{ICL_R}/llc/seed{{seed}}/block{{block}}.csv",
+            seed=ICL_SEEDS,
+            block=ICL_BLOCKS,
+        ),
         expand(f"{ICL_R}/probe/seed{{seed}}/probe.csv", seed=ICL_SEEDS),
     output:
         metrics=f"{ICL_R}/metrics.json",
@@ -125,11 +132,11 @@ rule icl_landscape_analyze:
         ICL.log("analyze"),
     benchmark:
         ICL.benchmark("analyze")
+    conda:
+        ENV
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        ENV
     params:
         # the whole block: the analysis is cheap, and reads settings of every step before it
         reads=ICL.reads("regression"),
@@ -150,11 +157,11 @@ rule icl_landscape_figures:
         ICL.log("figures"),
     benchmark:
         ICL.benchmark("figures")
+    conda:
+        ENV
     resources:
         mem_mb=1000,
         runtime=5,
-    conda:
-        ENV
     params:
         reads=ICL.reads("regression.seeds"),
     shell:
@@ -176,15 +183,17 @@ rule icl_landscape_metrics:
         ICL.log("metrics"),
     benchmark:
         ICL.benchmark("metrics")
+    conda:
+        ENV
     resources:
         mem_mb=500,
         runtime=5,
-    conda:
-        ENV
     params:
         reads=ICL.reads(),
     shell:
-        ICL.step("metrics", ICL.out, " ".join(f"--input {p}" for p in ICL_METRICS_PARTS))
+        ICL.step(
+            "metrics", ICL.out, " ".join(f"--input {p}" for p in ICL_METRICS_PARTS)
+        )
 
 
 FIGURES[ICL.paper] = ICL_FIGURES

@@ -8,26 +8,41 @@ ICL_LM_CFG = ICL.cfg["language"]
 ICL_LM = f"{ICL.out}/language"
 ICL_LM_BLOCKS = range(ICL_LM_CFG["llc"]["blocks"])
 # What each step reads of `language:` (its rule's `reads`, its rerun trigger).
-ICL_LM_MODEL_KEYS = ["context", "d_head", "d_model", "n_heads", "n_layers", "val_fraction"]
+ICL_LM_MODEL_KEYS = [
+    "context",
+    "d_head",
+    "d_model",
+    "n_heads",
+    "n_layers",
+    "val_fraction",
+]
 ICL_LM_CHECKPOINT_KEYS = ["num_linear_checkpoints", "num_log_checkpoints", "steps"]
-ICL_LM_TRAIN_KEYS = ICL_LM_MODEL_KEYS + ICL_LM_CHECKPOINT_KEYS + [
-    "batch_size",
-    "corpus",
-    "corpus_chars",
-    "lr",
-    "text_field",
-    "tokenizer_chars",
-    "vocab_size",
-    "weight_decay",
-]
-ICL_LM_EVALUATE_KEYS = ICL_LM_MODEL_KEYS + ICL_LM_CHECKPOINT_KEYS + [
-    "essential_dynamics",
-    "eval_sequences",
-    "head_scores.sequences",
-    "icl",
-    "llc",
-    "ngram",
-]
+ICL_LM_TRAIN_KEYS = (
+    ICL_LM_MODEL_KEYS
+    + ICL_LM_CHECKPOINT_KEYS
+    + [
+        "batch_size",
+        "corpus",
+        "corpus_chars",
+        "lr",
+        "text_field",
+        "tokenizer_chars",
+        "vocab_size",
+        "weight_decay",
+    ]
+)
+ICL_LM_EVALUATE_KEYS = (
+    ICL_LM_MODEL_KEYS
+    + ICL_LM_CHECKPOINT_KEYS
+    + [
+        "essential_dynamics",
+        "eval_sequences",
+        "head_scores.sequences",
+        "icl",
+        "llc",
+        "ngram",
+    ]
+)
 ICL_LM_FIGURES = [f"{ICL_LM}/figures/{name}.png" for name in ICL_LM_FIGURE_NAMES]
 
 
@@ -39,9 +54,9 @@ rule icl_landscape_lm_train:
         ICL.log("lm_train"),
     benchmark:
         ICL.benchmark("lm_train")
-    threads: 1
     conda:
         ENV
+    threads: 1
     resources:
         mem_mb=4000,
         runtime=600,
@@ -63,9 +78,9 @@ rule icl_landscape_lm_evaluate:
         ICL.benchmark("lm_evaluate_block{block}")
     wildcard_constraints:
         block=r"\d+",
-    threads: 1
     conda:
         ENV
+    threads: 1
     resources:
         mem_mb=4000,
         runtime=600,

@@ -14,10 +14,10 @@ rule llc_at_scale_estimate:
         LAS.log("estimate_{index}"),
     benchmark:
         LAS.benchmark("estimate_{index}")
-    conda:
-        ENV
     wildcard_constraints:
         index=r"\d+",
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=4000,

@@ -16,9 +16,9 @@ rule llc_estimator_normal_crossing:
         LE.benchmark("normal_crossing_{model}")
     wildcard_constraints:
         model="|".join(LE_MODELS),
-    threads: 1
     conda:
         ENV
+    threads: 1
     resources:
         mem_mb=2000,
         runtime=30,
@@ -42,9 +42,9 @@ rule llc_estimator_dln:
         LE.benchmark("dln_{case}")
     wildcard_constraints:
         case="|".join(LE_CASES),
-    threads: 1
     conda:
         ENV
+    threads: 1
     resources:
         mem_mb=2000,
         runtime=30,
@@ -68,9 +68,9 @@ rule llc_estimator_mala_reference:
         LE.benchmark("mala_{case}")
     wildcard_constraints:
         case="|".join(LE_CASES),
-    threads: 1
     conda:
         ENV
+    threads: 1
     resources:
         mem_mb=2000,
         runtime=60,
@@ -100,9 +100,9 @@ rule llc_estimator_calibrate:
         LE.log("calibrate"),
     benchmark:
         LE.benchmark("calibrate")
-    threads: 1
     conda:
         ENV
+    threads: 1
     resources:
         mem_mb=2000,
         runtime=60,
@@ -115,7 +115,9 @@ rule llc_estimator_calibrate:
 rule llc_estimator_collect:
     input:
         # Table 1's models first, then the DLN cases: the table's row order
-        estimates=expand(rules.llc_estimator_normal_crossing.output.estimates, model=LE_MODELS)
+        estimates=expand(
+            rules.llc_estimator_normal_crossing.output.estimates, model=LE_MODELS
+        )
         + expand(rules.llc_estimator_dln.output.estimates, case=LE_CASES),
         calibration=rules.llc_estimator_calibrate.output.summary,
         mala=expand(

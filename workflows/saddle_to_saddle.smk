@@ -16,14 +16,21 @@ rule saddle_to_saddle_train:
         S2S.benchmark("train_L{depth}")
     wildcard_constraints:
         depth="|".join(str(d) for d in S2S_DEPTHS),
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=4000,
         runtime=60,
-    conda:
-        ENV
     params:
-        reads=S2S.reads("checkpoint_every", "depths", "log_points_per_decade", "num_seeds", "seed", "target_diag"),
+        reads=S2S.reads(
+            "checkpoint_every",
+            "depths",
+            "log_points_per_decade",
+            "num_seeds",
+            "seed",
+            "target_diag",
+        ),
     shell:
         S2S.step(
             "train",
@@ -40,12 +47,12 @@ rule saddle_to_saddle_saxe:
         S2S.log("saxe"),
     benchmark:
         S2S.benchmark("saxe")
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=2000,
         runtime=20,
-    conda:
-        ENV
     params:
         reads=S2S.reads("saxe", "seed", "target_diag"),
     shell:
@@ -62,14 +69,21 @@ rule saddle_to_saddle_llc:
         S2S.benchmark("llc_{arch}")
     wildcard_constraints:
         arch="|".join(S2S_ARCHS),
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=4000,
         runtime=60,
-    conda:
-        ENV
     params:
-        reads=S2S.reads("checkpoint_every", "llc", "log_points_per_decade", "plateau", "rank_rtol", "seed"),
+        reads=S2S.reads(
+            "checkpoint_every",
+            "llc",
+            "log_points_per_decade",
+            "plateau",
+            "rank_rtol",
+            "seed",
+        ),
     shell:
         S2S.step(
             "llc",
@@ -94,13 +108,20 @@ rule saddle_to_saddle_analyze:
         S2S.log("analyze"),
     benchmark:
         S2S.benchmark("analyze")
+    conda:
+        ENV
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        ENV
     params:
-        reads=S2S.reads("depths", "escape_fit_min_gamma", "llc.architectures", "plateau", "rank_rtol", "target_diag"),
+        reads=S2S.reads(
+            "depths",
+            "escape_fit_min_gamma",
+            "llc.architectures",
+            "plateau",
+            "rank_rtol",
+            "target_diag",
+        ),
     shell:
         S2S.step(
             "analyze",
@@ -117,16 +138,19 @@ rule saddle_to_saddle_figures:
         llc_history=expand(rules.saddle_to_saddle_llc.output.history, arch=S2S_ARCHS),
         saxe=rules.saddle_to_saddle_saxe.output.saxe,
     output:
-        [report_figure(S2S.paper, f"{S2S.out}/figures/{name}.png") for name in S2S_FIGURES],
+        [
+            report_figure(S2S.paper, f"{S2S.out}/figures/{name}.png")
+            for name in S2S_FIGURES
+        ],
     log:
         S2S.log("figures"),
     benchmark:
         S2S.benchmark("figures")
+    conda:
+        ENV
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        ENV
     params:
         reads=S2S.reads(
             "depths",

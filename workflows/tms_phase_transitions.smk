@@ -15,12 +15,12 @@ rule tms_phase_transitions_critical:
         TMS.log("critical"),
     benchmark:
         TMS.benchmark("critical")
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        ENV
     params:
         reads=TMS.reads("c", "critical", "critical_points", "seed"),
     shell:
@@ -36,12 +36,12 @@ rule tms_phase_transitions_llc:
         TMS.benchmark("llc_{point}")
     wildcard_constraints:
         point="|".join(p.replace("+", r"\+") for p in TMS_POINTS),
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=2000,
         runtime=30,
-    conda:
-        ENV
     params:
         reads=TMS.reads("critical_points", "llc", "seed"),
     shell:
@@ -63,14 +63,24 @@ rule tms_phase_transitions_bayes:
         TMS.benchmark("bayes_n{n}")
     wildcard_constraints:
         n="|".join(str(n) for n in TMS_NS),
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=2000,
         runtime=60,
-    conda:
-        ENV
     params:
-        reads=TMS.reads("bayes.initial_step_size", "bayes.num_adapt", "bayes.num_burnin", "bayes.num_chains", "bayes.num_draws", "bayes.prior_std", "bayes.thin", "c", "seed"),
+        reads=TMS.reads(
+            "bayes.initial_step_size",
+            "bayes.num_adapt",
+            "bayes.num_burnin",
+            "bayes.num_chains",
+            "bayes.num_draws",
+            "bayes.prior_std",
+            "bayes.thin",
+            "c",
+            "seed",
+        ),
     shell:
         TMS.step(
             "bayes",
@@ -87,14 +97,24 @@ rule tms_phase_transitions_sgd:
         TMS.log("sgd"),
     benchmark:
         TMS.benchmark("sgd")
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=4000,
         runtime=60,
-    conda:
-        ENV
     params:
-        reads=TMS.reads("c", "seed", "sgd.batch_size", "sgd.init_std", "sgd.log_points", "sgd.lr", "sgd.n_samples", "sgd.num_seeds", "sgd.num_steps"),
+        reads=TMS.reads(
+            "c",
+            "seed",
+            "sgd.batch_size",
+            "sgd.init_std",
+            "sgd.log_points",
+            "sgd.lr",
+            "sgd.n_samples",
+            "sgd.num_seeds",
+            "sgd.num_steps",
+        ),
     shell:
         TMS.step("sgd", f"{TMS.out}/sgd", outputs=["history"])
 
@@ -109,14 +129,16 @@ rule tms_phase_transitions_sgd_llc:
         TMS.log("sgd_llc"),
     benchmark:
         TMS.benchmark("sgd_llc")
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=2000,
         runtime=60,
-    conda:
-        ENV
     params:
-        reads=TMS.reads("c", "critical_points", "llc", "plateau", "sgd.llc_seeds", "sgd.n_samples"),
+        reads=TMS.reads(
+            "c", "critical_points", "llc", "plateau", "sgd.llc_seeds", "sgd.n_samples"
+        ),
     shell:
         TMS.step(
             "sgd_llc",
@@ -143,18 +165,35 @@ rule tms_phase_transitions_analyze:
         TMS.log("analyze"),
     benchmark:
         TMS.benchmark("analyze")
+    conda:
+        ENV
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        ENV
     params:
-        reads=TMS.reads("bayes.max_start_disagreement", "bayes.sample_sizes", "c", "critical_points", "llc.max_drift", "llc.points", "paper_lambdas", "plateau_level_rtol"),
+        reads=TMS.reads(
+            "bayes.max_start_disagreement",
+            "bayes.sample_sizes",
+            "c",
+            "critical_points",
+            "llc.max_drift",
+            "llc.points",
+            "paper_lambdas",
+            "plateau_level_rtol",
+        ),
     shell:
         TMS.step(
             "analyze",
             TMS.out,
-            inputs=["critical", "llc", "draws", "sampler", "history", "plateaus", "sgd_llc"],
+            inputs=[
+                "critical",
+                "llc",
+                "draws",
+                "sampler",
+                "history",
+                "plateaus",
+                "sgd_llc",
+            ],
             outputs=["metrics", "occupancy", "sgd_sequences"],
         )
 
@@ -168,23 +207,33 @@ rule tms_phase_transitions_figures:
         plateaus=rules.tms_phase_transitions_sgd_llc.output.plateaus,
         sgd_llc=rules.tms_phase_transitions_sgd_llc.output.llc,
     output:
-        [report_figure(TMS.paper, f"{TMS.out}/figures/{name}.png") for name in TMS_FIGURES],
+        [
+            report_figure(TMS.paper, f"{TMS.out}/figures/{name}.png")
+            for name in TMS_FIGURES
+        ],
     log:
         TMS.log("figures"),
     benchmark:
         TMS.benchmark("figures")
+    conda:
+        ENV
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        ENV
     params:
         reads=TMS.reads("critical_points"),
     shell:
         TMS.step(
             "figures",
             f"{TMS.out}/figures",
-            inputs=["critical", "metrics", "occupancy", "history", "plateaus", "sgd_llc"],
+            inputs=[
+                "critical",
+                "metrics",
+                "occupancy",
+                "history",
+                "plateaus",
+                "sgd_llc",
+            ],
         )
 
 

@@ -24,6 +24,7 @@ def test_write_converts_and_sorts(tmp_path):
             "inf": np.float64(-np.inf),
             "none": None,
             "zero_d": np.array(2.0),
+            "why": "R-hat 1.2 > 1.1",
         },
     )
     text = path.read_text()
@@ -37,6 +38,7 @@ def test_write_converts_and_sorts(tmp_path):
         "nan": None,
         "none": None,
         "ok": True,
+        "why": "R-hat 1.2 > 1.1",
         "z": 0.5,
         "zero_d": 2.0,
     }
@@ -45,7 +47,7 @@ def test_write_converts_and_sorts(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "bad", [{"nested": {"x": 1}}, {"listed": [1, 2]}, {"word": "yes"}, {"arr": np.ones(2)}]
+    "bad", [{"nested": {"x": 1}}, {"listed": [1, 2]}, {"arr": np.ones(2)}, {"raw": b"x"}]
 )
 def test_write_refuses_what_is_not_flat(tmp_path, bad):
     path = tmp_path / "metrics.json"

@@ -1,4 +1,5 @@
-"""The one writer of a paper's ``metrics.json``: a flat JSON object of numbers, booleans, nulls.
+"""The one writer of a paper's ``metrics.json``: a flat JSON object of numbers, booleans,
+nulls, and text (the ``<stem>llc_health_reasons`` that a failing health gate quotes).
 
 Claims (:mod:`sltrepro.claims`) and drift detection (:mod:`sltrepro.regress`) read these
 files, so every paper writes them the same way: keys sorted, two-space indentation, numpy
@@ -16,13 +17,13 @@ import numpy as np
 
 
 def plain(key: str, value):
-    """``value`` as ``None``, ``bool``, ``int`` or finite ``float``; anything else (a string,
-    a list, a nested dict: metrics.json is flat) is a ``TypeError`` naming ``key``."""
+    """``value`` as ``None``, ``bool``, ``int``, finite ``float`` or ``str``; anything else (a
+    list, a nested dict, an array: metrics.json is flat) is a ``TypeError`` naming ``key``."""
     if isinstance(value, np.ndarray) and value.ndim == 0:
         value = value.item()
     elif isinstance(value, np.generic):
         value = value.item()
-    if value is None or isinstance(value, bool):
+    if value is None or isinstance(value, bool | str):
         return value
     if isinstance(value, Integral):
         return int(value)
@@ -31,7 +32,7 @@ def plain(key: str, value):
         return value if math.isfinite(value) else None
     raise TypeError(
         f"metric {key!r} is {type(value).__name__} {value!r}: metrics.json is flat, "
-        "with numbers, booleans or null only"
+        "with numbers, booleans, text or null only"
     )
 
 

@@ -66,8 +66,8 @@ def test_named_inputs_and_outputs(toy_root, tmp_path):
 
 
 def test_parse_files_groups_names_and_lists():
-    named, every = parse_files([["h=a", "b"], ["s=c"], ["h=d"], ["loose"]], "--input")
+    named = parse_files([["h=a", "b"], ["s=c"], ["h=d"]], "--input")
     assert named == {"h": [Path("a"), Path("b"), Path("d")], "s": [Path("c")]}
-    assert every == [Path(p) for p in ("a", "b", "c", "d", "loose")]
-    with pytest.raises(ConfigError, match="expects name=PATH"):
-        parse_files([["h="]], "--input")
+    for bad in (["h="], ["loose"], ["=a"]):  # every group is named
+        with pytest.raises(ConfigError, match="expects name=PATH"):
+            parse_files([bad], "--input")

@@ -1,8 +1,8 @@
 # Hoogland et al. 2024, "The Developmental Landscape of In-Context Learning".
 # Part 1, the regression half (rules icl_landscape_*): train -> LLC per block of checkpoints
 # -> probe -> analyze (stages, essential dynamics) -> regression/metrics.json.
-# Part 2, the language-model half, adds rules named icl_landscape_lm_*, appends its metrics
-# file to ICL_METRICS_PARTS and its figures to ICL_FIGURES (before the rules below use them).
+# Part 2, the language-model half (rules icl_landscape_lm_*), is in icl_landscape_lm.smk,
+# included below; icl_landscape_metrics merges the metrics of both halves.
 from sltrepro.papers.icl_landscape.figures import FIGURES as ICL_FIGURE_NAMES
 
 ICL = paper_rules("icl_landscape")
@@ -24,15 +24,13 @@ ICL_TRAIN_KEYS = [
         "steps",
     )
 ]
-
-ICL_METRICS_PARTS = [f"{ICL_R}/metrics.json"]
 ICL_FIGURES = [f"{ICL_R}/figures/{name}.png" for name in ICL_FIGURE_NAMES]
 
 
 rule icl_landscape_train:
     output:
-        f"{ICL_R}/train/seed{{seed}}/checkpoints.pt",
-        f"{ICL_R}/train/seed{{seed}}/history.csv",
+        checkpoints=f"{ICL_R}/train/seed{{seed}}/checkpoints.pt",
+        history=f"{ICL_R}/train/seed{{seed}}/history.csv",
     log:
         ICL.log("train_seed{seed}"),
     benchmark:
@@ -52,14 +50,15 @@ rule icl_landscape_train:
             "train",
             f"{ICL_R}/train/seed{{wildcards.seed}}",
             "--opt seed={wildcards.seed}",
+            outputs=["checkpoints", "history"],
         )
 
 
 rule icl_landscape_llc:
     input:
-        f"{ICL_R}/train/seed{{seed}}/checkpoints.pt",
+        checkpoints=rules.icl_landscape_train.output.checkpoints,
     output:
-        f"{ICL_R}/llc/seed{{seed}}/block{{block}}.csv",
+        llc=f"{ICL_R}/llc/seed{{seed}}/block{{block}}.csv",
     log:
         ICL.log("llc_seed{seed}_block{block}"),
     benchmark:
@@ -79,16 +78,18 @@ rule icl_landscape_llc:
         ICL.step(
             "llc",
             f"{ICL_R}/llc/seed{{wildcards.seed}}",
-            "--opt seed={wildcards.seed} --opt block={wildcards.block} --input {input}",
+            "--opt seed={wildcards.seed} --opt block={wildcards.block}",
+            inputs=["checkpoints"],
+            outputs=["llc"],
         )
 
 
 rule icl_landscape_probe:
     input:
-        f"{ICL_R}/train/seed{{seed}}/checkpoints.pt",
+        checkpoints=rules.icl_landscape_train.output.checkpoints,
     output:
-        f"{ICL_R}/probe/seed{{seed}}/probe.csv",
-        f"{ICL_R}/probe/seed{{seed}}/outputs.npy",
+        probe=f"{ICL_R}/probe/seed{{seed}}/probe.csv",
+        outputs=f"{ICL_R}/probe/seed{{seed}}/outputs.npy",
     log:
         ICL.log("probe_seed{seed}"),
     benchmark:
@@ -112,22 +113,26 @@ rule icl_landscape_probe:
         ICL.step(
             "probe",
             f"{ICL_R}/probe/seed{{wildcards.seed}}",
-            "--opt seed={wildcards.seed} --input {input}",
+            "--opt seed={wildcards.seed}",
+            inputs=["checkpoints"],
+            outputs=["probe", "outputs"],
         )
 
 
 rule icl_landscape_analyze:
     input:
-        expand(
-            f"{ICL_R}/llc/seed{{seed}}/block{{block}}.csv",
-            seed=ICL_SEEDS,
-            block=ICL_BLOCKS,
-        ),
-        expand(f"{ICL_R}/probe/seed{{seed}}/probe.csv", seed=ICL_SEEDS),
+        # in the config's seed order (llc: every block of a seed in turn); the step pairs
+        # them with the seeds by position
+        llc=expand(rules.icl_landscape_llc.output.llc, seed=ICL_SEEDS, block=ICL_BLOCKS),
+        probe=expand(rules.icl_landscape_probe.output.probe, seed=ICL_SEEDS),
+        outputs=expand(rules.icl_landscape_probe.output.outputs, seed=ICL_SEEDS),
     output:
         metrics=f"{ICL_R}/metrics.json",
         baselines=f"{ICL_R}/baselines.csv",
         tables=expand(f"{ICL_R}/seed{{seed}}/checkpoints.csv", seed=ICL_SEEDS),
+        fits=expand(f"{ICL_R}/seed{{seed}}/llc_fit.csv", seed=ICL_SEEDS),
+        ed=expand(f"{ICL_R}/seed{{seed}}/essential_dynamics.csv", seed=ICL_SEEDS),
+        stages=expand(f"{ICL_R}/seed{{seed}}/stages.json", seed=ICL_SEEDS),
     log:
         ICL.log("analyze"),
     benchmark:
@@ -141,18 +146,24 @@ rule icl_landscape_analyze:
         # the whole block: the analysis is cheap, and reads settings of every step before it
         reads=ICL.reads("regression"),
     shell:
-        ICL.step("analyze", ICL_R)
+        ICL.step(
+            "analyze",
+            ICL_R,
+            inputs=["llc", "probe", "outputs"],
+            outputs=["metrics", "baselines", "tables", "fits", "ed", "stages"],
+        )
 
 
+# the figures of the first seed
 rule icl_landscape_figures:
     input:
-        f"{ICL_R}/metrics.json",
+        table=rules.icl_landscape_analyze.output.tables[0],
+        fit=rules.icl_landscape_analyze.output.fits[0],
+        ed=rules.icl_landscape_analyze.output.ed[0],
+        stages=rules.icl_landscape_analyze.output.stages[0],
+        baselines=rules.icl_landscape_analyze.output.baselines,
     output:
-        [
-            report_figure(ICL.paper, path, part="regression")
-            for path in ICL_FIGURES
-            if path.startswith(f"{ICL_R}/figures/")
-        ],
+        [report_figure(ICL.paper, path, part="regression") for path in ICL_FIGURES],
     log:
         ICL.log("figures"),
     benchmark:
@@ -163,22 +174,26 @@ rule icl_landscape_figures:
         mem_mb=1000,
         runtime=5,
     params:
-        reads=ICL.reads("regression.seeds"),
+        reads=ICL.reads(),
     shell:
-        ICL.step("figures", f"{ICL_R}/figures")
+        ICL.step(
+            "figures",
+            f"{ICL_R}/figures",
+            inputs=["table", "fit", "ed", "stages", "baselines"],
+        )
 
 
-# Part 2 includes its rules here (they extend ICL_METRICS_PARTS and ICL_FIGURES).
-if Path("workflows/icl_landscape_lm.smk").exists():
-
-    include: "icl_landscape_lm.smk"
+include: "icl_landscape_lm.smk"
 
 
 rule icl_landscape_metrics:
     input:
-        ICL_METRICS_PARTS,
+        parts=[
+            rules.icl_landscape_analyze.output.metrics,
+            rules.icl_landscape_lm_analyze.output.metrics,
+        ],
     output:
-        f"{ICL.out}/metrics.json",
+        metrics=f"{ICL.out}/metrics.json",
     log:
         ICL.log("metrics"),
     benchmark:
@@ -191,12 +206,10 @@ rule icl_landscape_metrics:
     params:
         reads=ICL.reads(),
     shell:
-        ICL.step(
-            "metrics", ICL.out, " ".join(f"--input {p}" for p in ICL_METRICS_PARTS)
-        )
+        ICL.step("metrics", ICL.out, inputs=["parts"], outputs=["metrics"])
 
 
-FIGURES[ICL.paper] = ICL_FIGURES
+FIGURES[ICL.paper] = ICL_FIGURES + ICL_LM_FIGURES
 
 
 rule icl_landscape:

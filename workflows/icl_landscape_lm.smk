@@ -2,6 +2,7 @@
 # icl_landscape_lm_*). Included by workflows/icl_landscape.smk: train (corpus, tokenizer,
 # checkpoints) -> evaluate (metrics + LLC, one job per block of checkpoints) -> analyze
 # (stages, essential dynamics) -> language/metrics.json, merged by icl_landscape_metrics.
+# Uses ICL (paper_rules) of icl_landscape.smk.
 from sltrepro.papers.icl_landscape.lm_figures import FIGURES as ICL_LM_FIGURE_NAMES
 
 ICL_LM_CFG = ICL.cfg["language"]
@@ -48,8 +49,11 @@ ICL_LM_FIGURES = [f"{ICL_LM}/figures/{name}.png" for name in ICL_LM_FIGURE_NAMES
 
 rule icl_landscape_lm_train:
     output:
-        f"{ICL_LM}/train/history.csv",
-        f"{ICL_LM}/train/corpus.json",
+        history=f"{ICL_LM}/train/history.csv",
+        corpus=f"{ICL_LM}/train/corpus.json",
+        tokens=f"{ICL_LM}/train/tokens.npy",
+        tokenizer=f"{ICL_LM}/train/tokenizer.json",
+        checkpoints=directory(f"{ICL_LM}/train/checkpoints"),
     log:
         ICL.log("lm_train"),
     benchmark:
@@ -63,15 +67,21 @@ rule icl_landscape_lm_train:
     params:
         reads=ICL.reads("seed", *[f"language.{k}" for k in ICL_LM_TRAIN_KEYS]),
     shell:
-        ICL.step("lm_train", f"{ICL_LM}/train")
+        ICL.step(
+            "lm_train",
+            f"{ICL_LM}/train",
+            outputs=["history", "corpus", "tokens", "tokenizer", "checkpoints"],
+        )
 
 
 rule icl_landscape_lm_evaluate:
     input:
-        f"{ICL_LM}/train/history.csv",
+        tokens=rules.icl_landscape_lm_train.output.tokens,
+        corpus=rules.icl_landscape_lm_train.output.corpus,
+        checkpoints=rules.icl_landscape_lm_train.output.checkpoints,
     output:
-        f"{ICL_LM}/evaluate/block{{block}}/metrics.csv",
-        f"{ICL_LM}/evaluate/block{{block}}/outputs.npy",
+        metrics=f"{ICL_LM}/evaluate/block{{block}}/metrics.csv",
+        outputs=f"{ICL_LM}/evaluate/block{{block}}/outputs.npy",
     log:
         ICL.log("lm_evaluate_block{block}"),
     benchmark:
@@ -91,12 +101,20 @@ rule icl_landscape_lm_evaluate:
             "lm_evaluate",
             f"{ICL_LM}/evaluate/block{{wildcards.block}}",
             "--opt block={wildcards.block}",
+            inputs=["tokens", "corpus", "checkpoints"],
+            outputs=["metrics", "outputs"],
         )
 
 
 rule icl_landscape_lm_analyze:
     input:
-        expand(f"{ICL_LM}/evaluate/block{{block}}/metrics.csv", block=ICL_LM_BLOCKS),
+        # in block order: the step concatenates them and sorts by step
+        block_metrics=expand(
+            rules.icl_landscape_lm_evaluate.output.metrics, block=ICL_LM_BLOCKS
+        ),
+        block_outputs=expand(
+            rules.icl_landscape_lm_evaluate.output.outputs, block=ICL_LM_BLOCKS
+        ),
     output:
         metrics=f"{ICL_LM}/metrics.json",
         table=f"{ICL_LM}/checkpoints.csv",
@@ -116,12 +134,20 @@ rule icl_landscape_lm_analyze:
         # the whole block: the analysis is cheap, and reads settings of every step before it
         reads=ICL.reads("seed", "language"),
     shell:
-        ICL.step("lm_analyze", ICL_LM)
+        ICL.step(
+            "lm_analyze",
+            ICL_LM,
+            inputs=["block_metrics", "block_outputs"],
+            outputs=["metrics", "table", "stages", "ed", "fit"],
+        )
 
 
 rule icl_landscape_lm_figures:
     input:
-        f"{ICL_LM}/metrics.json",
+        table=rules.icl_landscape_lm_analyze.output.table,
+        fit=rules.icl_landscape_lm_analyze.output.fit,
+        stages=rules.icl_landscape_lm_analyze.output.stages,
+        ed=rules.icl_landscape_lm_analyze.output.ed,
     output:
         [report_figure(ICL.paper, path, part="language") for path in ICL_LM_FIGURES],
     log:
@@ -136,8 +162,8 @@ rule icl_landscape_lm_figures:
     params:
         reads=ICL.reads("language.n_layers"),
     shell:
-        ICL.step("lm_figures", f"{ICL_LM}/figures")
-
-
-ICL_METRICS_PARTS.append(f"{ICL_LM}/metrics.json")
-ICL_FIGURES.extend(ICL_LM_FIGURES)
+        ICL.step(
+            "lm_figures",
+            f"{ICL_LM}/figures",
+            inputs=["table", "fit", "stages", "ed"],
+        )

@@ -240,7 +240,6 @@ def main(argv: list[str] | None = None) -> int:
                 opts=parse_opts(args.opt),
                 inputs=args.input,
                 outputs=args.output,
-                results_root=args.results,
                 reads=args.reads,
             )
             return 0

@@ -24,7 +24,7 @@ from . import metrics as metrics_json
 from . import provenance
 from .config import ConfigError, DeclaredConfig, load_profile, read_yaml
 from .device import resolve_device, set_threads
-from .paths import paper_dir, results_dir
+from .paths import paper_dir
 
 
 @dataclass
@@ -36,11 +36,9 @@ class StepContext:
     profile: str
     config: dict
     outdir: Path
-    results: Path
     device: torch.device
     threads: int = 1
     opts: dict = field(default_factory=dict)
-    inputs: list = field(default_factory=list)
     named_inputs: dict = field(default_factory=dict)
     named_outputs: dict = field(default_factory=dict)
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("sltrepro"))
@@ -55,7 +53,11 @@ class StepContext:
 
     def output(self, name: str) -> Path:
         """The one file the rule declares as ``--output name=PATH``."""
-        return _one(_named(self.named_outputs, name, "--output", self), f"--output {name}=", self)
+        return _one(self.output_list(name), f"--output {name}=", self)
+
+    def output_list(self, name: str) -> list[Path]:
+        """The files the rule declares as ``--output name=PATH [PATH ...]``, in its order."""
+        return _named(self.named_outputs, name, "--output", self)
 
     def opt(self, key: str, cast=str, default=None):
         """``--opt key=value`` cast to ``cast``; a missing key without a default is an error."""
@@ -81,22 +83,19 @@ def _one(paths: list[Path], flag: str, ctx) -> Path:
     return paths[0]
 
 
-def parse_files(groups: list[list[str]], flag: str) -> tuple[dict, list[Path]]:
-    """``--input name=PATH [PATH ...]`` groups -> ``({name: [Path, ...]}, every Path)``.
+def parse_files(groups: list[list[str]], flag: str) -> dict:
+    """``--input name=PATH [PATH ...]`` groups -> ``{name: [Path, ...]}``.
 
-    A group whose first word has no ``=`` is unnamed: its paths are only in the list. A name
-    given twice extends its list (a rule may pass ``{input.history}`` of several wildcards).
+    Every group is named. A name given twice extends its list (a rule may pass
+    ``{input.history}`` of several wildcards).
     """
-    named, every = {}, []
+    named = {}
     for group in groups:
         name, sep, first = group[0].partition("=")
-        paths = [Path(p) for p in ([first] if sep else [group[0]]) + list(group[1:])]
-        if sep:
-            if not name or not first:
-                raise ConfigError(f"{flag} expects name=PATH [PATH ...], got {' '.join(group)!r}")
-            named.setdefault(name, []).extend(paths)
-        every.extend(paths)
-    return named, every
+        if not sep or not name or not first:
+            raise ConfigError(f"{flag} expects name=PATH [PATH ...], got {' '.join(group)!r}")
+        named.setdefault(name, []).extend(Path(p) for p in [first, *group[1:]])
+    return named
 
 
 def paper_steps(paper: str) -> dict:
@@ -125,7 +124,6 @@ def run_step(
     opts: dict | None = None,
     inputs: list | None = None,
     outputs: list | None = None,
-    results_root: str | Path = "results",
     reads: str | None = None,
 ) -> StepContext:
     """Validate, run ``STEPS[step]`` of ``paper`` and write provenance.json into ``outdir``.
@@ -133,7 +131,7 @@ def run_step(
     ``reads`` (a rule's ``--reads`` spec) restricts the config the step sees to the keys its
     rule declares; without it (a step run by hand) the step sees the whole block.
     ``inputs`` and ``outputs`` are the ``--input``/``--output`` groups (lists of words, see
-    :func:`parse_files`); a plain list of paths is one unnamed group.
+    :func:`parse_files`).
     """
     steps = paper_steps(paper)
     if step not in steps:
@@ -146,19 +144,17 @@ def run_step(
     device = resolve_device(config.get("device", "auto"))
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
-    named_inputs, input_paths = parse_files(_groups(inputs), "--input")
-    named_outputs, _ = parse_files(_groups(outputs), "--output")
+    named_inputs = parse_files(_groups(inputs), "--input")
+    named_outputs = parse_files(_groups(outputs), "--output")
     ctx = StepContext(
         paper=paper,
         step=step,
         profile=profile,
         config=config,
         outdir=outdir,
-        results=results_dir(profile, paper, results_root),
         device=device,
         threads=threads,
         opts=dict(opts or {}),
-        inputs=input_paths,
         named_inputs=named_inputs,
         named_outputs=named_outputs,
         log=logging.getLogger(f"sltrepro.{paper}.{step}"),
@@ -178,7 +174,7 @@ def run_step(
         profile=profile,
         config=config,
         opts=ctx.opts,
-        inputs=[str(p) for p in ctx.inputs],
+        inputs=[str(p) for paths in named_inputs.values() for p in paths],
         seeds=provenance.find_seeds(config, ctx.opts),
         device=device,
         wall_time_s=round(wall, 3),
@@ -187,7 +183,7 @@ def run_step(
 
 
 def _groups(files: list | None) -> list[list[str]]:
-    """``--input``/``--output`` groups; a flat list of paths (a call from Python) is one group."""
+    """``--input``/``--output`` groups; a flat list of words (a call from Python) is one group."""
     files = list(files or [])
     if files and not isinstance(files[0], list | tuple):
         return [[str(p) for p in files]]

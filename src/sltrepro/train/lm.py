@@ -35,8 +35,9 @@ class LMTrainConfig:
     log_every: int = 50
 
 
-def snapshot_path(outdir: Path, step: int) -> Path:
-    return Path(outdir) / "checkpoints" / f"step{step:07d}.pt"
+def snapshot_path(folder: Path, step: int) -> Path:
+    """The weights of checkpoint ``step`` in a folder of snapshots (``outdir/checkpoints``)."""
+    return Path(folder) / f"step{step:07d}.pt"
 
 
 def train_lm(
@@ -67,8 +68,8 @@ def train_lm(
     device = next(model.parameters()).device
     model.train()
     for step in progress(range(start, cfg.steps + 1), desc="train LM", total=cfg.steps + 1 - start):
-        if step in snapshots and not snapshot_path(outdir, step).exists():
-            checkpoint.save(snapshot_path(outdir, step), model.state_dict())
+        if step in snapshots and not snapshot_path(outdir / "checkpoints", step).exists():
+            checkpoint.save(snapshot_path(outdir / "checkpoints", step), model.state_dict())
         if step > start and step % cfg.resume_every == 0:
             checkpoint.save(outdir / "state.pt", _state(model, opt, gen, history, step))
         if step == cfg.steps:

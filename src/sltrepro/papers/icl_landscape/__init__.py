@@ -1,28 +1,199 @@
-"""Hoogland et al. 2024, "The Developmental Landscape of In-Context Learning".
+"""Steps of icl_landscape (Hoogland et al. 2024, "The Developmental Landscape of In-Context
+Learning"); the method is in pipeline.py (the regression half) and lm_pipeline.py (the
+language-model half).
 
-The regression half lives in ``pipeline.py`` / ``figures.py``; the language-model half adds
-its own modules (``lm_*.py``) and registers their steps in ``STEPS`` below.
+Each step reads the files its rule names (``ctx.input``) and writes those it declares
+(``ctx.output``); the paths live in workflows/icl_landscape.smk and icl_landscape_lm.smk only.
 """
 
-from . import figures, lm_pipeline, pipeline
+import json
+import os
+
+import numpy as np
+import pandas as pd
+import torch
+
+from . import figures, lm_figures, lm_pipeline, pipeline
+
+# -- the regression half ---------------------------------------------------------------------
+
+
+def _regression(ctx) -> dict:
+    return ctx.config["regression"]
+
+
+def train(ctx) -> None:
+    """--opt seed=S: one training run -> checkpoints ({step: state_dict}), history."""
+    states, history = pipeline.train_seed(
+        _regression(ctx), ctx.opt("seed", int), ctx.outdir, ctx.log
+    )
+    torch.save(states, ctx.output("checkpoints"))
+    history.to_csv(ctx.output("history"), index=False)
+
+
+def _states(ctx) -> dict:
+    return torch.load(ctx.input("checkpoints"), weights_only=False)
+
+
+def llc(ctx) -> None:
+    """--opt seed=S --opt block=B: the LLC of one block of checkpoints -> llc."""
+    table = pipeline.llc_block(
+        _regression(ctx),
+        _states(ctx),
+        ctx.opt("seed", int),
+        ctx.opt("block", int),
+        ctx.device,
+        ctx.log,
+    )
+    table.to_csv(ctx.output("llc"), index=False)
+
+
+def probe(ctx) -> None:
+    """--opt seed=S: behaviour and structure of every checkpoint -> probe, outputs."""
+    table, outputs = pipeline.probe_seed(_regression(ctx), _states(ctx), ctx.opt("seed", int))
+    table.to_csv(ctx.output("probe"), index=False)
+    np.save(ctx.output("outputs"), outputs)
+
+
+def analyze(ctx) -> dict:
+    """Stages, essential dynamics and metrics of every seed -> per-seed tables, baselines
+    and the regression half's metrics. Every per-seed list of the rule is in the config's
+    seed order; ``llc`` holds every block of a seed in turn (the rule's ``expand()``)."""
+    cfg = _regression(ctx)
+    seeds, blocks = cfg["seeds"], cfg["llc"]["blocks"]
+    llc_files = ctx.input_list("llc")
+    if len(llc_files) != len(seeds) * blocks:
+        raise ValueError(f"--input llc: {len(llc_files)} files for {len(seeds)} x {blocks}")
+    base = pipeline.baselines(cfg, seeds[0])
+    base.to_csv(ctx.output("baselines"), index=False)
+    per_seed = {}
+    files = zip(
+        seeds,
+        ctx.input_list("probe"),
+        ctx.input_list("outputs"),
+        *(ctx.output_list(name) for name in ("tables", "fits", "ed", "stages")),
+        strict=True,
+    )
+    for i, (seed, probe_in, outputs_in, table_out, fit_out, ed_out, stages_out) in enumerate(files):
+        llc_blocks = [pd.read_csv(p) for p in llc_files[i * blocks : (i + 1) * blocks]]
+        table = pipeline.seed_table(llc_blocks, pd.read_csv(probe_in))
+        result = pipeline.analyze_seed(cfg, seed, table, np.load(outputs_in), base, ctx.log)
+        result.table.to_csv(table_out, index=False)
+        result.fit.to_csv(fit_out, index=False)
+        result.essential_dynamics.to_csv(ed_out, index=False)
+        stages_out.write_text(json.dumps(result.stages, indent=2))
+        per_seed[seed] = result.metrics
+    return pipeline.summarize(cfg, per_seed, base)
 
 
 def regression_figures(ctx) -> None:
-    """Figures of the first seed of the regression half."""
-    seed = ctx.config["regression"]["seeds"][0]
-    figures.draw_all(ctx.results / "regression", seed, ctx.outdir)
+    """The figures of one seed (the rule passes the first seed's tables)."""
+    figures.draw_all(
+        pd.read_csv(ctx.input("table")),
+        pd.read_csv(ctx.input("fit")),
+        json.loads(ctx.input("stages").read_text())["stages"],
+        pd.read_csv(ctx.input("baselines")),
+        pd.read_csv(ctx.input("ed")),
+        ctx.outdir,
+    )
+
+
+def metrics(ctx) -> dict:
+    """The metrics of both halves (--input parts=...) merged into the paper's metrics."""
+    parts = {str(path): json.loads(path.read_text()) for path in ctx.input_list("parts")}
+    return pipeline.merge_metrics(parts)
+
+
+# -- the language-model half -----------------------------------------------------------------
+
+
+def _language(ctx) -> dict:
+    return ctx.config["language"]
+
+
+def lm_train(ctx) -> None:
+    """Corpus and tokenizer -> tokens, tokenizer, corpus; the LM's training -> history and
+    the folder of checkpoint weights (checkpoints)."""
+    cfg = _language(ctx)
+    data = lm_pipeline.prepare_data(cfg, ctx.log)
+    ctx.output("tokenizer").write_text(data.tokenizer_json)
+    ctx.output("corpus").write_text(json.dumps(data.info, indent=2))
+    np.save(ctx.output("tokens"), data.tokens)
+    # Snakemake removes the outputs of an interrupted job before it reruns it, so training
+    # writes into a folder of its own (resuming from work/state.pt) and the finished
+    # snapshots move to the output. The state goes first: a run killed in between retrains
+    # from the start, skipping the snapshots it finds, and gives the same weights.
+    work = ctx.outdir / "work"
+    history = lm_pipeline.train(
+        cfg, ctx.config["seed"], data.tokens, data.info["vocab_size"], work, ctx.device, ctx.log
+    )
+    history.to_csv(ctx.output("history"), index=False)
+    (work / "state.pt").unlink()
+    os.replace(work / "checkpoints", ctx.output("checkpoints"))
+    work.rmdir()
+
+
+def _tokens(ctx) -> tuple[np.ndarray, int]:
+    vocab = json.loads(ctx.input("corpus").read_text())["vocab_size"]
+    return np.load(ctx.input("tokens")), vocab
+
+
+def lm_evaluate(ctx) -> None:
+    """--opt block=B: metrics, LLC and essential-dynamics outputs of one block of
+    checkpoints -> metrics, outputs."""
+    tokens, vocab = _tokens(ctx)
+    table, outputs = lm_pipeline.evaluate_block(
+        _language(ctx),
+        ctx.config["seed"],
+        ctx.opt("block", int),
+        tokens,
+        vocab,
+        ctx.input("checkpoints"),
+        ctx.device,
+        ctx.log,
+    )
+    table.to_csv(ctx.output("metrics"), index=False)
+    np.save(ctx.output("outputs"), outputs)
+
+
+def lm_analyze(ctx) -> dict:
+    """Stages, essential dynamics and metrics from the evaluation blocks (in block order)
+    -> table, stages, ed, fit and the LM half's metrics."""
+    result = lm_pipeline.analyze(
+        _language(ctx),
+        ctx.config["seed"],
+        [pd.read_csv(p) for p in ctx.input_list("block_metrics")],
+        [np.load(p) for p in ctx.input_list("block_outputs")],
+        ctx.log,
+    )
+    result.table.to_csv(ctx.output("table"), index=False)
+    ctx.output("stages").write_text(json.dumps(result.stages, indent=2))
+    result.essential_dynamics.to_csv(ctx.output("ed"), index=False)
+    result.fit.to_csv(ctx.output("fit"), index=False)
+    return result.metrics
+
+
+def lm_draw(ctx) -> None:
+    """The LM figures from the analysis tables."""
+    lm_figures.draw_all(
+        pd.read_csv(ctx.input("table")),
+        pd.read_csv(ctx.input("fit")),
+        json.loads(ctx.input("stages").read_text())["stages"],
+        pd.read_csv(ctx.input("ed")),
+        _language(ctx)["n_layers"],
+        ctx.outdir,
+    )
 
 
 STEPS = {
-    "train": pipeline.step_train,
-    "llc": pipeline.step_llc,
-    "probe": pipeline.step_probe,
-    "analyze": pipeline.step_analyze,
+    "train": train,
+    "llc": llc,
+    "probe": probe,
+    "analyze": analyze,
     "figures": regression_figures,
-    "metrics": pipeline.step_metrics,
-    # the language-model half (lm_pipeline.py, lm_figures.py)
-    "lm_train": lm_pipeline.lm_train,
-    "lm_evaluate": lm_pipeline.lm_evaluate,
-    "lm_analyze": lm_pipeline.lm_analyze,
-    "lm_figures": lm_pipeline.lm_figures,
+    "metrics": metrics,
+    "lm_train": lm_train,
+    "lm_evaluate": lm_evaluate,
+    "lm_analyze": lm_analyze,
+    "lm_figures": lm_draw,
 }

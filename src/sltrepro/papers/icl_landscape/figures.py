@@ -6,7 +6,6 @@ essential-dynamics PC plots with the LLC boundaries marked. Reads the analysis o
 language-model half can draw its figures the same way.
 """
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -114,13 +113,16 @@ def pc_pairs(ed: pd.DataFrame, stages: list[dict], path: Path) -> None:
 FIGURES = ("llc_stages", "metrics", "essential_dynamics")
 
 
-def draw_all(analysis: Path, seed: int, outdir: Path) -> None:
-    """The three figures of one seed from ``analysis`` (the regression folder)."""
-    folder = analysis / f"seed{seed}"
-    table = pd.read_csv(folder / "checkpoints.csv")
-    stages = json.loads((folder / "stages.json").read_text())["stages"]
-    llc_and_loss(table, pd.read_csv(folder / "llc_fit.csv"), stages, outdir / "llc_stages.png")
-    base = pd.read_csv(analysis / "baselines.csv")
+def draw_all(
+    table: pd.DataFrame,
+    fit: pd.DataFrame,
+    stages: list[dict],
+    base: pd.DataFrame,
+    ed: pd.DataFrame,
+    outdir: Path,
+) -> None:
+    """The three figures of one seed (its checkpoint table, GP fit, stages and essential
+    dynamics, and the baselines) into ``outdir``."""
+    llc_and_loss(table, fit, stages, outdir / "llc_stages.png")
     metric_panels(table, base, stages, outdir / "metrics.png")
-    ed = pd.read_csv(folder / "essential_dynamics.csv")
     pc_pairs(ed, stages, outdir / "essential_dynamics.png")

@@ -1,10 +1,9 @@
 """Figures of the language-model half, in the style of Hoogland et al. 2024 (Figs. 1, 4, 5):
 LLC and validation loss against log step with the stages shaded, the behavioural and
 structural metrics (bigram, n-gram, previous-token, induction and ICL scores), and the
-essential-dynamics PC plots. Reads ``results/<profile>/icl_landscape/language`` only.
+essential-dynamics PC plots. Draws the analysis tables only.
 """
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -70,11 +69,15 @@ def metric_panels(table: pd.DataFrame, stages: list[dict], n_layers: int, path: 
 FIGURES = ("llc_stages", "metrics", "essential_dynamics")
 
 
-def draw_all(language: Path, outdir: Path, n_layers: int) -> None:
-    """The three LM figures from the ``language`` analysis folder into ``outdir``."""
-    table = pd.read_csv(language / "checkpoints.csv")
-    stages = json.loads((language / "stages.json").read_text())["stages"]
-    llc_and_loss(table, pd.read_csv(language / "llc_fit.csv"), stages, outdir / "llc_stages.png")
+def draw_all(
+    table: pd.DataFrame,
+    fit: pd.DataFrame,
+    stages: list[dict],
+    ed: pd.DataFrame,
+    n_layers: int,
+    outdir: Path,
+) -> None:
+    """The three LM figures (from the analysis tables) into ``outdir``."""
+    llc_and_loss(table, fit, stages, outdir / "llc_stages.png")
     metric_panels(table, stages, n_layers, outdir / "metrics.png")
-    ed = pd.read_csv(language / "essential_dynamics.csv")
     pc_pairs(ed, stages, outdir / "essential_dynamics.png")

@@ -17,15 +17,13 @@ Method, as in the paper:
 4. Stages (``lm_analyze``): the shared GP stage detection on LLC vs log step, the shared
    essential-dynamics PCA, and the metrics the claims read.
 
-Files (under ``results/<profile>/icl_landscape/language``): ``train/`` (tokens, tokenizer,
-corpus fingerprint, history, checkpoints), ``evaluate/block<i>/`` (metrics.csv,
-outputs.npy), and at the top ``metrics.json``, ``checkpoints.csv``, ``stages.json``,
-``essential_dynamics.csv``, ``llc_fit.csv``.
+The functions here never see the step context: they take the ``language:`` config block,
+token arrays, tables and folders of checkpoints, and return tables, arrays and dicts;
+``__init__.py`` reads and writes the files (their paths are in workflows/icl_landscape_lm.smk).
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -45,14 +43,6 @@ EVAL_CHUNK = 32  # sequences per forward pass in evaluation (bounds memory at la
 
 
 # -- configuration helpers -------------------------------------------------------------------
-def lm_config(ctx) -> dict:
-    return ctx.config["language"]
-
-
-def language_dir(ctx) -> Path:
-    return ctx.results / "language"
-
-
 def checkpoint_steps(cfg: dict) -> list[int]:
     """The checkpoint schedule of the profile (step 0 is the initialisation): log-spaced
     plus linearly spaced steps, as for the regression half."""
@@ -78,10 +68,19 @@ def build_model(cfg: dict, vocab_size: int) -> AttnOnlyLM:
 
 
 # -- step 1-2: data and training -------------------------------------------------------------
-def prepare_data(cfg: dict, outdir: Path, log) -> None:
-    """Corpus -> tokenizer -> token stream; writes tokens.npy, tokenizer.json, corpus.json."""
-    if (outdir / "tokens.npy").exists():
-        return
+@dataclass
+class Corpus:
+    """The training data of the LM: the token stream, its tokenizer and a fingerprint."""
+
+    tokens: np.ndarray
+    """(N,) int32 token ids of the whole corpus"""
+    tokenizer_json: str
+    info: dict
+    """source, fingerprint of the text, num_tokens, vocab_size, chars_per_token"""
+
+
+def prepare_data(cfg: dict, log) -> Corpus:
+    """Corpus -> tokenizer -> token stream."""
     text = corpus.build_corpus(
         cfg["corpus"], num_chars=cfg["corpus_chars"], text_field=cfg["text_field"]
     )
@@ -95,41 +94,37 @@ def prepare_data(cfg: dict, outdir: Path, log) -> None:
         "chars_per_token": len(text) / len(tokens),
     }
     log.info("corpus: %s", info)
-    (outdir / "tokenizer.json").write_text(tokenizer.to_json())
-    (outdir / "corpus.json").write_text(json.dumps(info, indent=2))
-    np.save(outdir / "tokens.npy", tokens)
+    return Corpus(tokens, tokenizer.to_json(), info)
 
 
-def load_tokens(train_dir: Path, val_fraction: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """(train, validation) 1-D int64 token tensors."""
-    tokens = np.load(Path(train_dir) / "tokens.npy").astype(np.int64)
-    train, val = corpus.split_tokens(tokens, val_fraction)
+def split_tokens(tokens: np.ndarray, val_fraction: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(train, validation) 1-D int64 token tensors of the token stream."""
+    train, val = corpus.split_tokens(tokens.astype(np.int64), val_fraction)
     return torch.from_numpy(train), torch.from_numpy(val)
 
 
-def vocab_size_of(train_dir: Path) -> int:
-    return json.loads((Path(train_dir) / "corpus.json").read_text())["vocab_size"]
+def train(
+    cfg: dict, seed: int, tokens: np.ndarray, vocab_size: int, workdir: Path, device, log
+) -> pd.DataFrame:
+    """Train the LM on the training part of ``tokens`` -> history (step, loss).
 
-
-def lm_train(ctx) -> None:
-    """Build the corpus and tokenizer, then train the LM and save its checkpoints."""
-    cfg = lm_config(ctx)
-    prepare_data(cfg, ctx.outdir, ctx.log)
-    train, _ = load_tokens(ctx.outdir, cfg["val_fraction"])
-    torch.manual_seed(ctx.config["seed"])
-    model = build_model(cfg, vocab_size_of(ctx.outdir)).to(ctx.device)
-    ctx.log.info("attention-only LM with %d parameters", model.num_params())
+    The weights of every checkpoint go to ``snapshot_path(workdir / "checkpoints", step)``;
+    the resumable state to ``workdir/state.pt``.
+    """
+    train_tokens, _ = split_tokens(tokens, cfg["val_fraction"])
+    torch.manual_seed(seed)
+    model = build_model(cfg, vocab_size).to(device)
+    log.info("attention-only LM with %d parameters", model.num_params())
     train_cfg = LMTrainConfig(
         steps=cfg["steps"],
         batch_size=cfg["batch_size"],
         context=cfg["context"],
         lr=cfg["lr"],
         weight_decay=cfg["weight_decay"],
-        seed=ctx.config["seed"],
+        seed=seed,
         snapshot_steps=checkpoint_steps(cfg),
     )
-    history = train_lm(model, train, train_cfg, ctx.outdir, ctx.log)
-    history.to_csv(ctx.outdir / "history.csv", index=False)
+    return train_lm(model, train_tokens, train_cfg, workdir, log)
 
 
 # -- step 3: per-checkpoint metrics ----------------------------------------------------------
@@ -148,9 +143,8 @@ class EvalData:
     """(inputs, targets), each (M, context): training windows the LLC is estimated on."""
 
 
-def make_eval_data(cfg: dict, train_dir: Path) -> EvalData:
-    train, val = load_tokens(train_dir, cfg["val_fraction"])
-    vocab = vocab_size_of(train_dir)
+def make_eval_data(cfg: dict, tokens: np.ndarray, vocab: int) -> EvalData:
+    train, val = split_tokens(tokens, cfg["val_fraction"])
     ctx_len = cfg["context"]
     windows = corpus.fixed_windows(val, cfg["eval_sequences"], ctx_len + 1)
     bigram = torch.from_numpy(corpus.bigram_table(train.numpy(), vocab)).float()
@@ -265,20 +259,26 @@ def evaluate_checkpoint(model: AttnOnlyLM, data: EvalData, cfg: dict, seed: int,
     return row, ed_outputs(model, data, cfg)
 
 
-def lm_evaluate(ctx) -> None:
-    """Metrics, LLC and essential-dynamics outputs of the checkpoints of block ``--opt
-    block=i``; reads ``language/train``."""
-    cfg = lm_config(ctx)
-    block = ctx.opt("block", int)
+def evaluate_block(
+    cfg: dict,
+    seed: int,
+    block: int,
+    tokens: np.ndarray,
+    vocab: int,
+    snapshots: Path,
+    device,
+    log,
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """Metrics, LLC and essential-dynamics outputs of the checkpoints of ``block`` (their
+    weights in the folder ``snapshots``) -> (one row per checkpoint, (T_block, D) outputs)."""
     steps = checkpoint_blocks(cfg)[block]
-    train_dir = language_dir(ctx) / "train"
-    data = make_eval_data(cfg, train_dir)
-    model = build_model(cfg, vocab_size_of(train_dir))
+    data = make_eval_data(cfg, tokens, vocab)
+    model = build_model(cfg, vocab)
     rows, outputs = [], []
     for step in steps:
-        model.load_state_dict(torch.load(snapshot_path(train_dir, step), map_location="cpu"))
-        row, out = evaluate_checkpoint(model, data, cfg, ctx.config["seed"], ctx.device)
-        ctx.log.info(
+        model.load_state_dict(torch.load(snapshot_path(snapshots, step), map_location="cpu"))
+        row, out = evaluate_checkpoint(model, data, cfg, seed, device)
+        log.info(
             "step %d: loss %.3f llc %.2f icl %.3f",
             step,
             row["val_loss"],
@@ -287,8 +287,7 @@ def lm_evaluate(ctx) -> None:
         )
         rows.append({"step": step, **row})
         outputs.append(out)
-    pd.DataFrame(rows).to_csv(ctx.outdir / "metrics.csv", index=False)
-    np.save(ctx.outdir / "outputs.npy", np.stack(outputs))
+    return pd.DataFrame(rows), np.stack(outputs)
 
 
 # -- step 4: stages, essential dynamics, claims' metrics -------------------------------------
@@ -397,53 +396,48 @@ def summarize(table: pd.DataFrame, found: list, cfg: dict) -> dict:
     }
 
 
-def lm_analyze(ctx) -> dict:
-    """Gather the evaluation blocks; detect stages; essential dynamics; write the metrics."""
-    cfg = lm_config(ctx)
-    blocks = [
-        language_dir(ctx) / "evaluate" / f"block{i}" for i in range(len(checkpoint_blocks(cfg)))
-    ]
-    table = pd.concat([pd.read_csv(b / "metrics.csv") for b in blocks], ignore_index=True)
-    outputs = np.concatenate([np.load(b / "outputs.npy") for b in blocks])
+@dataclass
+class Analysis:
+    """The LM half's analysis: its metrics and the tables the figures draw."""
+
+    metrics: dict
+    table: pd.DataFrame
+    """one row per checkpoint, by step"""
+    stages: dict
+    """types, stages, GP kernel, turning steps of the essential dynamics, matched boundaries"""
+    essential_dynamics: pd.DataFrame
+    """step, pc1..pcN, turning_point"""
+    fit: pd.DataFrame
+    """the GP fit of LLC vs log step (log_step, llc_fit, llc_fit_std)"""
+
+
+def analyze(cfg: dict, seed: int, blocks: list[pd.DataFrame], outputs: list, log) -> Analysis:
+    """Stages, essential dynamics and metrics from the evaluation blocks (their tables and
+    output arrays, in block order)."""
+    table = pd.concat(blocks, ignore_index=True)
+    outputs = np.concatenate(outputs)
     order = np.argsort(table["step"].to_numpy(), kind="stable")  # blocks are interleaved
     table, outputs = table.iloc[order].reset_index(drop=True), outputs[order]
     steps = table["step"].to_numpy(dtype=float)
     stage_cfg = dict(cfg["stages"])
     ed_components, ed_smooth = stage_cfg.pop("ed_components"), stage_cfg.pop("ed_smooth")
-    found, fit = stages.detect_stages(
-        steps, table["llc"].to_numpy(), seed=ctx.config["seed"], **stage_cfg
-    )
+    found, fit = stages.detect_stages(steps, table["llc"].to_numpy(), seed=seed, **stage_cfg)
     ed = stages.essential_dynamics(outputs, ed_components)
     turns = stages.turning_points(steps, ed.coords, smooth=ed_smooth)
     matched = stages.match_to_checkpoints(stages.boundaries(found), steps[turns], steps)
     metrics = summarize(table, found, cfg)
     metrics["lm_ed_boundaries_matched"] = sum(matched)
     metrics["lm_ed_boundaries_matched_fraction"] = sum(matched) / len(matched) if matched else None
-    ctx.log.info("stages %s at %s", stages.stage_string(found), stages.boundaries(found))
-    table.to_csv(ctx.outdir / "checkpoints.csv", index=False)
-    (ctx.outdir / "stages.json").write_text(
-        json.dumps(
-            {
-                "types": stages.stage_string(found),
-                "stages": [asdict(s) for s in found],
-                "kernel": fit.kernel,
-                "ed_turning_steps": [float(steps[i]) for i in turns],
-                "ed_boundary_matched": matched,
-            },
-            indent=2,
-        )
-    )
+    log.info("stages %s at %s", stages.stage_string(found), stages.boundaries(found))
+    summary = {
+        "types": stages.stage_string(found),
+        "stages": [asdict(s) for s in found],
+        "kernel": fit.kernel,
+        "ed_turning_steps": [float(steps[i]) for i in turns],
+        "ed_boundary_matched": matched,
+    }
     ed_table = pd.DataFrame(ed.coords, columns=[f"pc{i + 1}" for i in range(ed.coords.shape[1])])
     ed_table.insert(0, "step", steps)
     ed_table["turning_point"] = np.isin(np.arange(len(steps)), turns)
-    ed_table.to_csv(ctx.outdir / "essential_dynamics.csv", index=False)
     fit_table = {"log_step": fit.log_steps, "llc_fit": fit.mean, "llc_fit_std": fit.std}
-    pd.DataFrame(fit_table).to_csv(ctx.outdir / "llc_fit.csv", index=False)
-    return metrics
-
-
-def lm_figures(ctx) -> None:
-    """The LM figures (see lm_figures.py) into ``ctx.outdir``."""
-    from .lm_figures import draw_all
-
-    draw_all(language_dir(ctx), ctx.outdir, lm_config(ctx)["n_layers"])
+    return Analysis(metrics, table, summary, ed_table, pd.DataFrame(fit_table))

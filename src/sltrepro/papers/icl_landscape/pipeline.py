@@ -18,11 +18,14 @@ Method:
 4. ``analyze``: stages from a Gaussian-process fit of LLC vs log step (``sltrepro.stages``),
    essential dynamics (PCA of the outputs) and its turning points, baselines (prior mean,
    OLS, Bayes-optimal ridge) on the evaluation batch, and the metrics the claims read.
-5. ``metrics`` merges the halves' metrics files into the paper's metrics.json.
+5. ``metrics`` merges the halves' metrics into the paper's metrics.json.
+
+The functions here never see the step context: they take the ``regression:`` config block,
+tables and arrays, and return tables, arrays and dicts; ``__init__.py`` reads and writes
+the files.
 """
 
-import json
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -88,24 +91,19 @@ def load_model(state: dict) -> ICLTransformer:
     return model.eval()
 
 
-def _cfg(ctx) -> dict:
-    return ctx.config["regression"]
-
-
 # -- 1. train ------------------------------------------------------------------------------
 
 
-def step_train(ctx) -> None:
-    """Train one seed: checkpoints.pt ({step: state_dict}) and history.csv."""
-    seed = ctx.opt("seed", int)
+def train_seed(cfg: dict, seed: int, workdir: Path, log=None) -> tuple[dict, pd.DataFrame]:
+    """Train one seed -> ({step: state_dict}, history (step, lr, loss)).
+
+    Resumes from ``workdir/resume.pt`` when a run was interrupted and removes it when done.
+    """
     torch.manual_seed(seed)  # the initialisation
     model = ICLTransformer()
-    out = train(model, train_spec(_cfg(ctx)), ctx.outdir, seed=seed, log=ctx.log)
-    torch.save(out["checkpoints"], ctx.outdir / "checkpoints.pt")
-    pd.DataFrame(out["history"], columns=["step", "lr", "loss"]).to_csv(
-        ctx.outdir / "history.csv", index=False
-    )
-    (ctx.outdir / "resume.pt").unlink(missing_ok=True)
+    out = train(model, train_spec(cfg), workdir, seed=seed, log=log)
+    (Path(workdir) / "resume.pt").unlink(missing_ok=True)
+    return out["checkpoints"], pd.DataFrame(out["history"], columns=["step", "lr", "loss"])
 
 
 # -- 2. llc --------------------------------------------------------------------------------
@@ -160,22 +158,19 @@ def _llc_row(results: list, per_token_posteriors: bool) -> dict:
     return row
 
 
-def step_llc(ctx) -> None:
-    """LLC of the checkpoints in one block: llc.csv, one row per checkpoint."""
-    cfg = _cfg(ctx)
-    seed, block = ctx.opt("seed", int), ctx.opt("block", int)
-    states = torch.load(ctx.inputs[0], weights_only=False)
+def llc_block(cfg: dict, states: dict, seed: int, block: int, device, log) -> pd.DataFrame:
+    """LLC of the checkpoints (``states``: {step: state_dict}) in one block: one row each."""
     xs, ys, _ = fixed_batch(cfg, cfg["llc"]["num_samples"], LLC_DATA_SEED + seed)
     data = (encode(xs, ys), ys)
     todo = block_steps(cfg, block)
     models = [load_model(states[step]) for step in todo]
     seeds = [seed * 100_003 + step for step in todo]
-    llcs = checkpoint_llcs(models, data, cfg["llc"], seeds, ctx.device)
+    llcs = checkpoint_llcs(models, data, cfg["llc"], seeds, device)
     rows = []
     for step, row in zip(todo, llcs, strict=True):
         rows.append({"step": step, **row})
-        ctx.log.info("seed %d step %d: LLC %.2f", seed, step, row["llc"])
-    pd.DataFrame(rows).to_csv(ctx.outdir / f"block{block}.csv", index=False)
+        log.info("seed %d step %d: LLC %.2f", seed, step, row["llc"])
+    return pd.DataFrame(rows)
 
 
 # -- 3. probe ------------------------------------------------------------------------------
@@ -207,11 +202,9 @@ def probe_checkpoint(model: ICLTransformer, batch, tol: float) -> dict:
     return row
 
 
-def step_probe(ctx) -> None:
-    """probe.csv (one row per checkpoint) and outputs.npy (T, B_ed, K) for the PCA."""
-    cfg = _cfg(ctx)
-    seed = ctx.opt("seed", int)
-    states = torch.load(ctx.inputs[0], weights_only=False)
+def probe_seed(cfg: dict, states: dict, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
+    """The probe table (one row per checkpoint of ``states``) and the outputs (T, B_ed, K)
+    on the essential-dynamics batch, for the PCA."""
     batch = fixed_batch(cfg, cfg["eval_batch"], EVAL_SEED + seed)
     ed_xs, ed_ys, _ = fixed_batch(cfg, cfg["ed_batch"], ED_SEED + seed)
     rows, outputs = [], []
@@ -220,8 +213,7 @@ def step_probe(ctx) -> None:
         rows.append({"step": step, **probe_checkpoint(model, batch, cfg["collapse_tol"])})
         with torch.no_grad():
             outputs.append(model(encode(ed_xs, ed_ys)).numpy())
-    pd.DataFrame(rows).to_csv(ctx.outdir / "probe.csv", index=False)
-    np.save(ctx.outdir / "outputs.npy", np.stack(outputs))
+    return pd.DataFrame(rows), np.stack(outputs)
 
 
 # -- 4. analyze ----------------------------------------------------------------------------
@@ -242,10 +234,9 @@ def baselines(cfg: dict, seed: int) -> pd.DataFrame:
     )
 
 
-def seed_table(results: Path, seed: int, blocks: int) -> pd.DataFrame:
-    """LLC blocks joined with the probe table: one row per checkpoint, sorted by step."""
-    llc = pd.concat([pd.read_csv(results / f"llc/seed{seed}/block{b}.csv") for b in range(blocks)])
-    probe = pd.read_csv(results / f"probe/seed{seed}/probe.csv")
+def seed_table(llc_blocks: list[pd.DataFrame], probe: pd.DataFrame) -> pd.DataFrame:
+    """One seed's LLC blocks joined with its probe table: one row per checkpoint, by step."""
+    llc = pd.concat(llc_blocks)
     return probe.merge(llc, on="step", how="left").sort_values("step").reset_index(drop=True)
 
 
@@ -292,9 +283,26 @@ def stage_metrics(table: pd.DataFrame, stages: list[stg.Stage], turns: list[int]
     return out
 
 
-def analyze_seed(ctx, seed: int, base: pd.DataFrame) -> dict:
-    cfg = _cfg(ctx)
-    table = seed_table(ctx.outdir, seed, cfg["llc"]["blocks"])
+@dataclass
+class SeedAnalysis:
+    """One seed's analysis: its metrics and the tables the figures draw."""
+
+    metrics: dict
+    table: pd.DataFrame
+    """one row per checkpoint: probe columns and LLC columns"""
+    fit: pd.DataFrame
+    """the GP fit of LLC vs log step (log_step, llc_fit, llc_fit_std)"""
+    essential_dynamics: pd.DataFrame
+    """step, pc1..pcN, turning_point"""
+    stages: dict
+    """stages, GP kernel, turning-point steps, explained variance ratios"""
+
+
+def analyze_seed(
+    cfg: dict, seed: int, table: pd.DataFrame, outputs: np.ndarray, base: pd.DataFrame, log
+) -> SeedAnalysis:
+    """Stages, essential dynamics and metrics of one seed (``table`` from :func:`seed_table`,
+    ``outputs`` from :func:`probe_seed`)."""
     if table["llc"].isna().any():
         raise ValueError(f"seed {seed}: checkpoints without an LLC: {table.step[table.llc.isna()]}")
     steps = table["step"].to_numpy()
@@ -307,27 +315,21 @@ def analyze_seed(ctx, seed: int, base: pd.DataFrame) -> dict:
         min_change=st["min_change"],
         llc_sem=table["llc_chain_std"] / np.sqrt(cfg["llc"]["num_chains"]),
     )
-    outputs = np.load(ctx.outdir / f"probe/seed{seed}/outputs.npy")
     ed = stg.essential_dynamics(outputs, n_components=st["ed_components"])
     turns = stg.turning_points(steps, ed.coords, smooth=st["ed_smooth"])
-    folder = ctx.outdir / f"seed{seed}"
-    folder.mkdir(exist_ok=True)
-    table.to_csv(folder / "checkpoints.csv", index=False)
-    pd.DataFrame({"log_step": fit.log_steps, "llc_fit": fit.mean, "llc_fit_std": fit.std}).to_csv(
-        folder / "llc_fit.csv", index=False
+    fit_table = pd.DataFrame(
+        {"log_step": fit.log_steps, "llc_fit": fit.mean, "llc_fit_std": fit.std}
     )
     coords = pd.DataFrame(ed.coords, columns=[f"pc{i + 1}" for i in range(ed.coords.shape[1])])
     coords.insert(0, "step", steps)
     coords["turning_point"] = np.isin(np.arange(len(steps)), turns)
-    coords.to_csv(folder / "essential_dynamics.csv", index=False)
     summary = {
         "stages": [asdict(s) for s in stages],
         "kernel": fit.kernel,
         "turning_point_steps": [int(steps[t]) for t in turns],
         "explained_variance_ratio": ed.explained_variance_ratio.tolist(),
     }
-    (folder / "stages.json").write_text(json.dumps(summary, indent=2))
-    ctx.log.info("seed %d stages %s at %s", seed, stg.stage_string(stages), stg.boundaries(stages))
+    log.info("seed %d stages %s at %s", seed, stg.stage_string(stages), stg.boundaries(stages))
     out = stage_metrics(table, stages, turns)
     final = table.iloc[-1]
     out["final_loss"] = float(final["loss"])
@@ -346,19 +348,16 @@ def analyze_seed(ctx, seed: int, base: pd.DataFrame) -> dict:
     out["yhat_sq_init_ratio"] = float(table["yhat_sq"].iloc[0] / base["prior_mean"].mean())
     out["final_icl_score"] = float(final["icl_score"])
     out["final_ln_final_collapse"] = float(final["ln_final_collapse"])
-    return out
+    return SeedAnalysis(out, table, fit_table, coords, summary)
 
 
-def step_analyze(ctx) -> dict:
-    """Stages, essential dynamics and metrics of every seed: regression/metrics.json.
+def summarize(cfg: dict, per_seed: dict, base: pd.DataFrame) -> dict:
+    """The regression half's metrics (keys prefixed ``regression_``) from ``per_seed``
+    ({seed: metrics of :func:`analyze_seed`}, in the config's seed order) and the baselines.
 
     Metrics are those of the first seed; booleans also get ``<name>_all_seeds``.
     """
-    cfg = _cfg(ctx)
     seeds = cfg["seeds"]
-    base = baselines(cfg, seeds[0])
-    base.to_csv(ctx.outdir / "baselines.csv", index=False)
-    per_seed = {seed: analyze_seed(ctx, seed, base) for seed in seeds}
     metrics = dict(per_seed[seeds[0]])
     for key, value in per_seed[seeds[0]].items():
         if isinstance(value, bool):
@@ -378,13 +377,12 @@ def step_analyze(ctx) -> dict:
 # -- 5. metrics ----------------------------------------------------------------------------
 
 
-def step_metrics(ctx) -> dict:
-    """Merge the metrics.json of every half (the inputs) into the paper's metrics.json."""
+def merge_metrics(parts: dict) -> dict:
+    """Merge the halves' metrics ({name of the part: metrics}) into one flat dict."""
     merged = {}
-    for path in ctx.inputs:
-        part = json.loads(Path(path).read_text())
+    for where, part in parts.items():
         clash = set(part) & set(merged)
         if clash:
-            raise ValueError(f"{path}: metric names already used by another part: {sorted(clash)}")
+            raise ValueError(f"{where}: metric names already used by another part: {sorted(clash)}")
         merged.update(part)
     return merged

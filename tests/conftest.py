@@ -59,3 +59,14 @@ def toy_root(tmp_path, monkeypatch) -> Path:
         monkeypatch.setenv(key, value)
     monkeypatch.syspath_prepend(str(TOY))
     return root
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models are overhead-bound; one torch thread avoids contention on shared CI cores."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

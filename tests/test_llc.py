@@ -29,13 +29,7 @@ from sltrepro.theory import dln_learning_coefficient, normal_crossing_lambda, re
 NLL = gaussian_nll(1.0)  # 0.5 * squared error: unit-variance Gaussian regression
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models are overhead-bound; one thread avoids contention on shared CI cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _regular_problem(n=1000, d_in=3, seed=0):

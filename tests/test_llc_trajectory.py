@@ -33,13 +33,7 @@ from sltrepro.llc import (
 )
 from sltrepro.models.dln import DeepLinearNetwork
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def mse(pred, target):

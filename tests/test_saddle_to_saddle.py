@@ -1,6 +1,7 @@
 """Unit tests for the saddle_to_saddle paper: DLN training, plateau detection, Saxe."""
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -181,3 +182,95 @@ def test_two_layer_escape_time_grows_like_log_inverse_scale():
     t1 = hist.crossings[:, 0] * 1e-3
     slope = np.polyfit(np.log(1 / np.array(sigmas)), t1, 1)[0]
     assert slope * s1 == pytest.approx(1.0, rel=0.05)
+
+
+# ------------------------------------------------------------------ escape path, sparsity, widths
+def _orthonormal(n, k, seed):
+    q, _ = np.linalg.qr(np.random.default_rng(seed).standard_normal((n, k)))
+    return q.T if k > n else q
+
+
+def test_layer_structure_of_the_optimal_escape_path():
+    """W_l = c u_l u_(l-1)^T with the same c: rank 1, aligned, balanced (0, 1, 0)."""
+    dirs = [_orthonormal(n, 1, seed)[:, 0] for seed, n in enumerate([5, 7, 7, 4])]
+    weights = [2.0 * np.outer(dirs[l + 1], dirs[l]) for l in range(3)]
+    table = pipeline.layer_structure(weights)
+    assert list(table.layer) == [1, 2, 3]
+    np.testing.assert_allclose(table.rank_one_ratio, 0.0, atol=1e-12)
+    np.testing.assert_allclose(table.alignment[:2], 1.0, atol=1e-12)
+    np.testing.assert_allclose(table.imbalance[:2], 0.0, atol=1e-12)
+    assert np.isnan(table.alignment.iloc[-1]) and np.isnan(table.imbalance.iloc[-1])
+
+
+def test_layer_structure_flags_random_unbalanced_and_misaligned_layers():
+    rng = np.random.default_rng(0)
+    layers = [rng.standard_normal((20, 10)), rng.standard_normal((20, 20))]
+    random = pipeline.layer_structure(layers)
+    assert random.rank_one_ratio.min() > 0.5  # a Gaussian layer is far from rank 1
+    assert random.alignment.iloc[0] < 0.9
+    assert random.imbalance.iloc[0] > 0.3
+    # rank 1 and aligned but one layer twice the other's scale: unbalanced only
+    u, v, w = (_orthonormal(n, 1, s)[:, 0] for s, n in enumerate([4, 6, 3]))
+    scaled = pipeline.layer_structure([np.outer(v, u), 2.0 * np.outer(w, v)])
+    assert scaled.alignment.iloc[0] == pytest.approx(1.0)
+    assert scaled.imbalance.iloc[0] == pytest.approx(3.0)  # ||4 vv^T - vv^T|| / ||vv^T||
+
+
+def test_weight_ranks_count_relative_to_the_largest():
+    assert pipeline.weight_ranks([10.0, 5.0, 0.3, 0.1], 0.02) == 3
+    assert pipeline.weight_ranks([10.0, 0.1], 0.02) == 1
+
+
+def test_gap_fraction_places_the_estimate_between_count_and_aoyagi():
+    assert pipeline.gap_fraction(25.5, 50.0, 25.5) == pytest.approx(0.0)
+    assert pipeline.gap_fraction(50.0, 50.0, 25.5) == pytest.approx(1.0)
+    assert pipeline.gap_fraction(30.4, 50.0, 25.5) == pytest.approx(0.2)
+    assert np.isnan(pipeline.gap_fraction(26.0, 25.5, 25.5))  # lambda = count: no test
+
+
+def test_width_slopes_recover_power_laws_and_refuse_bad_values():
+    widths = np.array([10, 20, 40, 80])
+    table = pd.DataFrame(
+        {
+            "regime": ["ntk"] * 4 + ["saddle"] * 4,
+            "seed": 0,
+            "width": np.concatenate([widths, widths]),
+            "distance": np.concatenate([3.0 * widths**-0.4, [1.0, 2.0, np.nan, 3.0]]),
+        }
+    )
+    slopes = pipeline.width_slopes(table, "distance").set_index("regime")
+    assert slopes.slope["ntk"] == pytest.approx(-0.4)
+    assert np.isnan(slopes.slope["saddle"])
+
+
+def _tiny_structure_config():
+    return {
+        "seed": 0,
+        "num_seeds": 1,
+        "log_points_per_decade": 40,
+        "rank_rtol": 0.02,
+        "plateau": {"flat_tol": 0.05, "merge_tol": 0.05, "min_ratio": 0.5, "converged_rtol": 1e-4},
+        "llc": {"dim": 6, "target_singular_values": [12.0, 6.0]},
+        "structure": {
+            "widths": [6, 12, 12, 6],
+            "small_init": {"gamma": 5.6, "lr": 1e-2, "num_steps": 10000},
+            "large_init": {"gamma": 0.5, "lr": 5e-3, "num_steps": 3000},
+        },
+    }
+
+
+def test_structure_runs_small_init_escape_path_and_sparsity():
+    """Small init (sigma ~1e-3): rank-1, aligned, balanced layers on plateau 1 and rank-2
+    layers at the end; large init: dense layers; the Gaussian init fails every test."""
+    table = pipeline.structure_runs(_tiny_structure_config(), verbose=False)
+    metrics = pipeline.structure_metrics(table, target_rank=2)
+    assert metrics["structure_plateau1_found"]
+    assert metrics["structure_converged_max_loss_ratio"] < 1e-4
+    assert metrics["escape_path_rank_one_ratio_max"] < 0.02
+    assert metrics["escape_path_alignment_min"] > 0.98
+    assert metrics["escape_path_imbalance_max"] < 0.02
+    assert metrics["escape_path_init_rank_one_ratio_max"] > 0.5
+    assert metrics["escape_path_init_alignment_min"] < 0.9
+    assert metrics["sparsity_small_init_max_rank"] == 2
+    assert metrics["sparsity_large_init_min_rank"] > 2
+    assert metrics["sparsity_init_max_rank"] > 2

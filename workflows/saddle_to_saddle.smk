@@ -1,5 +1,6 @@
 # Jacot et al. 2021: saddle-to-saddle dynamics of deep linear networks.
-# train (one job per depth) + saxe + llc (one job per architecture) -> analyze -> figures.
+# train (one job per depth) + saxe + llc (one job per architecture) + structure + width_sweep
+# -> analyze -> figures.
 from sltrepro.papers.saddle_to_saddle.figures import FIGURES as S2S_FIGURES
 
 S2S = paper_rules("saddle_to_saddle")
@@ -93,12 +94,68 @@ rule saddle_to_saddle_llc:
         )
 
 
+rule saddle_to_saddle_structure:
+    output:
+        structure=f"{S2S.out}/structure/structure.csv",
+    log:
+        S2S.log("structure"),
+    benchmark:
+        S2S.benchmark("structure")
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=20,
+    params:
+        reads=S2S.reads(
+            "llc.dim",
+            "llc.target_singular_values",
+            "log_points_per_decade",
+            "num_seeds",
+            "plateau",
+            "rank_rtol",
+            "seed",
+            "structure",
+        ),
+    shell:
+        S2S.step("structure", f"{S2S.out}/structure", outputs=["structure"])
+
+
+rule saddle_to_saddle_width_sweep:
+    output:
+        width_sweep=f"{S2S.out}/width_sweep/width_sweep.csv",
+    log:
+        S2S.log("width_sweep"),
+    benchmark:
+        S2S.benchmark("width_sweep")
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    params:
+        reads=S2S.reads(
+            "log_points_per_decade",
+            "num_seeds",
+            "plateau",
+            "seed",
+            "target_diag",
+            "width_sweep",
+        ),
+    shell:
+        S2S.step("width_sweep", f"{S2S.out}/width_sweep", outputs=["width_sweep"])
+
+
 rule saddle_to_saddle_analyze:
     input:
         # in the config's order of depths and architectures: the step pairs them by position
         history=expand(rules.saddle_to_saddle_train.output.history, depth=S2S_DEPTHS),
         llc=expand(rules.saddle_to_saddle_llc.output.llc, arch=S2S_ARCHS),
         saxe=rules.saddle_to_saddle_saxe.output.saxe,
+        structure=rules.saddle_to_saddle_structure.output.structure,
+        width_sweep=rules.saddle_to_saddle_width_sweep.output.width_sweep,
     output:
         metrics=f"{S2S.out}/metrics.json",
         plateaus=f"{S2S.out}/plateaus.csv",
@@ -118,6 +175,7 @@ rule saddle_to_saddle_analyze:
             "depths",
             "escape_fit_min_gamma",
             "llc.architectures",
+            "llc.target_singular_values",
             "plateau",
             "rank_rtol",
             "target_diag",
@@ -126,7 +184,7 @@ rule saddle_to_saddle_analyze:
         S2S.step(
             "analyze",
             S2S.out,
-            inputs=["history", "llc", "saxe"],
+            inputs=["history", "llc", "saxe", "structure", "width_sweep"],
             outputs=["metrics", "plateaus", "plateau_counts", "escape_fits"],
         )
 
@@ -137,6 +195,8 @@ rule saddle_to_saddle_figures:
         llc=rules.saddle_to_saddle_analyze.input.llc,
         llc_history=expand(rules.saddle_to_saddle_llc.output.history, arch=S2S_ARCHS),
         saxe=rules.saddle_to_saddle_saxe.output.saxe,
+        structure=rules.saddle_to_saddle_structure.output.structure,
+        width_sweep=rules.saddle_to_saddle_width_sweep.output.width_sweep,
     output:
         [
             report_figure(S2S.paper, f"{S2S.out}/figures/{name}.png")
@@ -163,7 +223,14 @@ rule saddle_to_saddle_figures:
         S2S.step(
             "figures",
             f"{S2S.out}/figures",
-            inputs=["history", "llc", "llc_history", "saxe"],
+            inputs=[
+                "history",
+                "llc",
+                "llc_history",
+                "saxe",
+                "structure",
+                "width_sweep",
+            ],
         )
 
 

@@ -32,6 +32,16 @@ def llc(ctx) -> None:
     np.savez_compressed(ctx.output("history"), **arrays)
 
 
+def structure(ctx) -> None:
+    """Small vs large init: every layer on the first saddle and at convergence -> structure."""
+    pipeline.structure_runs(ctx.config).to_csv(ctx.output("structure"), index=False)
+
+
+def width_sweep(ctx) -> None:
+    """gamma < 1 and gamma > 1 at growing width -> width_sweep."""
+    pipeline.width_sweep(ctx.config).to_csv(ctx.output("width_sweep"), index=False)
+
+
 def _load_npz(paths) -> list[dict]:
     arrays = []
     for path in paths:
@@ -69,7 +79,15 @@ def analyze(ctx) -> dict:
     counts.to_csv(ctx.output("plateau_counts"), index=False)
     fits.to_csv(ctx.output("escape_fits"), index=False)
     metrics = pipeline.summarize(
-        cfg, histories, plateaus, counts, fits, saxe_table, _llc_table(ctx)
+        cfg,
+        histories,
+        plateaus,
+        counts,
+        fits,
+        saxe_table,
+        _llc_table(ctx),
+        pd.read_csv(ctx.input("structure")),
+        pd.read_csv(ctx.input("width_sweep")),
     )
     ctx.log.info("metrics: %s", metrics)
     return metrics
@@ -85,8 +103,18 @@ def draw(ctx) -> None:
         pd.read_csv(ctx.input("saxe")),
         _llc_table(ctx),
         llc_histories,
+        pd.read_csv(ctx.input("structure")),
+        pd.read_csv(ctx.input("width_sweep")),
         ctx.outdir,
     )
 
 
-STEPS = {"train": train, "saxe": saxe, "llc": llc, "analyze": analyze, "figures": draw}
+STEPS = {
+    "train": train,
+    "saxe": saxe,
+    "llc": llc,
+    "structure": structure,
+    "width_sweep": width_sweep,
+    "analyze": analyze,
+    "figures": draw,
+}

@@ -11,7 +11,16 @@ from sltrepro.papers.saddle_to_saddle import pipeline
 from sltrepro.plateaus import find_plateaus
 
 # The figures draw_all writes (as <name>.png); the workflow declares them from this list.
-FIGURES = ("loss_curves", "staircase", "escape_times", "ntk_contrast", "saxe", "llc")
+FIGURES = (
+    "loss_curves",
+    "staircase",
+    "escape_times",
+    "ntk_contrast",
+    "saxe",
+    "llc",
+    "structure",
+    "width_sweep",
+)
 
 
 def _positive_time(arr):
@@ -156,12 +165,52 @@ def llc(table: pd.DataFrame, histories: dict, path) -> None:
     plots.save(fig, path)
 
 
+def structure(table: pd.DataFrame, path) -> None:
+    """Left: the escape path's statistics per layer, at init and on the first saddle (small
+    init). Right: numerical rank of every layer at convergence, small vs large init."""
+    fig, (ax, ranks) = plots.figure(1, 2)
+    small = table[table["init"] == "small"]
+    for stage, marker in (("init", "x"), ("plateau1", "o")):
+        frame = small[small.stage == stage]
+        for column, color in (("rank_one_ratio", "C0"), ("alignment", "C1"), ("imbalance", "C2")):
+            ax.scatter(
+                frame.layer,
+                frame[column],
+                marker=marker,
+                color=color,
+                s=18,
+                label=f"{column} ({stage})",
+            )
+    ax.set(yscale="log", xlabel="layer l", ylabel="value", title="init (x) vs saddle 1 (o)")
+    ax.legend(fontsize=6)
+    final = table[table.stage == "final"]
+    for offset, (kind, group) in zip((-0.1, 0.1), final.groupby("init"), strict=False):
+        ranks.scatter(group.layer + offset, group["rank"], s=18, label=f"{kind} init")
+    ranks.set(xlabel="layer l", ylabel="numerical rank of W_l at convergence")
+    ranks.legend(fontsize=7)
+    plots.save(fig, path)
+
+
+def width_sweep(table: pd.DataFrame, path) -> None:
+    """Distance travelled and first escape time against width (log-log), per regime."""
+    fig, axes = plots.figure(1, 2)
+    for ax, column in zip(axes, ("distance", "escape_time"), strict=True):
+        for regime, group in table.groupby("regime"):
+            label = f"{regime} (γ={group.gamma.iloc[0]:g})"
+            ax.scatter(group.width, group[column], s=14, label=label)
+        ax.set(xscale="log", yscale="log", xlabel="width w", ylabel=column)
+        ax.legend(fontsize=7)
+    plots.save(fig, path)
+
+
 def draw_all(
     config,
     histories: dict,
     saxe_table: pd.DataFrame,
     llc_table: pd.DataFrame,
     llc_histories: dict,
+    structure_table: pd.DataFrame,
+    width_table: pd.DataFrame,
     outdir: Path,
 ) -> None:
     """Every figure of :data:`FIGURES` into ``outdir``: ``histories`` maps depth -> training
@@ -172,3 +221,5 @@ def draw_all(
     ntk_contrast(config, histories, outdir / "ntk_contrast.png")
     saxe(saxe_table, outdir / "saxe.png")
     llc(llc_table, llc_histories, outdir / "llc.png")
+    structure(structure_table, outdir / "structure.png")
+    width_sweep(width_table, outdir / "width_sweep.png")

@@ -13,7 +13,13 @@ Method, as the steps run it:
 3. ``llc``: one saddle-to-saddle trajectory of a bottleneck and of a wide architecture on a
    rank-r teacher; the LLC (SGLD, ``sltrepro.llc``) at checkpoints along it, next to
    Aoyagi's lambda at the current numerical rank.
-4. ``analyze``: plateaus and rank jumps found automatically (``sltrepro.plateaus``), plateau
+4. ``structure``: one small-init and one large-init trajectory of a net wider than the
+   rank-r teacher; every layer W_l on the first saddle after the origin (the end of the
+   optimal escape path: rank 1, aligned with its neighbours, balanced) and at convergence
+   (sparsity: rank r from a small init, full rank from a large one).
+5. ``width_sweep``: one gamma < 1 and one gamma > 1 at growing width: the distance gradient
+   descent travels to its global minimum and the first escape time (the gamma = 1 transition).
+6. ``analyze``: plateaus and rank jumps found automatically (``sltrepro.plateaus``), plateau
    levels and maps against the theory, escape-time fits, metrics.json.
 
 Time is continuous gradient-flow time t = lr * step throughout.
@@ -254,6 +260,162 @@ def llc_trajectory(
 
 
 # ----------------------------------------------------------------------------- step 4
+def top_singular(w: np.ndarray):
+    """(u_1, s, v_1) of an (n_out, n_in) matrix: top left/right singular vectors and every
+    singular value, descending."""
+    u, s, vt = np.linalg.svd(w)
+    return u[:, 0], s, vt[0]
+
+
+def layer_structure(weights) -> pd.DataFrame:
+    """One row per layer l of ``weights`` (W_1..W_L, (n_out, n_in) arrays): the optimal
+    escape path's three properties and the numerical rank.
+
+    ``rank_one_ratio`` = s_2(W_l)/s_1(W_l) (0 for a rank-1 layer); ``alignment`` =
+    |<u_1(W_l), v_1(W_{l+1})>| (1 when W_l's output direction is W_{l+1}'s input direction);
+    ``imbalance`` = ||W_{l+1}^T W_{l+1} - W_l W_l^T||_F / ||W_l W_l^T||_F (0 when balanced);
+    the last two are NaN for the last layer. ``svals`` keeps every singular value.
+    """
+    rows = []
+    for l, w in enumerate(weights):
+        u, s, _ = top_singular(w)
+        row = {"layer": l + 1, "rank_one_ratio": s[1] / s[0] if len(s) > 1 else 0.0}
+        row["alignment"] = row["imbalance"] = np.nan
+        if l + 1 < len(weights):
+            upper = weights[l + 1]
+            row["alignment"] = abs(float(u @ top_singular(upper)[2]))
+            gram = w @ w.T
+            row["imbalance"] = np.linalg.norm(upper.T @ upper - gram) / np.linalg.norm(gram)
+        rows.append(row | {"svals": s})
+    return pd.DataFrame(rows)
+
+
+def weight_ranks(svals, rtol: float) -> int:
+    """Numerical rank of one layer: singular values above ``rtol`` times its largest."""
+    svals = np.asarray(svals, dtype=float)
+    return int((svals > rtol * svals[0]).sum())
+
+
+def structure_runs(config: dict, *, verbose=True) -> pd.DataFrame:
+    """Small- and large-init trajectories of ``structure.widths`` on the llc step's rank-r
+    teacher; :func:`layer_structure` of every layer at init, on the first saddle after the
+    origin (the middle of plateau 1, small init only) and at the end.
+
+    Rows: init ("small"/"large"), gamma, seed, stage ("init", "plateau1", "final"), step,
+    loss_ratio (loss over the initial loss), layer, rank_one_ratio, alignment, imbalance,
+    rank (numerical, ``rank_rtol`` of the layer's top singular value).
+    """
+    cfg = config["structure"]
+    teacher = llc_teacher(config)
+    widths = cfg["widths"]
+    seeds = run_seeds(config)
+    rows = []
+    for kind in ("small", "large"):
+        spec = cfg[f"{kind}_init"]
+        weights = init_weights(widths, [init_scale(widths[1], spec["gamma"])], seeds, dtype=DTYPE)
+        log_steps = log_spaced_steps(spec["num_steps"], config["log_points_per_decade"])
+        hist = train_dln(
+            weights,
+            teacher,
+            lr=spec["lr"],
+            num_steps=spec["num_steps"],
+            log_steps=log_steps,
+            snapshot_steps=log_steps,  # B = seeds and small nets: every logged point
+            desc=f"structure {kind} init",
+            verbose=verbose,
+        )
+        time = hist.steps * spec["lr"]
+        for b, seed in enumerate(seeds):
+            stages = {"init": 0, "final": len(log_steps) - 1}
+            plateaus = find_plateaus(time, hist.loss[b], **config["plateau"])
+            if kind == "small" and len(plateaus) > 1:
+                stages["plateau1"] = plateaus[1].middle
+            for stage, index in stages.items():
+                step = int(log_steps[index])
+                table = layer_structure([w[b] for w in hist.snapshots[step]])
+                table["rank"] = [weight_ranks(s, config["rank_rtol"]) for s in table.svals]
+                meta = {"init": kind, "gamma": spec["gamma"], "seed": seed, "stage": stage}
+                meta |= {"step": step, "loss_ratio": hist.loss[b, index] / hist.loss[b, 0]}
+                rows.append(table.drop(columns="svals").assign(**meta))
+    return pd.concat(rows, ignore_index=True)
+
+
+def width_sweep(config: dict, *, verbose=True) -> pd.DataFrame:
+    """For one gamma < 1 ("ntk") and one gamma > 1 ("saddle") at every width of
+    ``width_sweep.widths``: depth-L nets on the main target, trained to convergence.
+
+    Rows: regime, gamma, width, seed, escape_time (first crossing of the first escape level,
+    gradient-flow time), distance ||theta_end - theta_0|| (all layers, Frobenius),
+    init_op_norm (largest spectral norm of a layer at init), loss_ratio (final over initial
+    loss), n_plateaus.
+    """
+    cfg = config["width_sweep"]
+    dim = len(config["target_diag"])
+    target = target_matrix(config["target_diag"])
+    seeds = run_seeds(config)
+    rows = []
+    for regime in ("ntk", "saddle"):
+        spec = cfg[regime]
+        for width in cfg["widths"]:
+            widths = [dim] + [width] * (cfg["depth"] - 1) + [dim]
+            weights = init_weights(widths, [init_scale(width, spec["gamma"])], seeds, dtype=DTYPE)
+            start = [w.clone() for w in weights]
+            hist = train_dln(
+                weights,
+                target,
+                lr=spec["lr"],
+                num_steps=spec["num_steps"],
+                log_steps=log_spaced_steps(spec["num_steps"], config["log_points_per_decade"]),
+                levels=escape_levels(singular_values(config["target_diag"]))[:1],
+                desc=f"width sweep {regime} w={width}",
+                verbose=verbose,
+            )
+            moved = sum(
+                (w - w0).pow(2).sum(dim=(-2, -1)) for w, w0 in zip(weights, start, strict=True)
+            )
+            op_norm = torch.stack([torch.linalg.matrix_norm(w0, ord=2) for w0 in start]).amax(0)
+            time = hist.steps * spec["lr"]
+            for b, seed in enumerate(seeds):
+                rows.append(
+                    {
+                        "regime": regime,
+                        "gamma": spec["gamma"],
+                        "width": width,
+                        "seed": seed,
+                        "escape_time": hist.crossings[b, 0] * spec["lr"],
+                        "distance": float(moved[b].sqrt()),
+                        "init_op_norm": float(op_norm[b]),
+                        "loss_ratio": hist.loss[b, -1] / hist.loss[b, 0],
+                        "n_plateaus": len(find_plateaus(time, hist.loss[b], **config["plateau"])),
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
+def width_slopes(table: pd.DataFrame, column: str) -> pd.DataFrame:
+    """Per (regime, seed), the least-squares slope of ln ``column`` against ln width:
+    columns regime, seed, slope, r2 (NaN when a value is missing or not positive)."""
+    rows = []
+    for (regime, seed), group in table.groupby(["regime", "seed"]):
+        y = group[column].to_numpy(float)
+        if len(y) < 2 or not np.all(np.isfinite(y) & (y > 0)):
+            slope = r2 = np.nan
+        else:
+            slope, _, r2 = fit_line(np.log(group.width.to_numpy(float)), np.log(y))
+        rows.append({"regime": regime, "seed": seed, "slope": slope, "r2": r2})
+    return pd.DataFrame(rows)
+
+
+def gap_fraction(estimate: float, aoyagi: float, count: float) -> float:
+    """(estimate - count) / (aoyagi - count): 0 where the estimate equals the stiff-direction
+    count r(H_1 + H_{L+1} - r)/2, 1 where it equals Aoyagi's lambda; NaN where the two agree
+    (the estimate cannot tell them apart there)."""
+    if aoyagi == count:
+        return np.nan
+    return (estimate - count) / (aoyagi - count)
+
+
+# ----------------------------------------------------------------------------- step 6
 def plateau_table(arrays: dict, config: dict, depth: int) -> pd.DataFrame:
     """One row per detected plateau of every run of one depth, checked against the theory."""
     s = singular_values(config["target_diag"])
@@ -335,7 +497,41 @@ def showcase_final_ratio(arrays: dict) -> np.ndarray:
     return arrays["loss"][pick, -1] / arrays["loss"][pick, 0]
 
 
-def summarize(config, histories, plateaus, counts, fits, saxe, llc) -> dict:
+def structure_metrics(table: pd.DataFrame, target_rank: int) -> dict:
+    """The escape-path and sparsity metrics of :func:`structure_runs`' table, each beside its
+    null: the same statistic of the random init the runs start from."""
+    small = table[table["init"] == "small"]
+    found = small[small.stage == "plateau1"]
+    metrics = {"structure_plateau1_found": bool(found.seed.nunique() == small.seed.nunique())}
+    for stem, frame in (("escape_path", found), ("escape_path_init", small[small.stage == "init"])):
+        metrics[f"{stem}_rank_one_ratio_max"] = _finite_or_none(frame.rank_one_ratio.max())
+        metrics[f"{stem}_alignment_min"] = _finite_or_none(frame.alignment.min())
+        metrics[f"{stem}_imbalance_max"] = _finite_or_none(frame.imbalance.max())
+    final = table[table.stage == "final"]
+    metrics["structure_converged_max_loss_ratio"] = float(final.loss_ratio.max())
+    for kind in ("small", "large"):
+        ranks = final[final["init"] == kind]["rank"]
+        metrics[f"sparsity_{kind}_init_max_rank"] = int(ranks.max())
+        metrics[f"sparsity_{kind}_init_min_rank"] = int(ranks.min())
+    metrics["sparsity_init_max_rank"] = int(small[small.stage == "init"]["rank"].max())
+    metrics["sparsity_target_rank"] = int(target_rank)
+    return metrics
+
+
+def width_metrics(table: pd.DataFrame) -> dict:
+    """Slopes in ln width (mean over seeds) of the distance travelled and of the first escape
+    time, per regime, and the largest final loss ratio of the sweep."""
+    metrics = {"width_sweep_max_loss_ratio": float(table.loss_ratio.max())}
+    for column, name in (("distance", "distance"), ("escape_time", "escape")):
+        slopes = width_slopes(table, column)
+        for regime, group in slopes.groupby("regime"):
+            metrics[f"width_{regime}_{name}_slope"] = _finite_or_none(group.slope.mean())
+    for (regime, width), group in table.groupby(["regime", "width"]):
+        metrics[f"width_{regime}_w{width}_n_plateaus_max"] = int(group.n_plateaus.max())
+    return metrics
+
+
+def summarize(config, histories, plateaus, counts, fits, saxe, llc, structure, widths) -> dict:
     """The flat metrics.json: claims read these keys."""
     s = singular_values(config["target_diag"])
     rank = int((s > 0).sum())
@@ -397,6 +593,13 @@ def summarize(config, histories, plateaus, counts, fits, saxe, llc) -> dict:
             (last.rank_count_lambda - last.aoyagi_lambda) / last.aoyagi_lambda
         )
         metrics[f"llc_{arch}_final_rank"] = int(last["rank"])
+        # where the LLC can say more than a count of stiff directions: 0 = the count's value
+        metrics[f"llc_{arch}_final_gap_fraction"] = _finite_or_none(
+            gap_fraction(last.llc_mean, last.aoyagi_lambda, last.rank_count_lambda)
+        )
+        metrics[f"llc_{arch}_final_loss_ratio"] = float(
+            last.population_loss / group.sort_values("step").iloc[0].population_loss
+        )
         # the health verdict of each estimate above (sltrepro.llc_diagnostics)
         metrics |= health_metrics([last.to_dict()], f"llc_{arch}_final_", [f"step {last.step}"])
         for row in group[group.plateau_index >= 0].itertuples():
@@ -404,4 +607,6 @@ def summarize(config, histories, plateaus, counts, fits, saxe, llc) -> dict:
             metrics[f"llc_{arch}_plateau{row.plateau_index}_aoyagi"] = float(row.aoyagi_lambda)
             stem, label = f"llc_{arch}_plateau{row.plateau_index}_", [f"step {row.step}"]
             metrics |= health_metrics([row._asdict()], stem, label)
+    metrics |= structure_metrics(structure, len(config["llc"]["target_singular_values"]))
+    metrics |= width_metrics(widths)
     return metrics

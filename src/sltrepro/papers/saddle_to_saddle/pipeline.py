@@ -182,6 +182,23 @@ def half_squared_error(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return 0.5 * (out - y).pow(2).sum(-1).mean()
 
 
+def snapshot_run(config, widths, init_std, seeds, target, *, lr, num_steps, **kwargs):
+    """GD from a Gaussian init of per-entry std ``init_std`` (one run per seed), keeping every
+    layer at every logged step (``log_points_per_decade``): for small nets and few runs.
+    ``kwargs`` go to :func:`train_dln`."""
+    weights = init_weights(widths, [init_std], seeds, dtype=DTYPE)
+    log_steps = log_spaced_steps(num_steps, config["log_points_per_decade"])
+    return train_dln(
+        weights,
+        target,
+        lr=lr,
+        num_steps=num_steps,
+        log_steps=log_steps,
+        snapshot_steps=log_steps,
+        **kwargs,
+    )
+
+
 def llc_trajectory(
     config: dict, arch: str, checkpoint_path, *, verbose=True
 ) -> tuple[pd.DataFrame, dict]:
@@ -195,20 +212,20 @@ def llc_trajectory(
     widths = cfg["architectures"][arch]["widths"]
     seed = config["seed"]
     teacher = llc_teacher(config)
-    weights = init_weights(widths, [cfg["architectures"][arch]["init_std"]], [seed], dtype=DTYPE)
-    log_steps = log_spaced_steps(cfg["num_steps"], config["log_points_per_decade"])
-    hist = train_dln(
-        weights,
+    hist = snapshot_run(
+        config,
+        widths,
+        cfg["architectures"][arch]["init_std"],
+        [seed],
         teacher,
         lr=cfg["lr"],
         num_steps=cfg["num_steps"],
-        log_steps=log_steps,
-        snapshot_steps=log_steps,  # B = 1 and a small net: keep every logged point
         checkpoint_path=checkpoint_path,
         checkpoint_every=config["checkpoint_every"],
         desc=f"llc trajectory {arch}",
         verbose=verbose,
     )
+    log_steps = hist.steps
     time = hist.steps * cfg["lr"]
     arrays = {"time": time, "loss": hist.loss[0], "svals": hist.svals[0]}
     # Checkpoints: evenly spaced among the (log-spaced) logged steps, plus the middle of every
@@ -312,18 +329,18 @@ def structure_runs(config: dict, *, verbose=True) -> pd.DataFrame:
     rows = []
     for kind in ("small", "large"):
         spec = cfg[f"{kind}_init"]
-        weights = init_weights(widths, [init_scale(widths[1], spec["gamma"])], seeds, dtype=DTYPE)
-        log_steps = log_spaced_steps(spec["num_steps"], config["log_points_per_decade"])
-        hist = train_dln(
-            weights,
+        hist = snapshot_run(
+            config,
+            widths,
+            init_scale(widths[1], spec["gamma"]),
+            seeds,
             teacher,
             lr=spec["lr"],
             num_steps=spec["num_steps"],
-            log_steps=log_steps,
-            snapshot_steps=log_steps,  # B = seeds and small nets: every logged point
             desc=f"structure {kind} init",
             verbose=verbose,
         )
+        log_steps = hist.steps
         time = hist.steps * spec["lr"]
         for b, seed in enumerate(seeds):
             stages = {"init": 0, "final": len(log_steps) - 1}

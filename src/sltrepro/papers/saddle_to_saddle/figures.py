@@ -187,6 +187,8 @@ def structure(table: pd.DataFrame, path) -> None:
     for offset, (kind, group) in zip((-0.1, 0.1), final.groupby("init"), strict=False):
         ranks.scatter(group.layer + offset, group["rank"], s=18, label=f"{kind} init")
     ranks.set(xlabel="layer l", ylabel="numerical rank of W_l at convergence")
+    for panel in (ax, ranks):
+        panel.set_xticks(sorted(table.layer.unique()))
     ranks.legend(fontsize=7)
     plots.save(fig, path)
 
@@ -199,6 +201,7 @@ def width_sweep(table: pd.DataFrame, path) -> None:
             label = f"{regime} (γ={group.gamma.iloc[0]:g})"
             ax.scatter(group.width, group[column], s=14, label=label)
         ax.set(xscale="log", yscale="log", xlabel="width w", ylabel=column)
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.legend(fontsize=7)
     plots.save(fig, path)
 

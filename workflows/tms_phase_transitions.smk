@@ -1,9 +1,8 @@
 # Chen et al. 2023: dynamical versus Bayesian phase transitions in a toy model of superposition.
 # critical + llc (one job per critical point) + bayes (one job per sample size) + sgd -> sgd_llc
 # -> analyze -> figures.
-from sltrepro.papers.tms_phase_transitions.figures import FIGURES as TMS_FIGURES
-
 TMS = paper_rules("tms_phase_transitions")
+TMS_FIGURES = figure_names(TMS.paper)
 TMS_POINTS = TMS.cfg["llc"]["points"]
 TMS_NS = TMS.cfg["bayes"]["sample_sizes"]
 

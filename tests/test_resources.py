@@ -2,6 +2,7 @@
 
 import pytest
 import yaml
+from conftest import REPO, snakemake
 
 from sltrepro import resources
 from sltrepro.cli import main
@@ -55,3 +56,19 @@ def test_cli_prints_the_requests(tmp_path, capsys):
     assert main(["resources", "llc_estimator", "--profile", "cpu", "--results", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "llc_estimator_fit" in out and "600" in out
+
+
+def test_written_profile_sizes_the_slurm_jobs(tmp_path, capsys):
+    """The written workflow profile, beside profiles/slurm, gives a measured rule its request
+    (a Snakemake dry run with the SLURM executor prints each job's resources)."""
+    write_benchmark(tmp_path, "llc_estimator", "fit", "llc_estimator_dln", 600.0, 1000.0)
+    out = tmp_path / "profile"
+    argv = ["resources", "llc_estimator", "--profile", "cpu", "--results", str(tmp_path)]
+    assert main([*argv, "--write", str(out)]) == 0
+    dry = snakemake(
+        "--profile", REPO / "profiles" / "slurm", "--workflow-profile", out, "-n", "--forceall",
+        "llc_estimator", "--config", "profile=cpu", f"results={tmp_path / 'dry'}",
+    )  # fmt: skip
+    assert dry.returncode == 0, dry.stderr
+    dln = [line for line in (dry.stdout + dry.stderr).splitlines() if "mem_mb=1500" in line]
+    assert dln and all("runtime=30" in line for line in dln), dry.stdout[-3000:] + dry.stderr

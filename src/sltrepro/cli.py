@@ -106,8 +106,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_profile(res)
     res.add_argument(
         "--write",
-        action="store_true",
-        help="write them as the workflow profile profiles/slurm-<profile>/config.yaml",
+        nargs="?",
+        const="",
+        metavar="FOLDER",
+        help="write them as a workflow profile, FOLDER/config.yaml (default FOLDER: "
+        "profiles/slurm-<profile>), for --workflow-profile beside --profile profiles/slurm",
     )
 
     summ = sub.add_parser("summary", help="write summary.md of every paper's claims")
@@ -171,14 +174,14 @@ def cmd_resources(args) -> int:
     reqs = resources.requests(resources.read_benchmarks(args.profile, papers, args.results))
     table = pd.DataFrame([vars(r) for r in reqs])
     print(table.to_string(index=False, float_format=lambda x: f"{x:.0f}"))
-    if args.write:
+    if args.write is not None:
         profiles = repo_root() / "profiles"
         slurm, local = (
             yaml.safe_load((profiles / name / "config.yaml").read_text())
             for name in ("slurm", "default")
         )
-        target = profiles / f"slurm-{args.profile}" / "config.yaml"
-        target.parent.mkdir(exist_ok=True)
+        target = Path(args.write or profiles / f"slurm-{args.profile}") / "config.yaml"
+        target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(resources.workflow_profile(reqs, slurm, local, args.profile))
         print(f"wrote {target}")
     return 0

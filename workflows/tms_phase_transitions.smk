@@ -29,6 +29,7 @@ rule tms_phase_transitions_critical:
 rule tms_phase_transitions_llc:
     output:
         llc=f"{TMS.out}/llc/{{point}}/llc.csv",
+        trace=f"{TMS.out}/llc/{{point}}/trace.npy",
     log:
         TMS.log("llc_{point}"),
     benchmark:
@@ -48,7 +49,7 @@ rule tms_phase_transitions_llc:
             "llc",
             f"{TMS.out}/llc/{{wildcards.point}}",
             "--opt point={wildcards.point:q}",
-            outputs=["llc"],
+            outputs=["llc", "trace"],
         )
 
 
@@ -205,6 +206,8 @@ rule tms_phase_transitions_figures:
         history=rules.tms_phase_transitions_sgd.output.history,
         plateaus=rules.tms_phase_transitions_sgd_llc.output.plateaus,
         sgd_llc=rules.tms_phase_transitions_sgd_llc.output.llc,
+        llc=expand(rules.tms_phase_transitions_llc.output.llc, point=TMS_POINTS),
+        traces=expand(rules.tms_phase_transitions_llc.output.trace, point=TMS_POINTS),
     output:
         [
             report_figure(TMS.paper, f"{TMS.out}/figures/{name}.png")
@@ -232,6 +235,8 @@ rule tms_phase_transitions_figures:
                 "history",
                 "plateaus",
                 "sgd_llc",
+                "llc",
+                "traces",
             ],
         )
 

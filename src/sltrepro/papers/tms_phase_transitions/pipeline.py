@@ -129,11 +129,12 @@ def refine_on_data(weight, bias, x, *, lr: float, steps: int):
     return model
 
 
-def llc_at_point(config: dict, name: str, *, verbose=True) -> pd.DataFrame:
-    """LLC estimates at one critical point: one row per training-set seed."""
+def llc_at_point(config: dict, name: str, *, verbose=True) -> tuple[pd.DataFrame, np.ndarray]:
+    """LLC estimates at one critical point: one row per training-set seed, and the first
+    seed's (C, D) LLC trace nbeta * (L(w) - L(w*)) for the trace figure."""
     cfg = config["llc"]
     point = point_by_name(config, name)
-    rows = []
+    rows, first_trace = [], None
     for i in range(cfg["num_seeds"]):
         seed = config["seed"] + i
         gen = torch.Generator().manual_seed(seed)
@@ -158,7 +159,9 @@ def llc_at_point(config: dict, name: str, *, verbose=True) -> pd.DataFrame:
                 **result.summary_row(),
             }
         )
-    return pd.DataFrame(rows)
+        if first_trace is None:
+            first_trace = result.nbeta * result.delta_trace
+    return pd.DataFrame(rows), first_trace
 
 
 # ----------------------------------------------------------------------------- step 3

@@ -505,8 +505,6 @@ def summarize(config, crit, llc, occ, bayes_summary, plateaus, sgd_llc_table, ar
         m[f"llc_{key}_se"] = float(group.llc_mean.std(ddof=1) / math.sqrt(len(group)))
         # the estimator's health verdict (R-hat, ESS, drift, budgets) on every seed
         m |= health_metrics(group, f"llc_{key}_", labels=[f"seed {s}" for s in group.seed])
-        m[f"llc_{key}_rhat_max"] = float(group.rhat.max())
-        m[f"llc_{key}_ess_bulk_min"] = float(group.ess_bulk.min())
     if {"5-_c6", "6_c6"} <= set(llc.point):
         m["llc_6_minus_5m_c6"] = m["llc_6_c6"] - m["llc_5m_c6"]
         m["llc_6_minus_5m_c6_se"] = math.hypot(m["llc_6_c6_se"], m["llc_5m_c6_se"])

@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pandas as pd
 
-from . import figures, pipeline
+from . import pipeline
 
 
 def critical(ctx) -> None:
@@ -75,6 +75,9 @@ def analyze(ctx) -> dict:
 def draw(ctx) -> None:
     """Every figure of figures.FIGURES from the saved results."""
     metrics = json.loads(ctx.input("metrics").read_text())
+    # figures imports matplotlib and seaborn (~2.5 s of CPU): only the figure steps pay it
+    from . import figures
+
     figures.draw_all(
         ctx.config,
         pd.read_csv(ctx.input("critical")),

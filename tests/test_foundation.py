@@ -71,3 +71,16 @@ def test_parse_files_groups_names_and_lists():
     for bad in (["h="], ["loose"], ["=a"]):  # every group is named
         with pytest.raises(ConfigError, match="expects name=PATH"):
             parse_files([bad], "--input")
+
+
+def test_llc_trace_figure_draws_one_panel_per_estimate(tmp_path):
+    import numpy as np
+    from matplotlib.image import imread
+
+    from sltrepro import plots
+
+    panel = {"title": "a", "trace": np.ones((2, 5)), "estimate": 1.0, "rhat": 1.0,
+             "ess_bulk": 9.0, "healthy": True}  # fmt: skip
+    one = imread(plots.llc_traces([panel], tmp_path / "one.png"))
+    four = imread(plots.llc_traces([panel, {**panel, "reference": 2.0}] * 2, tmp_path / "4.png"))
+    assert four.shape[1] == 3 * one.shape[1] and four.shape[0] == 2 * one.shape[0]

@@ -1,9 +1,12 @@
 """The one naming helper of paper workflows (``paper_rules`` in common.smk)."""
 
+import importlib
+
 import pytest
 from snakemake.exceptions import WorkflowError
 
-from sltrepro.rules import PaperRules
+from sltrepro.paths import known_papers
+from sltrepro.rules import PaperRules, figure_names
 
 CFG = {"device": "auto", "seed": 1, "llc": {"step_size": 0.1}}
 P = PaperRules("toy", "smoke", "results", CFG)
@@ -28,3 +31,14 @@ def test_reads_names_a_missing_key_as_a_workflow_error():
     assert P.reads("llc.step_size").startswith("device,llc.step_size@")
     with pytest.raises(WorkflowError, match="llc.nbeta.*not there"):
         P.reads("llc.nbeta")
+
+
+@pytest.mark.parametrize("paper", known_papers())
+def test_figure_names_read_from_source_equal_the_imported_list(paper):
+    figures = importlib.import_module(f"sltrepro.papers.{paper}.figures")
+    assert figure_names(paper) == figures.FIGURES
+
+
+def test_figure_names_of_a_module_without_a_list_is_a_workflow_error():
+    with pytest.raises(WorkflowError, match="exports no FIGURES"):
+        figure_names("llc_at_scale", "pipeline")

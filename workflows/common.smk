@@ -10,7 +10,7 @@ min_version("9.0")
 
 from sltrepro.config import ConfigError, load_profile  # noqa: E402
 from sltrepro.paths import known_papers  # noqa: E402
-from sltrepro.rules import PaperRules  # noqa: E402
+from sltrepro.rules import PaperRules, figure_names  # noqa: E402
 
 validate(config, "schemas/run.schema.yaml", set_default=True)
 

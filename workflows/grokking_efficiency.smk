@@ -2,9 +2,8 @@
 # Every training rule trains a whole sweep (seeds x sizes) as one vectorised stack, on one
 # thread: two such rules side by side use two cores better than one rule on two threads.
 # Priorities: the claimed runs first when cores are scarce, the semi-grokking search last.
-from sltrepro.papers.grokking_efficiency.figures import FIGURES as GE_FIGURE_NAMES
-
 GE = paper_rules("grokking_efficiency")
+GE_FIGURE_NAMES = figure_names(GE.paper)
 GE_WDS = [f"{wd:g}" for wd in GE.cfg["ungrok"]["weight_decays"]]
 GE_KINDS = ["memorise", "generalise"]
 

@@ -3,9 +3,8 @@
 # -> probe -> analyze (stages, essential dynamics) -> regression/metrics.json.
 # Part 2, the language-model half (rules icl_landscape_lm_*), is in icl_landscape_lm.smk,
 # included below; icl_landscape_metrics merges the metrics of both halves.
-from sltrepro.papers.icl_landscape.figures import FIGURES as ICL_FIGURE_NAMES
-
 ICL = paper_rules("icl_landscape")
+ICL_FIGURE_NAMES = figure_names(ICL.paper)
 ICL_REG = ICL.cfg["regression"]
 ICL_R = f"{ICL.out}/regression"
 ICL_SEEDS = ICL_REG["seeds"]

@@ -3,9 +3,8 @@
 # checkpoints) -> evaluate (metrics + LLC, one job per block of checkpoints) -> analyze
 # (stages, essential dynamics) -> language/metrics.json, merged by icl_landscape_metrics.
 # Uses ICL (paper_rules) of icl_landscape.smk.
-from sltrepro.papers.icl_landscape.lm_figures import FIGURES as ICL_LM_FIGURE_NAMES
-
 ICL_LM_CFG = ICL.cfg["language"]
+ICL_LM_FIGURE_NAMES = figure_names(ICL.paper, "lm_figures")
 ICL_LM = f"{ICL.out}/language"
 ICL_LM_BLOCKS = range(ICL_LM_CFG["llc"]["blocks"])
 # What each step reads of `language:` (its rule's `reads`, its rerun trigger).

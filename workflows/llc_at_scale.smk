@@ -1,10 +1,8 @@
 # Furman & Lau 2024: LLC estimates of random deep linear networks vs Aoyagi's exact lambda.
 # One job per architecture index (spreads over cores or SLURM nodes); collect joins them.
-from sltrepro.papers.llc_at_scale.figures import FIGURES as LAS_FIGURE_NAMES
-from sltrepro.papers.llc_at_scale.pipeline import num_architectures
-
 LAS = paper_rules("llc_at_scale")
-LAS_INDICES = range(num_architectures(LAS.cfg))
+LAS_FIGURE_NAMES = figure_names(LAS.paper)
+LAS_INDICES = range(sum(family["count"] for family in LAS.cfg["families"]))
 
 
 rule llc_at_scale_estimate:

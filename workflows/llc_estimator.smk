@@ -1,8 +1,7 @@
 # Lau et al. 2023: the LLC estimator against known lambda (Table 1, Aoyagi DLN/RRR cases)
 # and its step-size x nbeta calibration. One job per model / case; collect joins them.
-from sltrepro.papers.llc_estimator.figures import FIGURES as LE_FIGURE_NAMES
-
 LE = paper_rules("llc_estimator")
+LE_FIGURE_NAMES = figure_names(LE.paper)
 LE_MODELS = [m["name"] for m in LE.cfg["models"]]
 LE_CASES = [c["name"] for c in LE.cfg["dln_cases"]]
 

@@ -1,9 +1,8 @@
 # Jacot et al. 2021: saddle-to-saddle dynamics of deep linear networks.
 # train (one job per depth) + saxe + llc (one job per architecture) + structure + width_sweep
 # -> analyze -> figures.
-from sltrepro.papers.saddle_to_saddle.figures import FIGURES as S2S_FIGURES
-
 S2S = paper_rules("saddle_to_saddle")
+S2S_FIGURES = figure_names(S2S.paper)
 S2S_DEPTHS = [spec["depth"] for spec in S2S.cfg["depths"]]
 S2S_ARCHS = list(S2S.cfg["llc"]["architectures"])
 

@@ -1,9 +1,8 @@
 # Chen et al. 2023: dynamical versus Bayesian phase transitions in a toy model of superposition.
 # critical + llc (one job per critical point) + bayes (one job per sample size) + sgd -> sgd_llc
 # -> analyze -> figures.
-from sltrepro.papers.tms_phase_transitions.figures import FIGURES as TMS_FIGURES
-
 TMS = paper_rules("tms_phase_transitions")
+TMS_FIGURES = figure_names(TMS.paper)
 TMS_POINTS = TMS.cfg["llc"]["points"]
 TMS_NS = TMS.cfg["bayes"]["sample_sizes"]
 
@@ -30,6 +29,7 @@ rule tms_phase_transitions_critical:
 rule tms_phase_transitions_llc:
     output:
         llc=f"{TMS.out}/llc/{{point}}/llc.csv",
+        trace=f"{TMS.out}/llc/{{point}}/trace.npy",
     log:
         TMS.log("llc_{point}"),
     benchmark:
@@ -49,7 +49,7 @@ rule tms_phase_transitions_llc:
             "llc",
             f"{TMS.out}/llc/{{wildcards.point}}",
             "--opt point={wildcards.point:q}",
-            outputs=["llc"],
+            outputs=["llc", "trace"],
         )
 
 
@@ -206,6 +206,8 @@ rule tms_phase_transitions_figures:
         history=rules.tms_phase_transitions_sgd.output.history,
         plateaus=rules.tms_phase_transitions_sgd_llc.output.plateaus,
         sgd_llc=rules.tms_phase_transitions_sgd_llc.output.llc,
+        llc=expand(rules.tms_phase_transitions_llc.output.llc, point=TMS_POINTS),
+        traces=expand(rules.tms_phase_transitions_llc.output.trace, point=TMS_POINTS),
     output:
         [
             report_figure(TMS.paper, f"{TMS.out}/figures/{name}.png")
@@ -233,6 +235,8 @@ rule tms_phase_transitions_figures:
                 "history",
                 "plateaus",
                 "sgd_llc",
+                "llc",
+                "traces",
             ],
         )
 

@@ -9,8 +9,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
+import yaml
 
-from . import provenance, regress, report
+from . import provenance, regress, report, resources
 from .claims import (
     check_claims,
     count_passing,
@@ -97,6 +98,21 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--figures", nargs="*", default=[], help="figures to show, in order")
     rep.add_argument("--metrics", help="metrics.json: its LLC diagnostics go into the report")
 
+    res = sub.add_parser(
+        "resources",
+        help="SLURM requests (mem_mb, runtime) of each rule, from a run's benchmark files",
+    )
+    res.add_argument("papers", nargs="*", help="papers whose benchmarks to read (default: all)")
+    _add_profile(res)
+    res.add_argument(
+        "--write",
+        nargs="?",
+        const="",
+        metavar="FOLDER",
+        help="write them as a workflow profile, FOLDER/config.yaml (default FOLDER: "
+        "profiles/slurm-<profile>), for --workflow-profile beside --profile profiles/slurm",
+    )
+
     summ = sub.add_parser("summary", help="write summary.md of every paper's claims")
     _add_profile(summ)
     summ.add_argument("--out", required=True)
@@ -151,6 +167,24 @@ def cmd_regress(args) -> int:
         else:
             print(f"{paper}: matches {baseline_path}")
     return status
+
+
+def cmd_resources(args) -> int:
+    papers = [paper_dir(p).name for p in args.papers] or known_papers()
+    reqs = resources.requests(resources.read_benchmarks(args.profile, papers, args.results))
+    table = pd.DataFrame([vars(r) for r in reqs])
+    print(table.to_string(index=False, float_format=lambda x: f"{x:.0f}"))
+    if args.write is not None:
+        profiles = repo_root() / "profiles"
+        slurm, local = (
+            yaml.safe_load((profiles / name / "config.yaml").read_text())
+            for name in ("slurm", "default")
+        )
+        target = Path(args.write or profiles / f"slurm-{args.profile}") / "config.yaml"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(resources.workflow_profile(reqs, slurm, local, args.profile))
+        print(f"wrote {target}")
+    return 0
 
 
 def _observed(folder: Path) -> dict:
@@ -258,6 +292,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "summary":
             return cmd_summary(args)
+        if args.command == "resources":
+            return cmd_resources(args)
     except (ConfigError, UnknownPaperError, FileNotFoundError, RuntimeError) as err:
         print(f"sltrepro: error: {err}", file=sys.stderr)
         return 2

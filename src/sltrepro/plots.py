@@ -28,3 +28,36 @@ def save(fig, path: str | Path, *, dpi: int = 120) -> Path:
     fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return path
+
+
+def llc_traces(panels: list[dict], path: str | Path, *, cols: int = 3) -> Path:
+    """One panel per LLC estimate, so a reader sees which LLC numbers to trust: every
+    chain's trace nbeta * (L(w) - L(w*)) against the draw (one colour per chain), the
+    estimate (black) and, when given, a reference value (grey, dashed), with R-hat, bulk
+    ESS and the health verdict above.
+
+    ``panels``: dicts with ``title``, ``trace`` ((C, D) array, one row per chain),
+    ``estimate``, ``rhat``, ``ess_bulk``, ``healthy`` and optionally ``reference`` and
+    ``reference_label``.
+    """
+    cols = min(cols, len(panels))
+    rows = -(-len(panels) // cols)
+    fig, axes = figure(rows, cols, width=4.0, height=2.8, squeeze=False)
+    for ax, panel in zip(axes.flat, panels, strict=False):
+        for chain in panel["trace"]:
+            ax.plot(chain, lw=0.6, alpha=0.8)
+        if panel.get("reference") is not None:
+            label = panel.get("reference_label", "reference")
+            ax.axhline(panel["reference"], color="0.45", ls="--", lw=1.2, label=label)
+        ax.axhline(panel["estimate"], color="k", lw=1.2, label="estimate")
+        verdict = "healthy" if panel["healthy"] else "NOT healthy"
+        ax.set_title(
+            f"{panel['title']}: R-hat {panel['rhat']:.2f}, ESS {panel['ess_bulk']:.0f}, {verdict}",
+            fontsize=8,
+        )
+        ax.set_xlabel("draw")
+        ax.set_ylabel("nbeta (L(w) - L(w*))")
+        ax.legend(fontsize=6)
+    for ax in list(axes.flat)[len(panels) :]:
+        ax.set_visible(False)
+    return save(fig, path)

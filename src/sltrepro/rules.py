@@ -6,7 +6,9 @@ folders, logs, benchmarks and shell commands through it, so that no smk repeats 
 name or invents its own variable names for them.
 """
 
+import ast
 from dataclasses import dataclass
+from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
@@ -59,3 +61,19 @@ class PaperRules:
         files = [f"--input {n}={{input.{n}}}" for n in inputs]
         files += [f"--output {n}={{output.{n}}}" for n in outputs]
         return " ".join(part for part in (run, *files, extra, "&> {log}") if part)
+
+
+def figure_names(paper: str, module: str = "figures") -> tuple[str, ...]:
+    """The ``FIGURES`` tuple that ``sltrepro/papers/<paper>/<module>.py`` exports, read from
+    its source rather than imported: importing a figures module pulls in torch and seaborn
+    (seconds of CPU), and every Snakemake parse reads the list of every paper."""
+    path = Path(__file__).parent / "papers" / paper / f"{module}.py"
+    for node in ast.parse(path.read_text(), filename=str(path)).body:
+        if isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == "FIGURES" for t in node.targets
+        ):
+            names = ast.literal_eval(node.value)
+            if isinstance(names, tuple) and all(isinstance(n, str) for n in names):
+                return names
+            raise WorkflowError(f"{path}: FIGURES must be a tuple of figure names")
+    raise WorkflowError(f"{path} exports no FIGURES tuple (the figures the paper draws)")

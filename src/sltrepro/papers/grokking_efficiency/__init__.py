@@ -8,7 +8,7 @@ keep their resume checkpoint in their own folder (``ctx.outdir``).
 import pandas as pd
 import torch
 
-from . import figures, pipeline
+from . import pipeline
 
 
 def _load(path) -> dict:
@@ -91,6 +91,9 @@ def analyze(ctx) -> dict:
 
 def draw(ctx) -> None:
     """Every figure of figures.FIGURES from the steps' tables."""
+    # figures imports matplotlib and seaborn (~2.5 s of CPU): only the figure steps pay it
+    from . import figures
+
     figures.draw_all(**_tables(ctx), outdir=ctx.outdir)
 
 

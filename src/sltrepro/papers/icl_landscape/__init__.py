@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import figures, lm_figures, lm_pipeline, pipeline
+from . import lm_pipeline, pipeline
 
 # -- the regression half ---------------------------------------------------------------------
 
@@ -88,6 +88,9 @@ def analyze(ctx) -> dict:
 
 def regression_figures(ctx) -> None:
     """The figures of one seed (the rule passes the first seed's tables)."""
+    # figures imports matplotlib and seaborn (~2.5 s of CPU): only the figure steps pay it
+    from . import figures
+
     figures.draw_all(
         pd.read_csv(ctx.input("table")),
         pd.read_csv(ctx.input("fit")),
@@ -175,6 +178,9 @@ def lm_analyze(ctx) -> dict:
 
 def lm_draw(ctx) -> None:
     """The LM figures from the analysis tables."""
+    # lm_figures imports matplotlib and seaborn (~2.5 s of CPU): only the figure steps pay it
+    from . import lm_figures
+
     lm_figures.draw_all(
         pd.read_csv(ctx.input("table")),
         pd.read_csv(ctx.input("fit")),

@@ -98,10 +98,6 @@ def family_of(config: dict, index: int) -> dict:
     raise ValueError(f"architecture index out of range: the profile has {total} architectures")
 
 
-def num_architectures(config: dict) -> int:
-    return sum(f["count"] for f in config["families"])
-
-
 def sample_architecture(config: dict, index: int) -> Architecture:
     """Architecture ``index`` of the profile, reproducible from (config seed, index)."""
     family = family_of(config, index)

@@ -8,7 +8,7 @@ import json
 
 import pandas as pd
 
-from . import figures, pipeline
+from . import pipeline
 
 
 def _write_json(path, record: dict) -> None:
@@ -62,6 +62,9 @@ def collect(ctx) -> dict:
 
 def draw(ctx) -> None:
     """Every figure of figures.FIGURES."""
+    # figures imports matplotlib and seaborn (~2.5 s of CPU): only the figure steps pay it
+    from . import figures
+
     figures.draw_all(
         pd.read_csv(ctx.input("table")),
         _read_json(ctx.input_list("estimates")),

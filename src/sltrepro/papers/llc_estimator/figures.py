@@ -72,28 +72,22 @@ def calibration_figure(table: pd.DataFrame, summary: dict, path: Path) -> Path:
 
 
 def trace_figure(estimates: list[dict], path: Path) -> Path:
-    """The first seed's LLC trace nbeta * (L(w) - L(w*)) of every chain, one panel per case,
-    with the true lambda and the estimate's R-hat, bulk ESS and verdict in the title."""
-    cols = min(3, len(estimates))
-    rows = -(-len(estimates) // cols)
-    fig, axes = plots.figure(rows, cols, width=4.0, height=2.8, squeeze=False)
-    for ax, est in zip(axes.flat, estimates, strict=False):
-        run = est["runs"][0]
-        for chain in run["llc_trace"]:
-            ax.plot(chain, lw=0.6, alpha=0.8)
-        ax.axhline(est["truth"], color="k", ls="--", lw=1, label="true lambda")
-        ax.axhline(run["llc_mean"], color="C3", lw=1, label="estimate")
-        verdict = "healthy" if run["healthy"] else "NOT healthy"
-        ax.set_title(
-            f"{est['name']}: R-hat {run['rhat']:.2f}, ESS {run['ess_bulk']:.0f}, {verdict}",
-            fontsize=8,
-        )
-        ax.set_xlabel("draw")
-        ax.set_ylabel("nbeta (L(w) - L(w*))")
-    for ax in list(axes.flat)[len(estimates) :]:
-        ax.set_visible(False)
-    axes.flat[0].legend(fontsize=7)
-    return plots.save(fig, path)
+    """The first seed's LLC trace of every chain, one panel per case, against the true
+    lambda."""
+    panels = [
+        {
+            "title": est["name"],
+            "trace": est["runs"][0]["llc_trace"],
+            "estimate": est["runs"][0]["llc_mean"],
+            "rhat": est["runs"][0]["rhat"],
+            "ess_bulk": est["runs"][0]["ess_bulk"],
+            "healthy": est["runs"][0]["healthy"],
+            "reference": est["truth"],
+            "reference_label": "true lambda",
+        }
+        for est in estimates
+    ]
+    return plots.llc_traces(panels, path)
 
 
 def draw_all(

@@ -7,7 +7,7 @@ Each step reads the files its rule names (``ctx.input``) and writes those it dec
 import numpy as np
 import pandas as pd
 
-from . import figures, pipeline
+from . import pipeline
 
 
 def train(ctx) -> None:
@@ -95,6 +95,9 @@ def analyze(ctx) -> dict:
 
 def draw(ctx) -> None:
     """Every figure of figures.FIGURES from the saved results."""
+    # figures imports matplotlib and seaborn (~2.5 s of CPU): only the figure steps pay it
+    from . import figures
+
     archs = list(ctx.config["llc"]["architectures"])
     llc_histories = dict(zip(archs, _load_npz(ctx.input_list("llc_history")), strict=True))
     figures.draw_all(

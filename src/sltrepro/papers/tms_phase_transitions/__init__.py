@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pandas as pd
 
-from . import figures, pipeline
+from . import pipeline
 
 
 def critical(ctx) -> None:
@@ -18,9 +18,11 @@ def critical(ctx) -> None:
 
 
 def llc(ctx) -> None:
-    """--opt point=NAME (e.g. 5-_c6): LLC at one critical point, per seed -> llc."""
-    table = pipeline.llc_at_point(ctx.config, ctx.opt("point"))
+    """--opt point=NAME (e.g. 5-_c6): LLC at one critical point, per seed -> llc, and the
+    first seed's chains -> trace."""
+    table, trace = pipeline.llc_at_point(ctx.config, ctx.opt("point"))
     table.to_csv(ctx.output("llc"), index=False)
+    np.save(ctx.output("trace"), trace)
 
 
 def bayes(ctx) -> None:
@@ -73,6 +75,9 @@ def analyze(ctx) -> dict:
 def draw(ctx) -> None:
     """Every figure of figures.FIGURES from the saved results."""
     metrics = json.loads(ctx.input("metrics").read_text())
+    # figures imports matplotlib and seaborn (~2.5 s of CPU): only the figure steps pay it
+    from . import figures
+
     figures.draw_all(
         ctx.config,
         pd.read_csv(ctx.input("critical")),
@@ -81,6 +86,8 @@ def draw(ctx) -> None:
         _history(ctx),
         pd.read_csv(ctx.input("plateaus")),
         pd.read_csv(ctx.input("sgd_llc")),
+        [pd.read_csv(path) for path in ctx.input_list("llc")],
+        [np.load(path) for path in ctx.input_list("traces")],
         ctx.outdir,
     )
 

@@ -9,7 +9,7 @@ from sltrepro import plots
 from sltrepro.papers.tms_phase_transitions import pipeline
 
 # The figures draw_all writes (as <name>.png); the workflow declares them from this list.
-FIGURES = ("kgon_gallery", "occupancy", "sgd_loss_llc")
+FIGURES = ("kgon_gallery", "occupancy", "sgd_loss_llc", "llc_traces")
 
 
 def kgon_gallery(config, critical: pd.DataFrame, path) -> None:
@@ -116,10 +116,27 @@ def draw_all(
     arrays: dict,
     plateaus: pd.DataFrame,
     sgd_llc: pd.DataFrame,
+    llc_tables: list[pd.DataFrame],
+    llc_traces: list[np.ndarray],
     outdir: Path,
 ) -> None:
     """Every figure of :data:`FIGURES` into ``outdir``; ``predicted_n`` is the metric
-    ``bayes_predicted_n`` (None when missing), ``arrays`` the SGD trajectories."""
+    ``bayes_predicted_n`` (None when missing), ``arrays`` the SGD trajectories,
+    ``llc_tables`` and ``llc_traces`` each k-gon's estimates and its first seed's chains."""
     kgon_gallery(config, critical, outdir / "kgon_gallery.png")
     occupancy(config, occ, predicted_n, outdir / "occupancy.png")
     sgd_curves(config, arrays, plateaus, sgd_llc, outdir / "sgd_loss_llc.png")
+    plots.llc_traces(
+        [
+            {
+                "title": f"{table['point'].iloc[0]}, seed {table['seed'].iloc[0]}",
+                "trace": trace,
+                "estimate": table["llc_mean"].iloc[0],
+                "rhat": table["rhat"].iloc[0],
+                "ess_bulk": table["ess_bulk"].iloc[0],
+                "healthy": bool(table["healthy"].iloc[0]),
+            }
+            for table, trace in zip(llc_tables, llc_traces, strict=True)
+        ],
+        outdir / "llc_traces.png",
+    )

@@ -129,11 +129,12 @@ def refine_on_data(weight, bias, x, *, lr: float, steps: int):
     return model
 
 
-def llc_at_point(config: dict, name: str, *, verbose=True) -> pd.DataFrame:
-    """LLC estimates at one critical point: one row per training-set seed."""
+def llc_at_point(config: dict, name: str, *, verbose=True) -> tuple[pd.DataFrame, np.ndarray]:
+    """LLC estimates at one critical point: one row per training-set seed, and the first
+    seed's (C, D) LLC trace nbeta * (L(w) - L(w*)) for the trace figure."""
     cfg = config["llc"]
     point = point_by_name(config, name)
-    rows = []
+    rows, first_trace = [], None
     for i in range(cfg["num_seeds"]):
         seed = config["seed"] + i
         gen = torch.Generator().manual_seed(seed)
@@ -158,7 +159,9 @@ def llc_at_point(config: dict, name: str, *, verbose=True) -> pd.DataFrame:
                 **result.summary_row(),
             }
         )
-    return pd.DataFrame(rows)
+        if first_trace is None:
+            first_trace = result.nbeta * result.delta_trace
+    return pd.DataFrame(rows), first_trace
 
 
 # ----------------------------------------------------------------------------- step 3
@@ -502,8 +505,6 @@ def summarize(config, crit, llc, occ, bayes_summary, plateaus, sgd_llc_table, ar
         m[f"llc_{key}_se"] = float(group.llc_mean.std(ddof=1) / math.sqrt(len(group)))
         # the estimator's health verdict (R-hat, ESS, drift, budgets) on every seed
         m |= health_metrics(group, f"llc_{key}_", labels=[f"seed {s}" for s in group.seed])
-        m[f"llc_{key}_rhat_max"] = float(group.rhat.max())
-        m[f"llc_{key}_ess_bulk_min"] = float(group.ess_bulk.min())
     if {"5-_c6", "6_c6"} <= set(llc.point):
         m["llc_6_minus_5m_c6"] = m["llc_6_c6"] - m["llc_5m_c6"]
         m["llc_6_minus_5m_c6_se"] = math.hypot(m["llc_6_c6_se"], m["llc_5m_c6_se"])

@@ -1,0 +1,155 @@
+"""Stacked training against one model at a time, side by side in one process.
+
+Every DAG that trains the same model for many seeds or settings trains them as one stack
+(every tensor has a leading model axis). This benchmark times, for each such training loop,
+one stacked call on S models against S calls on one model each, with the same inputs, and
+prints the time per model-step of each, their ratio, and the largest difference between
+the two runs' final parameters (0 when the stack is bit-identical to the single runs).
+
+Cases, at the cpu profile's shapes (fewer steps; the cost of a step does not depend on
+the step count):
+
+- ``tms``: tms_phase_transitions SGD trajectories (``train.tms.train_stack``), 2 x 6
+  autoencoders on their own 1,000-sample training sets, batch 20;
+- ``saddle``: saddle_to_saddle gradient descent (``train.dln.train_dln``), depth-3
+  width-100 deep linear networks, 3 seeds x 5 initialisation scales;
+- ``grokking``: grokking_efficiency full-batch AdamW (``train.modular.train``), the
+  1-layer modular-addition transformer (p = 53), efficiency-sweep nets on 800 examples.
+
+llc_at_scale's SGD endpoints are not stacked: each job trains one randomly drawn
+architecture, and different widths cannot share a tensor. icl_landscape trains one seed.
+
+    nice -n 10 .venv/bin/python benchmarks/bench_train.py                # ~2-4 min, 2 cores
+    nice -n 10 .venv/bin/python benchmarks/bench_train.py --steps 50 --repeats 1
+"""
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+import torch
+
+from sltrepro.config import load_profile
+from sltrepro.models.modular_transformer import init_params
+from sltrepro.papers.grokking_efficiency.pipeline import model_shape, optimizer, table
+from sltrepro.papers.saddle_to_saddle.pipeline import target_matrix
+from sltrepro.papers.tms_phase_transitions.pipeline import sgd_data, sgd_init
+from sltrepro.tasks.modular import make_batch, split_indices
+from sltrepro.train.dln import init_weights, train_dln
+from sltrepro.train.modular import train as train_modular
+from sltrepro.train.tms import train_stack
+
+
+def tms_case(steps: int):
+    """(S, train(models) -> the final parameters of ``models``, one flattened row each)."""
+    config = load_profile("tms_phase_transitions", "cpu")
+    seeds = list(range(12))
+    weight, bias = sgd_init(config, seeds)
+    data = sgd_data(config, seeds)
+    sgd = config["sgd"]
+
+    def train(models):
+        hist = train_stack(
+            weight[models],
+            bias[models],
+            data[models],
+            [seeds[m] for m in models],
+            lr=sgd["lr"],
+            batch_size=sgd["batch_size"],
+            num_steps=steps,
+            log_steps=[0, steps],
+            verbose=False,
+        )
+        final = [hist.weight[:, -1], hist.bias[:, -1]]
+        return torch.as_tensor(np.concatenate([a.reshape(len(models), -1) for a in final], 1))
+
+    return len(seeds), train
+
+
+def saddle_case(steps: int):
+    config = load_profile("saddle_to_saddle", "cpu")
+    spec = next(s for s in config["depths"] if s["depth"] == 3)
+    dim = len(config["target_diag"])
+    widths = [dim, spec["width"], spec["width"], dim]
+    scales = [spec["width"] ** (-g / 2) for g in spec["gammas"]]
+    weights = init_weights(widths, scales, seeds=[0, 1, 2])
+    target = target_matrix(config["target_diag"])
+
+    def train(models):
+        stack = [w[models].clone() for w in weights]
+        train_dln(
+            stack, target, lr=spec["lr"], num_steps=steps, log_steps=[0, steps], verbose=False
+        )
+        return torch.cat([w.reshape(len(models), -1) for w in stack], 1)
+
+    return weights[0].shape[0], train
+
+
+def grokking_case(steps: int):
+    config = load_profile("grokking_efficiency", "cpu")
+    tokens, labels = table(config)
+    models = 6
+    train_idx = [split_indices(len(tokens), 800, seed=s)[0] for s in range(models)]
+    params = init_params(model_shape(config), models, seeds=0)
+
+    def train(chosen):
+        out, _, _ = train_modular(
+            {k: v[chosen] for k, v in params.items()},
+            make_batch(tokens, [labels] * len(chosen), [train_idx[m] for m in chosen]),
+            steps=steps,
+            weight_decay=1.0,
+            settings=optimizer(config),
+            log_steps=[0, steps],
+            desc="bench",
+        )
+        return torch.cat([v.detach().reshape(len(chosen), -1) for v in out.values()], 1)
+
+    return models, train
+
+
+CASES = {"tms": tms_case, "saddle": saddle_case, "grokking": grokking_case}
+
+
+def timed(fn, *args):
+    t0 = time.perf_counter()
+    out = fn(*args)
+    return time.perf_counter() - t0, out
+
+
+def one_at_a_time(train, models):
+    return torch.cat([train([m]) for m in models])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--steps", type=int, default=300, help="training steps per run")
+    parser.add_argument("--repeats", type=int, default=3, help="side-by-side pairs per case")
+    parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
+    args = parser.parse_args()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.steps} steps")
+    print(
+        f"{'case':9} {'models':>6} {'stacked us/model-step':>22} {'one at a time':>14} "
+        f"{'ratio':>6} {'max |diff|':>10}"
+    )
+    for name in args.cases:
+        num, train = CASES[name](args.steps)
+        train([0])  # warm-up: first-call allocations and thread pools
+        everyone = list(range(num))
+        stacked, single = [], []
+        for _ in range(args.repeats):
+            t_stack, stack_out = timed(train, everyone)
+            t_single, single_out = timed(one_at_a_time, train, everyone)
+            stacked.append(t_stack)
+            single.append(t_single)
+        diff = float((stack_out - single_out).abs().max())
+        per = 1e6 / (num * args.steps)
+        t_stack, t_single = statistics.median(stacked), statistics.median(single)
+        print(
+            f"{name:9} {num:>6} {t_stack * per:>22.1f} {t_single * per:>14.1f} "
+            f"{t_single / t_stack:>5.1f}x {diff:>10.2e}"
+        )
+
+
+if __name__ == "__main__":
+    main()

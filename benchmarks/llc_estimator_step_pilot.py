@@ -16,36 +16,18 @@ import pandas as pd
 import torch
 
 from sltrepro.config import load_profile
-from sltrepro.papers.llc_estimator import pipeline, reference
+from sltrepro.papers.llc_estimator import pipeline
 
 
 def estimate(cfg: dict, name: str, step_size: float, index: int) -> dict:
     """One seed's estimate of case ``name`` (a model or a DLN case) at ``step_size``."""
     log = logging.getLogger("pilot")
-    seed = pipeline._seed(cfg, index)
-    names = {m["name"] for m in cfg["models"]}
-    if name in names:
+    if name in {m["name"] for m in cfg["models"]}:
         spec = pipeline._by_name(cfg["models"], name, "model")
-        model, coefficient, w_star, _ = pipeline._potential(spec)
-        gamma = spec.get("localization", cfg["sampler"]["localization"])
-        data = pipeline.monomial_data(cfg["num_samples"], noise_std=cfg["noise_std"], seed=seed)
-        loss = pipeline.gaussian_nll(cfg["noise_std"])
-        run = pipeline._estimate(cfg, "cpu", log, model, loss, data, seed, step_size, gamma)
-        run["reference"] = reference.tempered_llc(
-            coefficient,
-            reference.sufficient_stats(*data),
-            noise_std=cfg["noise_std"],
-            nbeta=run["nbeta"],
-            localization=gamma,
-            w_star=w_star,
-        )
+        run = pipeline.normal_crossing_run(cfg, spec, index, "cpu", log, step_size)
     else:
         case = pipeline._by_name(cfg["dln_cases"], name, "dln case")
-        net = pipeline.true_dln(case["widths"], case["rank"], seed)
-        data = pipeline.dln_data(net, cfg["num_samples"], seed)
-        run = pipeline._estimate(
-            cfg, "cpu", log, net, pipeline.gaussian_nll(1.0), data, seed, step_size, None
-        )
+        run = pipeline.dln_run(cfg, case, index, "cpu", log, step_size)
         run["reference"] = float("nan")
     keys = ["llc_mean", "reference", "llc_mcse", "rhat", "ess_bulk", "mala_acceptance"]
     return {"case": name, "eps": step_size, "seed": index, **{k: run[k] for k in keys},

@@ -145,47 +145,61 @@ def _estimate(
     return out
 
 
+def normal_crossing_run(
+    cfg: dict, spec: dict, index: int, device, log, step_size=None, keep_trace=False
+) -> dict:
+    """Seed ``index`` of model ``spec``: its estimate and the quadrature reference of the
+    tempered posterior it samples (``step_size`` overrides the model's own)."""
+    model, coefficient, w_star, _ = _potential(spec)
+    gamma = spec.get("localization", cfg["sampler"]["localization"])
+    seed = _seed(cfg, index)
+    data = monomial_data(cfg["num_samples"], noise_std=cfg["noise_std"], seed=seed)
+    loss_fn = gaussian_nll(cfg["noise_std"])
+    step_size = step_size or spec.get("step_size")
+    run = _estimate(cfg, device, log, model, loss_fn, data, seed, step_size, gamma, keep_trace)
+    run["reference"] = reference.tempered_llc(
+        coefficient,
+        reference.sufficient_stats(*data),
+        noise_std=cfg["noise_std"],
+        nbeta=run["nbeta"],
+        localization=gamma,
+        w_star=w_star,
+    )
+    log.info("seed %d: quadrature reference %.4f", seed, run["reference"])
+    return run
+
+
 def normal_crossing(cfg: dict, name: str, device, log) -> dict:
     """Model ``name`` of Table 1: one estimate and its quadrature reference per seed."""
     spec = _by_name(cfg["models"], name, "model")
-    model, coefficient, w_star, truth = _potential(spec)
-    gamma = spec.get("localization", cfg["sampler"]["localization"])
-    loss_fn = gaussian_nll(cfg["noise_std"])
-    runs = []
-    for i in range(cfg["seeds"]):
-        seed = _seed(cfg, i)
-        data = monomial_data(cfg["num_samples"], noise_std=cfg["noise_std"], seed=seed)
-        run = _estimate(
-            cfg, device, log, model, loss_fn, data, seed, spec.get("step_size"), gamma, i == 0
-        )
-        run["reference"] = reference.tempered_llc(
-            coefficient,
-            reference.sufficient_stats(*data),
-            noise_std=cfg["noise_std"],
-            nbeta=run["nbeta"],
-            localization=gamma,
-            w_star=w_star,
-        )
-        log.info("seed %d: quadrature reference %.4f", seed, run["reference"])
-        runs.append(run)
+    _, _, w_star, truth = _potential(spec)
+    runs = [
+        normal_crossing_run(cfg, spec, i, device, log, keep_trace=i == 0)
+        for i in range(cfg["seeds"])
+    ]
     out = {"kind": "normal_crossing", "name": spec["name"], "w_star": list(w_star)}
-    out.update(powers=spec.get("powers"), localization=gamma)
+    out.update(powers=spec.get("powers"))
+    out.update(localization=spec.get("localization", cfg["sampler"]["localization"]))
     out.update(truth=float(truth), truth_str=str(truth), runs=runs)
     return out
+
+
+def dln_run(cfg: dict, case: dict, index: int, device, log, step_size=None, keep_trace=False):
+    """Seed ``index`` of DLN case ``case``, at a random true parameter of its rank."""
+    seed = _seed(cfg, index)
+    net = true_dln(case["widths"], case["rank"], seed)
+    data = dln_data(net, cfg["num_samples"], seed)
+    step_size = step_size or case["step_size"]
+    return _estimate(
+        cfg, device, log, net, gaussian_nll(1.0), data, seed, step_size, None, keep_trace
+    )
 
 
 def dln(cfg: dict, name: str, device, log) -> dict:
     """DLN case ``name`` at a random true parameter of its rank: one estimate per seed."""
     case = _by_name(cfg["dln_cases"], name, "dln case")
     truth = dln_learning_coefficient(case["widths"], case["rank"])[0]
-    step_size, runs = case["step_size"], []
-    for i in range(cfg["seeds"]):
-        seed = _seed(cfg, i)
-        net = true_dln(case["widths"], case["rank"], seed)
-        data = dln_data(net, cfg["num_samples"], seed)
-        runs.append(
-            _estimate(cfg, device, log, net, gaussian_nll(1.0), data, seed, step_size, None, i == 0)
-        )
+    runs = [dln_run(cfg, case, i, device, log, keep_trace=i == 0) for i in range(cfg["seeds"])]
     out = {"kind": "dln", "name": case["name"], "widths": case["widths"], "rank": case["rank"]}
     out.update(truth=float(truth), truth_str=str(truth), runs=runs)
     return out

@@ -126,7 +126,11 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=300, help="training steps per run")
     parser.add_argument("--repeats", type=int, default=3, help="side-by-side pairs per case")
     parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
+    # One thread, as the DAG's training rules run: on a shared machine two OpenMP threads
+    # wait on each other at every op and a step can take 40x longer.
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.steps} steps")
     print(
         f"{'case':9} {'models':>6} {'stacked us/model-step':>22} {'one at a time':>14} "

@@ -156,6 +156,24 @@ def mse(pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return F.mse_loss(pred, y)
 
 
+def sampler_settings(llc: dict, block: dict, nbeta: float, batch_size=None) -> SamplerSettings:
+    """SGLD settings from the profile's ``llc`` block and ``block``'s (a family's or the
+    rescaling experiment's) ``num_steps``, ``num_chains`` and ``step_size``: the last
+    ``draw_fraction`` of the steps are the draws; ``batch_size`` defaults to the profile's."""
+    steps = block["num_steps"]
+    draws = max(1, round(llc["draw_fraction"] * steps))
+    return SamplerSettings(
+        num_chains=block["num_chains"],
+        num_draws=draws,
+        num_burnin=steps - draws,
+        step_size=block["step_size"],
+        nbeta=nbeta,
+        localization=llc["localization"],
+        batch_size=batch_size or llc["batch_size"],
+        mala_every=llc["mala_every"],
+    )
+
+
 def estimate_at(
     model, data, config: dict, family: dict, seed: int, device, log, nbeta=None, batch_size=None
 ) -> dict:
@@ -165,19 +183,9 @@ def estimate_at(
     estimator's summary plus timings: ``seconds_per_1k_steps`` (all chains advance together)
     and ``seconds_per_1k_chain_steps``.
     """
-    llc = config["llc"]
     steps = family["num_steps"]
-    draws = max(1, round(llc["draw_fraction"] * steps))
-    settings = SamplerSettings(
-        num_chains=family["num_chains"],
-        num_draws=draws,
-        num_burnin=steps - draws,
-        step_size=family["step_size"],
-        nbeta=nbeta or default_nbeta(data[0].shape[0]),
-        localization=llc["localization"],
-        batch_size=batch_size or llc["batch_size"],
-        mala_every=llc["mala_every"],
-    )
+    nbeta = nbeta or default_nbeta(data[0].shape[0])
+    settings = sampler_settings(config["llc"], family, nbeta, batch_size)
     try:
         result = estimate_llc(model, mse, data, settings, seed=seed, device=device, verbose=False)
     except LLCDivergenceError as err:

@@ -27,14 +27,9 @@ from torch import nn
 from torch.func import functional_call
 
 from sltrepro.health import health_metrics
-from sltrepro.llc import (
-    LLCDivergenceError,
-    SamplerSettings,
-    default_nbeta,
-    estimate_llc_trajectory,
-)
+from sltrepro.llc import LLCDivergenceError, default_nbeta, estimate_llc_trajectory
 
-from .pipeline import INPUT_RANGE, mse
+from .pipeline import INPUT_RANGE, mse, sampler_settings
 
 
 class ReLUNet(nn.Module):
@@ -97,25 +92,14 @@ def rescaling_experiment(config: dict, device, log) -> dict:
     """lambda_hat and tr(Hessian) at every w*_alpha of ``config['rescaling']``; returns the
     metrics: per-alpha values, the largest relative change of each against alpha = 1, and
     the health of the K estimates (stem ``rescaling_``)."""
-    cfg, llc = config["rescaling"], config["llc"]
+    cfg = config["rescaling"]
     alphas = [float(a) for a in cfg["alphas"]]
     if 1.0 not in alphas:
         raise ValueError(f"rescaling alphas must include 1 (the reference), got {alphas}")
     teacher, data = teacher_and_data(cfg["widths"], cfg["num_samples"], config["seed"])
     base = {k: v.detach() for k, v in teacher.state_dict().items()}
     states = [rescaled(base, a) for a in alphas]
-    steps = cfg["num_steps"]
-    draws = max(1, round(llc["draw_fraction"] * steps))
-    settings = SamplerSettings(
-        num_chains=cfg["num_chains"],
-        num_draws=draws,
-        num_burnin=steps - draws,
-        step_size=cfg["step_size"],
-        nbeta=default_nbeta(cfg["num_samples"]),
-        localization=llc["localization"],
-        batch_size=llc["batch_size"],
-        mala_every=llc["mala_every"],
-    )
+    settings = sampler_settings(config["llc"], cfg, default_nbeta(cfg["num_samples"]))
     try:
         results = estimate_llc_trajectory(
             teacher, states, mse, data, settings, seed=config["seed"], device=device, verbose=False

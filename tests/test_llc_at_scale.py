@@ -1,5 +1,6 @@
 """Furman & Lau (2024) workflow: architecture sampler, theory wiring, metrics bookkeeping."""
 
+import logging
 import math
 
 import numpy as np
@@ -253,3 +254,25 @@ def test_rescaling_experiment_needs_alpha_one():
     }
     with pytest.raises(ValueError, match="include 1"):
         rescaling_experiment(config, "cpu", None)
+
+
+def test_rescaling_experiment_reports_both_changes_and_health():
+    config = {
+        "seed": 0,
+        "llc": {"draw_fraction": 0.5, "localization": 1.0, "batch_size": 50, "mala_every": 5},
+        "rescaling": {
+            "widths": [2, 3, 1],
+            "alphas": [1, 3.0],
+            "num_samples": 200,
+            "step_size": 1e-4,
+            "num_steps": 40,
+            "num_chains": 2,
+        },
+    }
+    m = rescaling_experiment(config, "cpu", logging.getLogger("test"))
+    llc1, llc3 = m["rescaling_llc_alpha_1"], m["rescaling_llc_alpha_3"]
+    assert m["rescaling_max_rel_change_llc"] == pytest.approx(abs(llc3 / llc1 - 1))
+    tr1, tr3 = m["rescaling_hessian_trace_alpha_1"], m["rescaling_hessian_trace_alpha_3"]
+    assert m["rescaling_max_rel_change_hessian_trace"] == pytest.approx(abs(tr3 / tr1 - 1))
+    assert tr3 > tr1 and m["rescaling_num_params"] == 2 * 3 + 3 + 3 + 1
+    assert m["rescaling_llc_estimates"] == 2 and isinstance(m["rescaling_llc_healthy"], bool)

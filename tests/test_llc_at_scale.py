@@ -239,36 +239,28 @@ def test_rescaling_keeps_the_function_and_changes_the_hessian_trace():
     assert traces[3.0] > 2 * traces[1.0]  # the null is not invariant
 
 
-def test_rescaling_experiment_needs_alpha_one():
-    config = {
+def _rescaling_config(alphas):
+    return {
         "seed": 0,
         "llc": {"draw_fraction": 0.5, "localization": 1.0, "batch_size": 50, "mala_every": 5},
         "rescaling": {
             "widths": [2, 3, 1],
-            "alphas": [0.5, 2.0],
-            "num_samples": 200,
-            "step_size": 1e-4,
-            "num_steps": 20,
-            "num_chains": 2,
-        },
-    }
-    with pytest.raises(ValueError, match="include 1"):
-        rescaling_experiment(config, "cpu", None)
-
-
-def test_rescaling_experiment_reports_both_changes_and_health():
-    config = {
-        "seed": 0,
-        "llc": {"draw_fraction": 0.5, "localization": 1.0, "batch_size": 50, "mala_every": 5},
-        "rescaling": {
-            "widths": [2, 3, 1],
-            "alphas": [1, 3.0],
+            "alphas": alphas,
             "num_samples": 200,
             "step_size": 1e-4,
             "num_steps": 40,
             "num_chains": 2,
         },
     }
+
+
+def test_rescaling_experiment_needs_alpha_one():
+    with pytest.raises(ValueError, match="include 1"):
+        rescaling_experiment(_rescaling_config([0.5, 2.0]), "cpu", None)
+
+
+def test_rescaling_experiment_reports_both_changes_and_health():
+    config = _rescaling_config([1, 3.0])
     m = rescaling_experiment(config, "cpu", logging.getLogger("test"))
     llc1, llc3 = m["rescaling_llc_alpha_1"], m["rescaling_llc_alpha_3"]
     assert m["rescaling_max_rel_change_llc"] == pytest.approx(abs(llc3 / llc1 - 1))

@@ -72,7 +72,10 @@ rule llc_at_scale_collect:
         reads=LAS.reads("families"),
     shell:
         LAS.step(
-            "collect", LAS.out, inputs=["result", "rescaling"], outputs=["metrics", "table"]
+            "collect",
+            LAS.out,
+            inputs=["result", "rescaling"],
+            outputs=["metrics", "table"],
         )
 
 

@@ -31,9 +31,29 @@ rule llc_at_scale_estimate:
         )
 
 
+rule llc_at_scale_rescaling:
+    output:
+        metrics=f"{LAS.out}/rescaling/metrics.json",
+    log:
+        LAS.log("rescaling"),
+    benchmark:
+        LAS.benchmark("rescaling")
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    params:
+        reads=LAS.reads("rescaling", "llc", "seed"),
+    shell:
+        LAS.step("rescaling", f"{LAS.out}/rescaling", outputs=["metrics"])
+
+
 rule llc_at_scale_collect:
     input:
         result=expand(rules.llc_at_scale_estimate.output.result, index=LAS_INDICES),
+        rescaling=rules.llc_at_scale_rescaling.output.metrics,
     output:
         metrics=f"{LAS.out}/metrics.json",
         table=f"{LAS.out}/table.csv",
@@ -49,7 +69,12 @@ rule llc_at_scale_collect:
     params:
         reads=LAS.reads("families"),
     shell:
-        LAS.step("collect", LAS.out, inputs=["result"], outputs=["metrics", "table"])
+        LAS.step(
+            "collect",
+            LAS.out,
+            inputs=["result", "rescaling"],
+            outputs=["metrics", "table"],
+        )
 
 
 LAS_FIGURES = [f"{LAS.out}/figures/{name}.png" for name in LAS_FIGURE_NAMES]

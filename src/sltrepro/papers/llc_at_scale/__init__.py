@@ -8,7 +8,7 @@ import json
 
 import pandas as pd
 
-from . import figures, pipeline
+from . import pipeline, rescaling
 
 
 def estimate(ctx) -> None:
@@ -19,18 +19,27 @@ def estimate(ctx) -> None:
     ctx.output("result").write_text(json.dumps(record, indent=1))
 
 
+def rescale(ctx) -> dict:
+    """lambda_hat and tr(Hessian) of a ReLU teacher under layer rescaling -> metrics."""
+    return rescaling.rescaling_experiment(ctx.config, ctx.device, ctx.log)
+
+
 def collect(ctx) -> dict:
-    """Every architecture's result -> table and metrics."""
+    """Every architecture's result and the rescaling metrics -> table and metrics."""
     table = pipeline.result_table(ctx.input_list("result"))
     table.to_csv(ctx.output("table"), index=False)
     metrics = pipeline.summary_metrics(table)
+    metrics |= json.loads(ctx.input("rescaling").read_text())
     ctx.log.info("metrics: %s", metrics)
     return metrics
 
 
 def draw(ctx) -> None:
     """Every figure of figures.FIGURES from the table."""
+    # figures imports matplotlib and seaborn (~2.5 s of CPU): only the figure steps pay it
+    from . import figures
+
     figures.draw_all(pd.read_csv(ctx.input("table")), ctx.outdir)
 
 
-STEPS = {"estimate": estimate, "collect": collect, "figures": draw}
+STEPS = {"estimate": estimate, "rescaling": rescale, "collect": collect, "figures": draw}

@@ -12,6 +12,9 @@ Method, one architecture at a time (one Snakemake job per architecture index):
 4. lambda_hat at the true parameter with SGLD (gamma, batch, step size from the profile;
    the step size shrinks with model size, per family). lambda_hat uses the last
    ``draw_fraction`` of the steps as draws: nbeta * (mean batch loss - L_n(w*)).
+   The same chains are run once more on the exact full-data loss (``exact_data``: the
+   Gram form of the noiseless MSE, H_1 rows): their MALA acceptance is exact, where the
+   minibatch one is a proxy read on potentials of different batches.
 5. A fresh network of the same architecture trained with SGD (momentum) on the same data;
    lambda_hat again at its endpoint.
 
@@ -51,6 +54,8 @@ from sltrepro.theory import dln_learning_coefficient, rank_count_lambda
 
 INPUT_RANGE = 10.0  # x ~ U[-10, 10]^{H_1}, as in the paper
 PAPER_BAND = (-0.1, 0.5)  # where the paper's relative errors (lambda - hat)/lambda mostly lie
+# The estimates per net: SGLD at w* (the paper's), the same on the exact loss, at the SGD end.
+ESTIMATES = ("true", "exact", "sgd")
 
 
 @dataclass
@@ -110,7 +115,10 @@ def sample_architecture(config: dict, index: int) -> Architecture:
         min_depth=family["min_depth"],
         max_depth=family["max_depth"],
     )
-    weights, layer_ranks = random_low_rank_weights(widths, gen, cut_prob=config["rank_cut_prob"])
+    # a family may cut every layer (rank_cut_prob 1): rank bottlenecks, where Aoyagi's
+    # lambda and the rank count differ most
+    cut_prob = family.get("rank_cut_prob", config["rank_cut_prob"])
+    weights, layer_ranks = random_low_rank_weights(widths, gen, cut_prob=cut_prob)
     rank = numerical_rank(DeepLinearNetwork.from_weights(weights).product().detach())
     lam, mult = dln_learning_coefficient(widths, rank)
     return Architecture(
@@ -124,30 +132,56 @@ def make_data(arch: Architecture, n: int) -> tuple[torch.Tensor, torch.Tensor]:
     return teacher_dataset(teacher, n, low=-INPUT_RANGE, high=INPUT_RANGE, seed=arch.seed)
 
 
+def exact_data(arch: Architecture, data) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x', y'), H_1 rows whose MSE equals the full-data MSE of ``data`` at every w.
+
+    For the noiseless teacher, L_n(w) = tr((P(w) - P*) S (P(w) - P*)^T) / H_{L+1} with
+    S = X^T X / n; with S = R^T R, the rows of x' = sqrt(H_1) R give the same mean, so a
+    "full batch" of H_1 rows reads the exact L_n and its gradient (costing less than one
+    minibatch of 500).
+    """
+    x = data[0].double()
+    root = torch.linalg.cholesky(x.T @ x / x.shape[0]).T
+    rows = (root * math.sqrt(x.shape[1])).float()
+    teacher = DeepLinearNetwork.from_weights(arch.weights).product().detach()
+    return rows, rows @ teacher.T
+
+
 def mse(pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Mean squared error over batch and outputs (the paper's loss)."""
     return F.mse_loss(pred, y)
 
 
-def estimate_at(model, data, config: dict, family: dict, seed: int, device, log) -> dict:
-    """lambda_hat at the model's current weights; diverged runs are recorded, not raised.
-
-    Returns the estimator's summary plus timings: ``seconds_per_1k_steps`` (all chains
-    advance together) and ``seconds_per_1k_chain_steps``.
-    """
-    llc = config["llc"]
-    steps = family["num_steps"]
+def sampler_settings(llc: dict, block: dict, nbeta: float, batch_size=None) -> SamplerSettings:
+    """SGLD settings from the profile's ``llc`` block and ``block``'s (a family's or the
+    rescaling experiment's) ``num_steps``, ``num_chains`` and ``step_size``: the last
+    ``draw_fraction`` of the steps are the draws; ``batch_size`` defaults to the profile's."""
+    steps = block["num_steps"]
     draws = max(1, round(llc["draw_fraction"] * steps))
-    settings = SamplerSettings(
-        num_chains=family["num_chains"],
+    return SamplerSettings(
+        num_chains=block["num_chains"],
         num_draws=draws,
         num_burnin=steps - draws,
-        step_size=family["step_size"],
-        nbeta=default_nbeta(data[0].shape[0]),
+        step_size=block["step_size"],
+        nbeta=nbeta,
         localization=llc["localization"],
-        batch_size=llc["batch_size"],
+        batch_size=batch_size or llc["batch_size"],
         mala_every=llc["mala_every"],
     )
+
+
+def estimate_at(
+    model, data, config: dict, family: dict, seed: int, device, log, nbeta=None, batch_size=None
+) -> dict:
+    """lambda_hat at the model's current weights; diverged runs are recorded, not raised.
+
+    ``nbeta`` defaults to n / log n of ``data``, ``batch_size`` to the profile's. Returns the
+    estimator's summary plus timings: ``seconds_per_1k_steps`` (all chains advance together)
+    and ``seconds_per_1k_chain_steps``.
+    """
+    steps = family["num_steps"]
+    nbeta = nbeta or default_nbeta(data[0].shape[0])
+    settings = sampler_settings(config["llc"], family, nbeta, batch_size)
     try:
         result = estimate_llc(model, mse, data, settings, seed=seed, device=device, verbose=False)
     except LLCDivergenceError as err:
@@ -209,9 +243,14 @@ def estimate_architecture(config: dict, index: int, ckpt_path, device, log) -> d
     data = make_data(arch, family["num_samples"])
     truth = DeepLinearNetwork.from_weights(arch.weights)
     at_truth = estimate_at(truth, data, config, family, arch.seed, device, log)
+    exact = exact_data(arch, data)
+    nbeta = default_nbeta(family["num_samples"])
+    rows = exact[0].shape[0]
+    at_exact = estimate_at(truth, exact, config, family, arch.seed, device, log, nbeta, rows)
     model, loss = train_sgd(arch, data, config["sgd"], family["sgd_steps"], ckpt_path, device, log)
     at_sgd = estimate_at(model.cpu(), data, config, family, arch.seed + 3, device, log)
-    record = {**arch.describe(), "true": at_truth, "sgd": {**at_sgd, "train_loss": loss}}
+    record = {**arch.describe(), "true": at_truth, "exact": at_exact}
+    record["sgd"] = {**at_sgd, "train_loss": loss}
     record["wall_seconds"] = time.perf_counter() - start
     return record
 
@@ -231,7 +270,7 @@ def result_table(paths) -> pd.DataFrame:
         row["lambda_rank_count"] = float(rank_count_lambda(rec["widths"], rec["rank"]))
         row["widths"] = "-".join(map(str, rec["widths"]))
         row["wall_seconds"] = rec["wall_seconds"]
-        for where in ("true", "sgd"):
+        for where in ESTIMATES:
             est = rec[where]
             row[f"lambda_hat_{where}"] = est["llc_mean"]
             row[f"std_{where}"] = est["llc_std"]
@@ -249,15 +288,47 @@ def result_table(paths) -> pd.DataFrame:
     table = pd.DataFrame(rows).sort_values("index").reset_index(drop=True)
     table["rel_error_true"] = relative_error(table["lambda"], table["lambda_hat_true"])
     table["rel_error_sgd"] = relative_error(table["lambda"], table["lambda_hat_sgd"])
+    table["rel_error_exact"] = relative_error(table["lambda"], table["lambda_hat_exact"])
     table["ratio_sgd_true"] = table["lambda_hat_sgd"] / table["lambda_hat_true"]
     table["rel_error_rank_count"] = relative_error(table["lambda"], table["lambda_rank_count"])
     return table
 
 
+def _null_comparison(ok: pd.DataFrame, suffix: str = "") -> dict:
+    """lambda_hat at w* against the rank-count null on the same (non-diverged) nets ``ok``:
+    Spearman and median |relative error| of each, their difference and ratio."""
+
+    def spearman(column):
+        return float(spearmanr(ok["lambda"], ok[column]).statistic) if len(ok) > 2 else None
+
+    ours, null = spearman("lambda_hat_true"), spearman("lambda_rank_count")
+    ours_err = float(ok["rel_error_true"].abs().median())
+    null_err = float(ok["rel_error_rank_count"].abs().median())
+    return {
+        f"spearman_true{suffix}": ours,
+        f"spearman_rank_count{suffix}": null,
+        f"spearman_true_minus_rank_count{suffix}": (
+            ours - null if ours is not None and null is not None else None
+        ),
+        f"median_abs_rel_error_true{suffix}": ours_err,
+        f"median_abs_rel_error_rank_count{suffix}": null_err,
+        f"median_abs_rel_error_true_over_rank_count{suffix}": (
+            ours_err / null_err if null_err > 0 else None
+        ),
+    }
+
+
 def summary_metrics(table: pd.DataFrame) -> dict:
-    """The numbers the claims check (NaN estimates = diverged runs, excluded and counted)."""
+    """The numbers the claims check (NaN estimates = diverged runs, excluded and counted).
+
+    The null every claim must beat is the rank-count predictor r(H_1 + H_{L+1} - r)/2,
+    which knows nothing of SLT, scored on the same nets (``*_rank_count``); each family
+    gets the comparison too (suffix ``_<family>``). ``median_acceptance_true`` is the
+    minibatch MALA proxy of the paper's chains, ``median_acceptance_exact`` the exact one.
+    """
     ok = table.dropna(subset=["lambda_hat_true"])
     rel = ok["rel_error_true"]
+    null_rel = ok["rel_error_rank_count"]
     lo, hi = PAPER_BAND
     chains = table["chains_true"].sum()
     diverged = table["diverged_chains_true"].sum()
@@ -265,46 +336,29 @@ def summary_metrics(table: pd.DataFrame) -> dict:
         "num_architectures": len(table),
         "min_params": int(table["num_params"].min()),
         "max_params": int(table["num_params"].max()),
-        "spearman_true": float(spearmanr(ok["lambda"], ok["lambda_hat_true"]).statistic)
-        if len(ok) > 2
-        else None,
-        "median_abs_rel_error_true": float(rel.abs().median()),
+        **_null_comparison(ok),
         "max_abs_rel_error_true": float(rel.abs().max()),
         "median_rel_error_true": float(rel.median()),
         "frac_rel_error_in_paper_band": float(((rel >= lo) & (rel <= hi)).mean()),
+        "max_abs_rel_error_rank_count": float(null_rel.abs().max()),
+        "frac_rel_error_in_paper_band_rank_count": float(
+            ((null_rel >= lo) & (null_rel <= hi)).mean()
+        ),
         "diverged_chain_fraction_true": float(diverged / chains),
         "median_acceptance_true": float(table["acceptance_true"].median()),
-        # the health verdict of each estimate (sltrepro.llc_diagnostics)
-        "llc_healthy_true": bool(table["healthy_true"].astype(bool).all()),
-        "llc_healthy_fraction_true": float(table["healthy_true"].astype(bool).mean()),
+        "median_acceptance_exact": float(table["acceptance_exact"].median()),
+        "min_acceptance_exact": float(table["acceptance_exact"].min()),
+        "median_abs_rel_error_exact": float(ok["rel_error_exact"].abs().median()),
     }
-    # The null every claim must beat: the rank-count predictor r(H_1 + H_{L+1} - r)/2, which
-    # knows nothing of SLT, scored on the same (non-diverged) nets.
-    null_rel = ok["rel_error_rank_count"]
-    metrics["spearman_rank_count"] = (
-        float(spearmanr(ok["lambda"], ok["lambda_rank_count"]).statistic) if len(ok) > 2 else None
-    )
-    metrics["median_abs_rel_error_rank_count"] = float(null_rel.abs().median())
-    metrics["max_abs_rel_error_rank_count"] = float(null_rel.abs().max())
-    metrics["frac_rel_error_in_paper_band_rank_count"] = float(
-        ((null_rel >= lo) & (null_rel <= hi)).mean()
-    )
-    metrics["spearman_true_minus_rank_count"] = (
-        metrics["spearman_true"] - metrics["spearman_rank_count"]
-        if metrics["spearman_true"] is not None and metrics["spearman_rank_count"] is not None
-        else None
-    )
-    metrics["median_abs_rel_error_true_over_rank_count"] = (
-        metrics["median_abs_rel_error_true"] / metrics["median_abs_rel_error_rank_count"]
-        if metrics["median_abs_rel_error_rank_count"] > 0
-        else None
-    )
+    for family, rows in ok.groupby("family", sort=False):
+        metrics |= _null_comparison(rows, f"_{family}")
     both = table.dropna(subset=["lambda_hat_true", "lambda_hat_sgd"])
     metrics["median_ratio_sgd_true"] = float(both["ratio_sgd_true"].median())
     metrics["median_abs_rel_error_sgd"] = float(both["rel_error_sgd"].abs().median())
-    metrics["llc_healthy_sgd"] = bool(table["healthy_sgd"].astype(bool).all())
-    metrics["llc_healthy_fraction_sgd"] = float(table["healthy_sgd"].astype(bool).mean())
-    for where in ("true", "sgd"):
+    for where in ESTIMATES:
+        healthy = table[f"healthy_{where}"].astype(bool)
+        metrics[f"llc_healthy_{where}"] = bool(healthy.all())
+        metrics[f"llc_healthy_fraction_{where}"] = float(healthy.mean())
         own = table.filter(regex=f"_{where}$")
         own.columns = [c.removesuffix(f"_{where}") for c in own.columns]
         own = own.rename(columns={"lambda_hat": "llc_mean", "acceptance": "mala_acceptance"})

@@ -116,14 +116,16 @@ def gpu_rules() -> set[str]:
     return {rule for rule, res in profile.get("set-resources", {}).items() if res.get("gpu")}
 
 
-def test_profile_names_real_rules():
-    """Snakemake ignores set-resources / set-threads of unknown rules: catch renamed ones."""
-    profile = yaml.safe_load((PROFILE / "config.yaml").read_text())
+@pytest.mark.parametrize("folder", [PROFILE, *sorted(REPO.glob("profiles/slurm-*"))])
+def test_profile_names_real_rules(folder):
+    """Snakemake ignores set-resources / set-threads of unknown rules: catch renamed ones
+    (also in the measured profiles that `sltrepro resources --write` makes)."""
+    profile = yaml.safe_load((folder / "config.yaml").read_text())
     listed = snakemake("--list-rules", "--config", "profile=smoke")
     assert listed.returncode == 0, listed.stderr
     rules = set(listed.stdout.split())
     named = set(profile.get("set-resources", {})) | set(profile.get("set-threads", {}))
-    assert named - rules == set(), f"profiles/slurm names rules that do not exist: {named - rules}"
+    assert named - rules == set(), f"{folder} names rules that do not exist: {named - rules}"
 
 
 @pytest.mark.e2e

@@ -22,15 +22,6 @@ from sltrepro.train.icl import TrainSpec, checkpoint_steps, train, triangle_lr
 PAPER_RIDGE = [4.125, 3.174, 2.282, 1.488, 0.888, 0.574, 0.409, 0.324]
 
 
-@pytest.fixture
-def one_thread():
-    """One torch thread: a tiny model on a busy machine is many times slower with two."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def gen(seed=0):
     return torch.Generator().manual_seed(seed)
 

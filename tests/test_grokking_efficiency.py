@@ -17,8 +17,12 @@ from sltrepro.models.modular_transformer import (
 )
 from sltrepro.papers.grokking_efficiency.pipeline import (
     critical_size,
+    crossover_metrics,
     delay_factor,
+    efficiency_metrics,
+    fourier_shares,
     longest_plateau,
+    settled_by_model,
     ungrok_metrics,
 )
 from sltrepro.tasks.modular import (
@@ -198,20 +202,122 @@ def test_delay_factor_and_critical_size():
     assert critical_size(sizes, np.array([0.0, 0.1, 0.2, 0.3])) is None
 
 
-def test_ungrok_metrics_and_plateau():
-    sizes = [100, 200, 400]
-    rows = [
-        {"weight_decay": wd, "size": d, "seed": s, "train_acc": 1.0, "test_acc": acc}
-        for wd, accs in ((1.0, (0.1, 0.4, 0.9)), (2.0, (0.0, 0.6, 1.0)))
-        for d, acc in zip(sizes, accs, strict=True)
-        for s in (0, 1)
-    ]
-    out = ungrok_metrics(pd.DataFrame(rows), sizes)
-    assert out["ungrok_grid_ratio"] == pytest.approx(2.0)
+def _ungrok_finals(dcrit_by_wd: dict, equal_steps_dcrit_by_wd: dict, sizes) -> pd.DataFrame:
+    """Final test accuracies of logistic curves in log D' centred on the given D_crit per
+    (wd, seed); the equal-steps column centred on its own D_crit."""
+
+    def acc(d, crit):
+        return float(1 / (1 + (crit / d) ** 4))
+
+    rows = []
+    for wd, crits in dcrit_by_wd.items():
+        for seed, crit in enumerate(crits):
+            for d in sizes:
+                rows.append(
+                    {
+                        "weight_decay": wd,
+                        "size": d,
+                        "seed": seed,
+                        "train_acc": 1.0,
+                        "test_acc": acc(d, crit),
+                        "test_acc_equal_steps": acc(d, equal_steps_dcrit_by_wd[wd][seed]),
+                        "test_acc_settled": True,
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
+def test_ungrok_metrics_slope_against_weight_decay_and_its_budget_null():
+    sizes = [50, 100, 200, 400, 800]
+    flat = {0.3: (190, 210), 1.0: (200, 205), 3.0: (195, 215)}
+    budget = {0.3: (90, 100), 1.0: (200, 205), 3.0: (390, 420)}  # D_crit ~ wd^0.6
+    out = ungrok_metrics(_ungrok_finals(flat, budget, sizes), sizes)
     assert out["ungrok_dcrit"] == out["ungrok_dcrit_wd1"]
-    assert 200 < out["ungrok_dcrit_wd1"] < 400 and 100 < out["ungrok_dcrit_wd2"] < 200
-    assert 0 < out["ungrok_dcrit_wd_spread_grid_steps"] <= 2
-    assert out["ungrok_test_acc_smallest_max"] == pytest.approx(0.1)
-    assert out["ungrok_test_acc_largest_min"] == pytest.approx(0.9)
+    assert 190 < out["ungrok_dcrit_wd1"] < 215
+    assert abs(out["ungrok_dcrit_wd_slope_z"]) < 2  # flat: consistent with 0
+    assert out["ungrok_dcrit_wd_slope_equal_steps"] == pytest.approx(0.6, abs=0.05)
+    assert out["ungrok_dcrit_wd_slope_equal_steps_z"] > 2  # the null lies outside the band
+    assert out["ungrok_converged"] is True
+    assert out["ungrok_test_acc_smallest_max"] < 0.1 and out["ungrok_test_acc_largest_min"] > 0.9
+    # a real dependence on wd is caught, and an unsettled run is reported
+    finals = _ungrok_finals(budget, budget, sizes)
+    finals.loc[0, "test_acc_settled"] = False
+    out = ungrok_metrics(finals, sizes)
+    assert out["ungrok_dcrit_wd_slope_z"] > 2 and out["ungrok_converged"] is False
+
+
+def test_longest_plateau():
     hist = pd.DataFrame({"step": [0, 10, 100, 1000, 5000], "test_acc": [0, 0.5, 0.6, 0.95, 0.5]})
     assert longest_plateau(hist, 0.2, 0.9) == 90.0
+
+
+def test_fourier_shares_find_the_trigonometric_circuit():
+    p = 13
+    a, b, c = np.meshgrid(np.arange(p), np.arange(p), np.arange(p), indexing="ij")
+    trig = sum(
+        amp * np.cos(2 * np.pi * k * (a + b - c) / p + phase)
+        for k, amp, phase in ((2, 1.0, 0.3), (5, 0.6, 1.1), (6, 0.3, 2.0))
+    )
+    key, diagonal = fourier_shares(torch.tensor(trig + 7.0 * (a == 0)), keys=3)
+    # the per-(a, b) shift (7 at a = 0) is removed by centring over c
+    assert key == pytest.approx(1.0, abs=1e-9) and diagonal == pytest.approx(1.0, abs=1e-9)
+    assert fourier_shares(torch.tensor(trig), keys=1)[0] == pytest.approx(1 / 1.45, rel=1e-6)
+    noise = torch.randn(p, p, p, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    key, diagonal = fourier_shares(noise, keys=3)
+    assert key < 0.05 and diagonal < 0.1  # (p - 1) / 2 of ~p^3 / 2 components
+
+
+def test_settled_by_model():
+    history = pd.DataFrame(
+        {
+            "step": [0, 0, 80, 80, 100, 100],
+            "model": [0, 1] * 3,
+            "param_norm": [30.0, 30.0, 25.1, 28.0, 25.0, 25.0],
+        }
+    )
+    settled = settled_by_model(history, "param_norm", relative=0.01)
+    assert settled.tolist() == [True, False]
+    assert settled_by_model(history, "param_norm", absolute=5).tolist() == [True, True]
+
+
+def _sweep(kind: str, sizes, norm_of_d, seeds=3, noise=0.01, seed=0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    rows = [
+        {
+            "kind": kind,
+            "size": d,
+            "seed": s,
+            "param_norm": norm_of_d(d) * np.exp(noise * rng.standard_normal()),
+            "train_acc": 1.0,
+            "test_acc": 1.0 if kind == "generalise" else 0.02,
+            "fourier_key_share": 0.97 if kind == "generalise" else 0.01,
+            "fourier_diagonal_share": 0.98 if kind == "generalise" else 0.03,
+            "norm_settled": True,
+        }
+        for d in sizes
+        for s in range(seeds)
+    ]
+    return pd.DataFrame(rows)
+
+
+def test_efficiency_and_crossover_metrics():
+    mem = _sweep("memorise", [100, 200, 400, 800], lambda d: 10 * (d / 100) ** 0.3)
+    gen = _sweep("generalise", [500, 900, 1600], lambda d: 15.0)
+    out = efficiency_metrics(mem, gen)
+    assert out["mem_norm_slope"] == pytest.approx(0.3, abs=0.02)
+    assert abs(out["gen_norm_slope_z"]) < 3 and out["mem_norm_slope_z_by_gen_se"] > 10
+    assert out["gen_converged"] and out["mem_converged"]
+    assert out["gen_fourier_key_share_min"] == 0.97 and out["mem_fourier_key_share_max"] == 0.01
+    # the lines cross where 10 (D/100)^0.3 = 15: D = 100 * 1.5^(1/0.3) ~ 386
+    expected = 100 * 1.5 ** (1 / 0.3)
+    sizes = [50, 100, 200, 400, 800, 1600]
+    finals = _ungrok_finals({1.0: (380, 395, 400)}, {1.0: (380, 395, 400)}, sizes)
+    cross = crossover_metrics(mem, gen, finals, np.random.default_rng(0))
+    assert cross["crossover_d"] == pytest.approx(expected, rel=0.05)
+    assert 0 < cross["crossover_d_log_se"] < 0.1 and 0 < cross["ungrok_dcrit_log_se"] < 0.1
+    assert abs(cross["crossover_dcrit_z"]) < 2
+    # every memorisation size fitted: the efficiency-free null is the largest one, far away
+    assert cross["mem_fit_limit_d"] == 800 and cross["mem_fit_limit_dcrit_z"] > 2
+    # a D_crit 3x away from the crossover is a failed prediction
+    finals = _ungrok_finals({1.0: (1150, 1180, 1200)}, {1.0: (1150, 1180, 1200)}, sizes)
+    assert crossover_metrics(mem, gen, finals, np.random.default_rng(0))["crossover_dcrit_z"] < -2

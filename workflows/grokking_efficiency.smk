@@ -5,7 +5,6 @@
 GE = paper_rules("grokking_efficiency")
 GE_FIGURE_NAMES = figure_names(GE.paper)
 GE_WDS = [f"{wd:g}" for wd in GE.cfg["ungrok"]["weight_decays"]]
-GE_KINDS = ["memorise", "generalise"]
 
 
 rule grokking_efficiency_grok:
@@ -60,16 +59,45 @@ rule grokking_efficiency_llc:
         GE.step("llc", f"{GE.out}/llc", inputs=["snapshots"], outputs=["llc"])
 
 
-rule grokking_efficiency_efficiency:
+rule grokking_efficiency_pretrain:
     output:
-        history=f"{GE.out}/efficiency/{{kind}}/history.csv",
-        final=f"{GE.out}/efficiency/{{kind}}/final.csv",
+        params=f"{GE.out}/pretrain/params.pt",
+        history=f"{GE.out}/pretrain/history.csv",
     log:
-        GE.log("efficiency_{kind}"),
+        GE.log("pretrain"),
     benchmark:
-        GE.benchmark("efficiency_{kind}")
-    wildcard_constraints:
-        kind="|".join(GE_KINDS),
+        GE.benchmark("pretrain")
+    priority: 30
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=120,
+    params:
+        reads=GE.reads(
+            "checkpoint_every",
+            "efficiency.seeds",
+            "log_points",
+            "model",
+            "operation",
+            "optimizer",
+            "p",
+            "seed",
+            "ungrok",
+        ),
+    shell:
+        GE.step("pretrain", f"{GE.out}/pretrain", outputs=["params", "history"])
+
+
+rule grokking_efficiency_memorise:
+    output:
+        history=f"{GE.out}/efficiency/memorise/history.csv",
+        final=f"{GE.out}/efficiency/memorise/final.csv",
+    log:
+        GE.log("efficiency_memorise"),
+    benchmark:
+        GE.benchmark("efficiency_memorise")
     priority: 10
     conda:
         ENV
@@ -90,41 +118,43 @@ rule grokking_efficiency_efficiency:
         ),
     shell:
         GE.step(
-            "efficiency",
-            f"{GE.out}/efficiency/{{wildcards.kind}}",
-            "--opt kind={wildcards.kind}",
-            outputs=["history", "final"],
+            "memorise", f"{GE.out}/efficiency/memorise", outputs=["history", "final"]
         )
 
 
-rule grokking_efficiency_pretrain:
+rule grokking_efficiency_generalise:
+    input:
+        params=rules.grokking_efficiency_pretrain.output.params,
     output:
-        params=f"{GE.out}/pretrain/params.pt",
-        history=f"{GE.out}/pretrain/history.csv",
+        history=f"{GE.out}/efficiency/generalise/history.csv",
+        final=f"{GE.out}/efficiency/generalise/final.csv",
     log:
-        GE.log("pretrain"),
+        GE.log("efficiency_generalise"),
     benchmark:
-        GE.benchmark("pretrain")
-    priority: 30
+        GE.benchmark("efficiency_generalise")
+    priority: 10
     conda:
         ENV
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=120,
+        mem_mb=8000,
+        runtime=240,
     params:
         reads=GE.reads(
             "checkpoint_every",
+            "efficiency",
             "log_points",
-            "model",
             "operation",
             "optimizer",
             "p",
-            "seed",
-            "ungrok",
         ),
     shell:
-        GE.step("pretrain", f"{GE.out}/pretrain", outputs=["params", "history"])
+        GE.step(
+            "generalise",
+            f"{GE.out}/efficiency/generalise",
+            inputs=["params"],
+            outputs=["history", "final"],
+        )
 
 
 rule grokking_efficiency_ungrok:
@@ -197,9 +227,10 @@ rule grokking_efficiency_analyze:
         semigrok=rules.grokking_efficiency_semigrok.output.history,
         # in the order memorise, generalise and the config's weight decays: the step pairs
         # them by position
-        efficiency=expand(
-            rules.grokking_efficiency_efficiency.output.final, kind=GE_KINDS
-        ),
+        efficiency=[
+            rules.grokking_efficiency_memorise.output.final,
+            rules.grokking_efficiency_generalise.output.final,
+        ],
         ungrok=expand(rules.grokking_efficiency_ungrok.output.final, wd=GE_WDS),
     output:
         metrics=f"{GE.out}/metrics.json",
@@ -214,7 +245,7 @@ rule grokking_efficiency_analyze:
         mem_mb=2000,
         runtime=10,
     params:
-        reads=GE.reads("ungrok"),
+        reads=GE.reads("seed", "ungrok"),
     shell:
         GE.step(
             "analyze",

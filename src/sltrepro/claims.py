@@ -9,11 +9,11 @@ estimates); they need no null and are counted apart from the claims.
 A band is one of ``{target, abs_tol}``, ``{target, rel_tol}``, ``{min}``, ``{max}``,
 ``{min, max}`` or ``{equals}``. An entry fails, with its ``reason``, when its metric is
 missing or not a finite number, when a metric named in ``needs_healthy`` is not True (LLC
-estimates that have not converged; the reason names each such metric with the reasons
-recorded beside it, see :mod:`sltrepro.health`), when its null model's computed value lies
-inside the band, or when the value lies outside it. A ``needs_healthy`` metric that
-metrics.json does not have, or that is not a boolean, is a ConfigError: a gate on nothing
-would pass every claim.
+estimates, or for a name without "llc" training runs, that have not converged; the reason
+names each such metric with the reasons recorded beside it, see :mod:`sltrepro.health`),
+when its null model's computed value lies inside the band, or when the value lies outside
+it. A ``needs_healthy`` metric that metrics.json does not have, or that is not a boolean,
+is a ConfigError: a gate on nothing would pass every claim.
 """
 
 import json
@@ -204,13 +204,15 @@ def judge(entry: dict, metrics: dict) -> tuple[str, str, object]:
         reasons.append(f"metric {entry['metric']!r} missing")
     elif not band.contains(value):
         reasons.append(f"{_show(value)} outside {band.describe()}")
-    unhealthy = [
-        unhealthy_reason(m, metrics)
-        for m in entry.get("needs_healthy", [])
-        if metrics.get(m) is not True
-    ]
-    if unhealthy:
-        reasons.append(f"LLC estimates not converged: {', '.join(unhealthy)}")
+    failed = [m for m in entry.get("needs_healthy", []) if metrics.get(m) is not True]
+    # a gate is on LLC estimates or, for any other boolean, on the training runs it names
+    for label, names in (
+        ("LLC estimates", [m for m in failed if "llc" in m]),
+        ("training runs", [m for m in failed if "llc" not in m]),
+    ):
+        if names:
+            shown = ", ".join(unhealthy_reason(m, metrics) for m in names)
+            reasons.append(f"{label} not converged: {shown}")
     null = entry.get("null_model")
     null_value = None
     if null is not None:

@@ -34,13 +34,22 @@ def llc(ctx) -> None:
     table.to_csv(ctx.output("llc"), index=False)
 
 
-def efficiency(ctx) -> None:
-    """--opt kind=memorise|generalise: the sweep over D -> history, final."""
-    kind = ctx.opt("kind")
-    ckpt = ctx.outdir / f"{kind}_checkpoint.pt"
-    history, final = pipeline.efficiency(ctx.config, kind, ckpt, ctx.device)
+def _save_sweep(ctx, history: pd.DataFrame, final: pd.DataFrame) -> None:
     history.to_csv(ctx.output("history"), index=False)
     final.to_csv(ctx.output("final"), index=False)
+
+
+def memorise(ctx) -> None:
+    """Memorisation-only nets over D -> history, final."""
+    ckpt = ctx.outdir / "memorise_checkpoint.pt"
+    _save_sweep(ctx, *pipeline.memorise(ctx.config, ckpt, ctx.device))
+
+
+def generalise(ctx) -> None:
+    """The pretrained nets continued over D -> history, final."""
+    saved = _load(ctx.input("params"))
+    ckpt = ctx.outdir / "generalise_checkpoint.pt"
+    _save_sweep(ctx, *pipeline.generalise(ctx.config, saved, ckpt, ctx.device))
 
 
 def pretrain(ctx) -> None:
@@ -58,9 +67,7 @@ def ungrok(ctx) -> None:
     """--opt wd=<weight decay>: the pretrained models on subsets of size D' -> history, final."""
     saved = _load(ctx.input("params"))
     ckpt = ctx.outdir / "ungrok_checkpoint.pt"
-    history, final = pipeline.ungrok(ctx.config, ctx.opt("wd", float), saved, ckpt, ctx.device)
-    history.to_csv(ctx.output("history"), index=False)
-    final.to_csv(ctx.output("final"), index=False)
+    _save_sweep(ctx, *pipeline.ungrok(ctx.config, ctx.opt("wd", float), saved, ckpt, ctx.device))
 
 
 def semigrok(ctx) -> None:
@@ -100,7 +107,8 @@ def draw(ctx) -> None:
 STEPS = {
     "grok": grok,
     "llc": llc,
-    "efficiency": efficiency,
+    "memorise": memorise,
+    "generalise": generalise,
     "pretrain": pretrain,
     "ungrok": ungrok,
     "semigrok": semigrok,

@@ -8,7 +8,7 @@ from matplotlib.ticker import NullLocator, ScalarFormatter
 
 from sltrepro import plots
 
-from .pipeline import critical_size
+from .pipeline import critical_size, norm_crossover
 
 
 def size_axis(ax, sizes) -> None:
@@ -20,7 +20,8 @@ def size_axis(ax, sizes) -> None:
 
 
 def training_curves(history: pd.DataFrame, llcs: pd.DataFrame, path) -> None:
-    """Grokking run: accuracy, loss, parameter norm and LLC against step (log x)."""
+    """Grokking run: accuracy, loss, parameter norm, and the LLC with the test loss on one
+    time axis (log x). LLC estimates that fail the health gate are drawn hollow."""
     fig, axes = plots.figure(1, 4, width=3.6, height=3.0)
     h = history[history.step > 0]
     for split, color in (("train", "C0"), ("test", "C3")):
@@ -30,28 +31,49 @@ def training_curves(history: pd.DataFrame, llcs: pd.DataFrame, path) -> None:
     axes[1].set(ylabel="cross-entropy", yscale="log", title="loss")
     axes[2].plot(h.step, h.param_norm, color="k")
     axes[2].set(ylabel="parameter norm", title="parameter norm")
-    l = llcs[llcs.step > 0]
-    axes[3].errorbar(l.step, l.llc_mean, yerr=l.llc_std, color="C2", marker="o", ms=3)
-    axes[3].set(ylabel=r"$\hat\lambda$", title="LLC")
+    llc_with_test_loss(axes[3], h, llcs[llcs.step > 0])
     for ax in axes:
         ax.set(xscale="log", xlabel="step")
     axes[0].legend()
     plots.save(fig, path)
 
 
+def llc_with_test_loss(ax, history: pd.DataFrame, llcs: pd.DataFrame) -> None:
+    """LLC (filled: healthy, hollow: failed the gate) and, on a twin axis, the test loss."""
+    ax.errorbar(llcs.step, llcs.llc_mean, yerr=llcs.llc_std, color="C2", ls="-", marker="")
+    for healthy, face in ((True, "C2"), (False, "white")):
+        pick = llcs[llcs.healthy == healthy]
+        label = "LLC" if healthy else "LLC, unhealthy (unreliable)"
+        ax.scatter(
+            pick.step, pick.llc_mean, s=18, color=face, edgecolor="C2", zorder=3, label=label
+        )
+    ax.set(ylabel=r"$\hat\lambda$", title="LLC and test loss")
+    twin = ax.twinx()
+    twin.plot(history.step, history.test_loss, color="C3", lw=1, label="test loss")
+    twin.set(ylabel="test cross-entropy", yscale="log")
+    ax.legend(fontsize=7, loc="upper left")
+
+
 def efficiency_vs_size(mem: pd.DataFrame, gen: pd.DataFrame, path) -> None:
-    """Parameter norm at the end of training vs D, memorising and generalising nets."""
+    """Parameter norm at the end of training vs D (seeds as points, per-D median as line),
+    memorising and generalising nets, with their log-log fits and where they cross."""
     fig, ax = plots.figure()
     for frame, label, color in (
         (mem, "memorisation (random labels)", "C1"),
-        (gen, "generalisation (true labels)", "C0"),
+        (gen, "generalisation (grokked nets continued)", "C0"),
     ):
         ax.scatter(frame["size"], frame.param_norm, color=color, alpha=0.4, s=12)
-        means = frame.groupby("size").param_norm.mean()
-        ax.plot(means.index, means.values, color=color, marker="o", label=label)
+        medians = frame.groupby("size").param_norm.median()
+        ax.plot(medians.index, medians.values, color=color, marker="o", ls="", label=label)
+        slope, icpt = np.polyfit(np.log(medians.index), np.log(medians.values), 1)
+        grid = np.geomspace(mem["size"].min(), gen["size"].max(), 50)
+        ax.plot(grid, np.exp(icpt) * grid**slope, color=color, lw=1, ls="--")
+    crossing = norm_crossover(mem, gen)
+    if crossing is not None:
+        ax.axvline(crossing, color="0.4", lw=1, ls=":", label=f"crossover D = {crossing:.0f}")
     ax.set(xscale="log", xlabel="training set size D", ylabel="parameter norm")
     size_axis(ax, pd.concat([mem["size"], gen["size"]]))
-    ax.legend()
+    ax.legend(fontsize=8)
     plots.save(fig, path)
 
 

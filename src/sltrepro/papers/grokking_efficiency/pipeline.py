@@ -5,13 +5,17 @@ Method (their Sec. 3-5, App. A), on a+b mod p with the one-layer transformer:
 1. ``grok``: train on a fraction of all pairs with weight decay; log train/test loss and
    accuracy and the parameter norm at log-spaced steps, keep log-spaced snapshots.
    ``llc``: the local learning coefficient of each snapshot (our addition to the paper).
-2. ``efficiency``: memorisation-only nets (random labels, D from small to large) and
-   generalisation-only nets (true labels, large D); parameter norm at the end vs D.
+2. ``memorise``: memorisation-only nets (random labels, D from small to large) trained from
+   scratch; ``generalise``: generalisation-only nets, the grokked ``pretrain`` nets continued
+   on true-label subsets of large D until their norm settles. Parameter norm at the end vs D,
+   and the share of the generalising nets' logits in their key Fourier frequencies.
 3. ``pretrain`` + ``ungrok``: grok on a large set, then keep training on random subsets of
-   size D' at several weight decays; final test accuracy vs D' and the critical size D_crit.
+   size D' at several weight decays, each for the same decay budget (steps x weight decay);
+   final test accuracy vs D' and the critical size D_crit.
 4. ``semigrok``: train from scratch at D near D_crit for long and look for a plateau of
    middling test accuracy.
-5. ``analyze``: the numbers the claims check, in ``metrics.json``.
+5. ``analyze``: the numbers the claims check, in ``metrics.json``: among them the theory's
+   prediction, the D where the memorising and generalising norms cross, against D_crit.
 
 Every training step trains all the models of its sweep as one vectorised stack.
 """
@@ -22,7 +26,7 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from scipy.stats import spearmanr
+from scipy.stats import linregress, spearmanr
 
 from sltrepro.llc import SamplerSettings, estimate_llc_trajectory
 from sltrepro.models.modular_transformer import (
@@ -30,6 +34,7 @@ from sltrepro.models.modular_transformer import (
     TransformerShape,
     init_params,
     select,
+    stacked_logits,
 )
 from sltrepro.tasks.modular import (
     all_pairs,
@@ -41,6 +46,13 @@ from sltrepro.tasks.modular import (
 from sltrepro.train.modular import AdamWSettings, log_spaced_steps, train
 
 ACC_FOR_GROKKED = 0.95  # "test accuracy passes 0.95"
+# A run has converged when its last TAIL of steps moved the parameter norm by under
+# NORM_TOL (relative; the issue's criterion) or the test accuracy by under ACC_TOL.
+TAIL = 0.2
+NORM_TOL = 0.01
+ACC_TOL = 0.02
+KEY_FREQUENCIES = 5  # Nanda et al.'s grokked nets at p = 113 use 5 key frequencies
+BOOTSTRAP = 200  # seed resamples for the standard errors of D_crit and the crossover
 
 
 # ---------------------------------------------------------------- shared helpers
@@ -143,38 +155,126 @@ def llc(config: dict, saved: dict, device, log) -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------- 2. circuit efficiency
-def efficiency(
-    config: dict, kind: str, checkpoint_path, device
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """``kind="memorise"``: random labels; ``"generalise"``: true labels. (history, final).
+def memorise(config: dict, checkpoint_path, device) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Memorisation-only nets: random labels, trained from scratch. (history, final).
 
     One model per (D, seed); parameter norm, train and test accuracy after ``steps``.
     """
     e = config["efficiency"]
-    if kind not in ("memorise", "generalise"):
-        raise ValueError(f"--opt kind must be memorise or generalise, got {kind!r}")
-    tokens, true_labels = table(config)
+    tokens, _ = table(config)
     runs = [
-        {"kind": kind, "size": d, "seed": config["seed"] + s}
-        for d in e[f"{kind}_sizes"]
+        {"kind": "memorise", "size": d, "seed": config["seed"] + s}
+        for d in e["memorise_sizes"]
         for s in range(e["seeds"])
     ]
-    label_tables = [
-        random_labels(config["p"], seed=1000 + r["seed"]) if kind == "memorise" else true_labels
-        for r in runs
-    ]
+    label_tables = [random_labels(config["p"], seed=1000 + r["seed"]) for r in runs]
     indices = [split_indices(len(tokens), r["size"], seed=r["seed"])[0] for r in runs]
-    _, history, _ = run_stack(
+    params, history, _ = run_stack(
         config,
         device,
         checkpoint_path,
-        kind,
+        "memorise",
         init_params(model_shape(config), len(runs), seeds=[r["seed"] for r in runs]),
         make_batch(tokens, label_tables, indices),
         steps=e["steps"],
         weight_decay=e["weight_decay"],
     )
-    return history, final_rows(history, runs)
+    final = final_rows(history, runs).assign(**circuit_columns(config, params, history))
+    return history, final
+
+
+def generalise(
+    config: dict, saved: dict, checkpoint_path, device
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Generalisation-only nets: the grokked ``pretrain`` nets (``saved``) continued on
+    true-label subsets of their training set, one per (D, seed), for ``generalise_steps``.
+    (history, final).
+
+    Starting from a grokked net makes the circuit a generalising one at every D of the
+    sweep; from scratch, grokking near the smallest D takes longer than the cpu budget.
+    """
+    e = config["efficiency"]
+    check_pretrained(saved, e["generalise_sizes"], e["seeds"])
+    tokens, labels = table(config)
+    runs = [
+        {"kind": "generalise", "size": d, "seed": saved["seeds"][i], "pretrained": i}
+        for d in e["generalise_sizes"]
+        for i in range(e["seeds"])
+    ]
+    indices = [
+        subset_indices(saved["indices"][r["pretrained"]], r["size"], seed=r["seed"]) for r in runs
+    ]
+    start = {k: v[[r["pretrained"] for r in runs]] for k, v in saved["params"].items()}
+    params, history, _ = run_stack(
+        config,
+        device,
+        checkpoint_path,
+        "generalise",
+        start,
+        make_batch(tokens, [labels] * len(runs), indices),
+        steps=e["generalise_steps"],
+        weight_decay=e["weight_decay"],
+    )
+    final = final_rows(history, runs).assign(**circuit_columns(config, params, history))
+    return history, final
+
+
+def check_pretrained(saved: dict, sizes, seeds: int) -> None:
+    """A sweep continues pretrained nets on subsets: it needs that many nets, that large."""
+    size = min(len(idx) for idx in saved["indices"])
+    if max(sizes) > size:
+        raise ValueError(
+            f"sizes up to {max(sizes)} are subsets of the pretraining set: raise "
+            f"ungrok.pretrain_size ({size}) or lower the sizes"
+        )
+    if seeds > len(saved["seeds"]):
+        raise ValueError(f"{seeds} seeds need as many pretrained nets, not {len(saved['seeds'])}")
+
+
+def circuit_columns(config: dict, params: dict, history: pd.DataFrame) -> dict:
+    """Per model of a trained stack: the share of its logits in its key Fourier
+    frequencies (all frequencies too), and whether its parameter norm had settled."""
+    tokens, _ = table(config)
+    with torch.no_grad():
+        logits = stacked_logits(params, tokens.to(next(iter(params.values())).device))
+    shares = [fourier_shares(m.cpu().double().view(config["p"], config["p"], -1)) for m in logits]
+    settled = settled_by_model(history, "param_norm", relative=NORM_TOL)
+    return {
+        "fourier_key_share": [k for k, _ in shares],
+        "fourier_diagonal_share": [a for _, a in shares],
+        "norm_settled": settled.sort_index().values,
+    }
+
+
+def fourier_shares(logits: torch.Tensor, keys: int = KEY_FREQUENCIES) -> tuple[float, float]:
+    """Share of a net's logit norm^2 in the trigonometric circuit of a + b = c.
+
+    logits: (p, p, p) indexed [a, b, c]. The circuit's logits are sums of
+    cos(w_k (a + b - c) + phase), which live exactly on the Fourier components
+    (k, k, -k) and (-k, -k, k). Logits are centred over c first (softmax ignores a shift).
+    Returns (share in the ``keys`` strongest such frequencies, share in all of them).
+    """
+    p = logits.shape[0]
+    centred = logits - logits.mean(dim=2, keepdim=True)
+    power = torch.fft.fftn(centred).abs().pow(2)
+    k = torch.arange(1, p)
+    diagonal = power[k, k, (-k) % p]  # k and p - k are the conjugate pair of one frequency
+    per_frequency = diagonal[: (p - 1) // 2] + diagonal.flip(0)[: (p - 1) // 2]
+    total = power.sum()
+    key = per_frequency.sort(descending=True).values[:keys].sum()
+    return float(key / total), float(per_frequency.sum() / total)
+
+
+def settled_by_model(history: pd.DataFrame, column: str, *, relative=None, absolute=None):
+    """Per model (Series over ``model``): whether ``column`` moved by less than the tolerance
+    over the last TAIL of the logged steps (relative to its final value, or absolute)."""
+    last = history.step.max()
+    start = history.step[history.step <= (1 - TAIL) * last].max()
+    at = history.set_index(["step", "model"])[column]
+    change = (at.loc[last] - at.loc[start]).abs()
+    if relative is not None:
+        return change / at.loc[last].abs() < relative
+    return change < absolute
 
 
 # ---------------------------------------------------------------- 3. ungrokking
@@ -183,7 +283,7 @@ def pretrain(config: dict, checkpoint_path, device) -> tuple[pd.DataFrame, dict]
     and the record (``params``, ``indices``, ``seeds``) the ungrokking runs start from."""
     u = config["ungrok"]
     tokens, labels = table(config)
-    seeds = [config["seed"] + s for s in range(u["seeds"])]
+    seeds = [config["seed"] + s for s in range(pretrain_seeds(config))]
     indices = [split_indices(len(tokens), u["pretrain_size"], seed=s)[0] for s in seeds]
     params, history, _ = run_stack(
         config,
@@ -199,21 +299,34 @@ def pretrain(config: dict, checkpoint_path, device) -> tuple[pd.DataFrame, dict]
     return history, {"params": params, "indices": indices, "seeds": seeds}
 
 
+def pretrain_seeds(config: dict) -> int:
+    """Pretrained nets: enough for both the ungrokking and the generalisation sweeps."""
+    return max(config["ungrok"]["seeds"], config["efficiency"]["seeds"])
+
+
+def ungrok_steps(config: dict, wd: float) -> int:
+    """Steps of the ungrokking run at weight decay ``wd``: the same decay budget
+    (steps x wd) for every wd, so that a lower wd is not judged before it had time to act."""
+    return max(1, round(config["ungrok"]["decay_budget"] / wd))
+
+
 def ungrok(
     config: dict, wd: float, saved: dict, checkpoint_path, device
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Weight decay ``wd``: continue every pretrained model (``saved``, from ``pretrain``) on
-    subsets of size D'. (history, final).
+    """Weight decay ``wd``: continue the first ``seeds`` pretrained models (``saved``, from
+    ``pretrain``) on subsets of size D' for ``ungrok_steps``. (history, final).
 
     Model (seed s, D') starts from pretrained model s and trains on a random D'-subset of
-    its pretraining set; test accuracy is measured on all other pairs.
+    its pretraining set; test accuracy is measured on all other pairs. ``final`` says per
+    model whether its test accuracy had settled.
     """
     u = config["ungrok"]
+    check_pretrained(saved, u["sizes"], u["seeds"])
     tokens, labels = table(config)
     runs = [
-        {"weight_decay": wd, "size": d, "seed": seed, "pretrained": i}
+        {"weight_decay": wd, "size": d, "seed": saved["seeds"][i], "pretrained": i}
         for d in u["sizes"]
-        for i, seed in enumerate(saved["seeds"])
+        for i in range(u["seeds"])
     ]
     indices = [
         subset_indices(saved["indices"][r["pretrained"]], r["size"], seed=r["seed"]) for r in runs
@@ -226,10 +339,18 @@ def ungrok(
         "ungrok",
         start,
         make_batch(tokens, [labels] * len(runs), indices),
-        steps=u["steps"],
+        steps=ungrok_steps(config, wd),
         weight_decay=wd,
     )
-    return history, final_rows(history, runs)
+    settled = settled_by_model(history, "test_acc", absolute=ACC_TOL).sort_index().values
+    # the same step count for every wd: the shortest run's, where a budget effect shows
+    equal = min(ungrok_steps(config, w) for w in u["weight_decays"])
+    early = history[history.step == history.step[history.step <= equal].max()]
+    return history, final_rows(history, runs).assign(
+        test_acc_settled=settled,
+        equal_step=early.step.values,
+        test_acc_equal_steps=early.sort_values("model").test_acc.values,
+    )
 
 
 # ---------------------------------------------------------------- 4. semi-grokking
@@ -333,40 +454,137 @@ def llc_metrics(llcs: pd.DataFrame, history: pd.DataFrame) -> dict:
     }
 
 
+def loglog_slope(frame: pd.DataFrame, column: str) -> tuple[float, float]:
+    """Least-squares slope of log ``column`` against log D over every model of ``frame``
+    (seeds as replicates) and its standard error."""
+    fit = linregress(np.log(frame["size"]), np.log(frame[column]))
+    return float(fit.slope), float(fit.stderr)
+
+
 def efficiency_metrics(mem: pd.DataFrame, gen: pd.DataFrame) -> dict:
-    mem_norm = mem.groupby("size").param_norm.mean()
-    gen_norm = gen.groupby("size").param_norm.mean()
+    """Both sweeps' fits, the generalising nets' circuit, and their convergence.
+
+    Flatness is a slope: the generalising log-norm slope in units of its own standard error
+    (``gen_norm_slope_z``), and, as its null, the memorising slope in the same units.
+    """
+    mem_norm = mem.groupby("size").param_norm.median()
+    mem_slope, mem_se = loglog_slope(mem, "param_norm")
+    gen_slope, gen_se = loglog_slope(gen, "param_norm")
     return {
         "mem_train_acc_min": float(mem.train_acc.min()),
         "mem_norm_spearman": float(spearmanr(mem_norm.index, mem_norm.values).statistic),
         "mem_norm_smallest_d": float(mem_norm.iloc[0]),
         "mem_norm_largest_d": float(mem_norm.iloc[-1]),
+        "mem_norm_slope": mem_slope,
+        "mem_norm_slope_se": mem_se,
+        "mem_converged": bool(mem.norm_settled.all()),
+        "mem_fourier_key_share_max": float(mem.fourier_key_share.max()),
         "gen_test_acc_min": float(gen.test_acc.min()),
-        "gen_norm_mean": float(gen_norm.mean()),
-        "gen_norm_rel_spread": float((gen_norm.max() - gen_norm.min()) / gen_norm.mean()),
-        # the same spread for memorising nets: the null the flat-norm claim must beat
-        "mem_norm_rel_spread": float((mem_norm.max() - mem_norm.min()) / mem_norm.mean()),
+        "gen_norm_median": float(gen.param_norm.median()),
+        "gen_norm_slope": gen_slope,
+        "gen_norm_slope_se": gen_se,
+        "gen_norm_slope_z": gen_slope / gen_se,
+        "mem_norm_slope_z_by_gen_se": mem_slope / gen_se,
+        "gen_converged": bool(gen.norm_settled.all()),
+        "gen_fourier_key_share_min": float(gen.fourier_key_share.min()),
+        "gen_fourier_diagonal_share_min": float(gen.fourier_diagonal_share.min()),
     }
 
 
+def norm_crossover(mem: pd.DataFrame, gen: pd.DataFrame) -> float | None:
+    """D where the memorising and generalising log-norm lines (fitted to the per-D medians
+    against log D) cross; None when the memorising line does not rise faster."""
+    fits = []
+    for frame in (mem, gen):
+        median = frame.groupby("size").param_norm.median()
+        fits.append(np.polyfit(np.log(median.index.values), np.log(median.values), 1))
+    (mem_slope, mem_icpt), (gen_slope, gen_icpt) = fits
+    if mem_slope <= gen_slope:
+        return None
+    return float(np.exp((gen_icpt - mem_icpt) / (mem_slope - gen_slope)))
+
+
+def resample_seeds(frame: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
+    """A bootstrap copy of ``frame``: at every size, its models drawn with replacement."""
+    groups = frame.groupby("size").indices.values()
+    return frame.iloc[np.concatenate([rng.choice(rows, len(rows)) for rows in groups])]
+
+
+def mean_critical_size(finals: pd.DataFrame, column: str = "test_acc") -> float | None:
+    curve = finals.groupby("size")[column].mean()
+    return critical_size(curve.index.values, curve.values)
+
+
+def log_se(statistic, frames: tuple, rng: np.random.Generator) -> float | None:
+    """Bootstrap (over seeds) standard error of log statistic(*frames); None when most
+    resamples give no value."""
+    values = [statistic(*(resample_seeds(f, rng) for f in frames)) for _ in range(BOOTSTRAP)]
+    finite = np.log([v for v in values if v is not None])
+    return float(finite.std(ddof=1)) if len(finite) > BOOTSTRAP / 2 else None
+
+
+def crossover_metrics(
+    mem: pd.DataFrame, gen: pd.DataFrame, finals_wd1: pd.DataFrame, rng: np.random.Generator
+) -> dict:
+    """The prediction: the norm crossover against the ungrokking D_crit (weight decay 1),
+    as a log ratio in units of its standard error (both bootstrapped over seeds). The null:
+    a D_crit that ignores efficiency, the largest D a memorising net fits (a lower bound
+    when every memorisation size was fitted)."""
+    crossing, dcrit = norm_crossover(mem, gen), mean_critical_size(finals_wd1)
+    out = {"crossover_d": crossing, "crossover_dcrit_ratio": None}
+    out["crossover_d_log_se"] = se_x = log_se(norm_crossover, (mem, gen), rng)
+    out["ungrok_dcrit_log_se"] = se_c = log_se(mean_critical_size, (finals_wd1,), rng)
+    fitted = mem.groupby("size").train_acc.median() >= 0.99
+    limit = float(fitted.index[~fitted.values].min() if (~fitted).any() else fitted.index.max())
+    out["mem_fit_limit_d"] = limit
+    if None in (crossing, dcrit, se_x, se_c):
+        return {**out, "crossover_dcrit_z": None, "mem_fit_limit_dcrit_z": None}
+    se = math.hypot(se_x, se_c)
+    out["crossover_dcrit_ratio"] = crossing / dcrit
+    out["crossover_dcrit_z"] = math.log(crossing / dcrit) / se
+    out["mem_fit_limit_dcrit_z"] = math.log(limit / dcrit) / se
+    return out
+
+
+def seed_critical_sizes(finals: pd.DataFrame, column: str) -> pd.DataFrame:
+    """One D_crit per (weight decay, seed), from each seed's own curve of ``column``."""
+    rows = [
+        {"weight_decay": wd, "seed": seed, "dcrit": mean_critical_size(run, column)}
+        for (wd, seed), run in finals.groupby(["weight_decay", "seed"])
+    ]
+    return pd.DataFrame(rows)
+
+
+def wd_slope(finals: pd.DataFrame, column: str) -> tuple[float | None, float | None]:
+    """Slope of log D_crit against log weight decay over every seed, and its SE; None when
+    a seed's curve does not cross."""
+    crits = seed_critical_sizes(finals, column)
+    if crits.dcrit.isna().any() or crits.weight_decay.nunique() < 2:
+        return None, None
+    fit = linregress(np.log(crits.weight_decay), np.log(crits.dcrit.astype(float)))
+    return float(fit.slope), float(fit.stderr)
+
+
 def ungrok_metrics(finals: pd.DataFrame, sizes: list[int]) -> dict:
-    """Per weight decay: D_crit, test accuracy at the ends of the grid; and across them."""
-    out, crits = {}, {}
-    mean_acc = finals.groupby(["weight_decay", "size"]).test_acc.mean()
-    for wd, curve in mean_acc.groupby(level=0):
-        curve = curve.droplevel(0)
-        crits[wd] = critical_size(curve.index.values, curve.values)
-        out[f"ungrok_dcrit_wd{wd:g}"] = crits[wd]
-    ratio = float(np.exp(np.mean(np.diff(np.log(sizes)))))  # the grid's geometric step
-    out["ungrok_grid_ratio"] = ratio
-    out["ungrok_dcrit"] = crits.get(1.0)  # the paper's D_crit range is for weight decay 1
-    crits = list(crits.values())
-    out["ungrok_dcrit_wd_spread_grid_steps"] = (
-        None
-        if any(c is None for c in crits)
-        else float(np.log(max(crits) / min(crits)) / np.log(ratio))
+    """Per weight decay: D_crit and test accuracy at the ends of the grid; across them, the
+    slope of log D_crit against log wd in units of its SE, and, as its null, the slope of
+    D_crit read at the same step count for every wd (a pure budget effect: a lower wd has
+    decayed less after the same steps)."""
+    out = {}
+    for wd, group in finals.groupby("weight_decay"):
+        out[f"ungrok_dcrit_wd{wd:g}"] = mean_critical_size(group)
+    out["ungrok_dcrit"] = out.get("ungrok_dcrit_wd1")  # the paper's range is for wd 1
+    slope, se = wd_slope(finals, "test_acc")
+    budget, _ = wd_slope(finals, "test_acc_equal_steps")
+    out["ungrok_dcrit_wd_slope"] = slope
+    out["ungrok_dcrit_wd_slope_se"] = se
+    out["ungrok_dcrit_wd_slope_z"] = None if slope is None else slope / se
+    out["ungrok_dcrit_wd_slope_equal_steps"] = budget
+    out["ungrok_dcrit_wd_slope_equal_steps_z"] = (
+        None if budget is None or se is None else budget / se
     )
-    per_size = mean_acc.groupby(level=1)
+    out["ungrok_converged"] = bool(finals.test_acc_settled.all())
+    per_size = finals.groupby(["weight_decay", "size"]).test_acc.mean().groupby(level=1)
     out["ungrok_train_acc_min"] = float(finals.train_acc.min())
     out["ungrok_test_acc_smallest_max"] = float(per_size.max().loc[min(sizes)])
     out["ungrok_test_acc_largest_min"] = float(per_size.min().loc[max(sizes)])
@@ -390,6 +608,14 @@ def summarize(
     last = pretrained[pretrained.step == pretrained.step.max()]
     metrics["pretrain_test_acc_min"] = float(last.test_acc.min())
     metrics.update(ungrok_metrics(ungrok_finals, config["ungrok"]["sizes"]))
+    metrics.update(
+        crossover_metrics(
+            memorise,
+            generalise,
+            ungrok_finals[ungrok_finals.weight_decay == 1.0],
+            np.random.default_rng(config["seed"]),
+        )
+    )
     metrics["semigrok_plateau_steps"] = max(
         longest_plateau(run, 0.2, 0.9) for _, run in semi.groupby("model")
     )

@@ -202,6 +202,22 @@ def test_health_gate_fails_whatever_the_number(tmp_path):
     )
 
 
+def test_training_convergence_gate_reads_as_such(tmp_path):
+    extra = (
+        "    null_model: {value: 0.0, source: untrained model}\n"
+        "    needs_healthy: [x_llc_healthy, runs_converged]\n"
+    )
+    claims = load_claims(path=one_claim(tmp_path / "claims.yaml", extra=extra))
+    metrics = {"a": 0.9, "x_llc_healthy": False, "runs_converged": False}
+    row = check_claims(claims, metrics, "smoke").iloc[0]
+    assert row["reason"] == (
+        "LLC estimates not converged: x_llc_healthy=False; "
+        "training runs not converged: runs_converged=False"
+    )
+    metrics.update(x_llc_healthy=True, runs_converged=True)
+    assert check_claims(claims, metrics, "smoke").iloc[0]["status"] == "pass"
+
+
 @pytest.mark.parametrize(
     ("metrics", "message"),
     [

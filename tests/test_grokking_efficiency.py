@@ -292,6 +292,8 @@ def _sweep(kind: str, sizes, norm_of_d, seeds=3, noise=0.01, seed=0) -> pd.DataF
             "test_acc": 1.0 if kind == "generalise" else 0.02,
             "fourier_key_share": 0.97 if kind == "generalise" else 0.01,
             "fourier_diagonal_share": 0.98 if kind == "generalise" else 0.03,
+            "logit_margin": 12.0,
+            "unembed_norm": 4.0,
             "norm_settled": True,
         }
         for d in sizes
@@ -308,6 +310,11 @@ def test_efficiency_and_crossover_metrics():
     assert abs(out["gen_norm_slope_z"]) < 3 and out["mem_norm_slope_z_by_gen_se"] > 10
     assert out["gen_converged"] and out["mem_converged"]
     assert out["gen_fourier_key_share_min"] == 0.97 and out["mem_fourier_key_share_max"] == 0.01
+    # every net at the same margin: the fixed-logit-scale norm is the raw norm
+    assert out["logit_scale_reference"] == 12.0 and out["fixed_scale_slope_gap_z"] < 1e-9
+    halved = efficiency_metrics(mem, gen.assign(logit_margin=6.0))
+    # the generalising nets now need more unembedding for the same logits (and norm)
+    assert halved["crossover_d_fixed_scale"] > out["crossover_d_fixed_scale"]
     # the lines cross where 10 (D/100)^0.3 = 15: D = 100 * 1.5^(1/0.3) ~ 386
     expected = 100 * 1.5 ** (1 / 0.3)
     sizes = [50, 100, 200, 400, 800, 1600]

@@ -169,17 +169,18 @@ def memorise(config: dict, checkpoint_path, device) -> tuple[pd.DataFrame, pd.Da
     ]
     label_tables = [random_labels(config["p"], seed=1000 + r["seed"]) for r in runs]
     indices = [split_indices(len(tokens), r["size"], seed=r["seed"])[0] for r in runs]
+    batch = make_batch(tokens, label_tables, indices)
     params, history, _ = run_stack(
         config,
         device,
         checkpoint_path,
         "memorise",
         init_params(model_shape(config), len(runs), seeds=[r["seed"] for r in runs]),
-        make_batch(tokens, label_tables, indices),
+        batch,
         steps=e["steps"],
         weight_decay=e["weight_decay"],
     )
-    final = final_rows(history, runs).assign(**circuit_columns(config, params, history))
+    final = final_rows(history, runs).assign(**circuit_columns(params, batch, history))
     return history, final
 
 
@@ -205,17 +206,18 @@ def generalise(
         subset_indices(saved["indices"][r["pretrained"]], r["size"], seed=r["seed"]) for r in runs
     ]
     start = {k: v[[r["pretrained"] for r in runs]] for k, v in saved["params"].items()}
+    batch = make_batch(tokens, [labels] * len(runs), indices)
     params, history, _ = run_stack(
         config,
         device,
         checkpoint_path,
         "generalise",
         start,
-        make_batch(tokens, [labels] * len(runs), indices),
+        batch,
         steps=e["generalise_steps"],
         weight_decay=e["weight_decay"],
     )
-    final = final_rows(history, runs).assign(**circuit_columns(config, params, history))
+    final = final_rows(history, runs).assign(**circuit_columns(params, batch, history))
     return history, final
 
 
@@ -231,19 +233,38 @@ def check_pretrained(saved: dict, sizes, seeds: int) -> None:
         raise ValueError(f"{seeds} seeds need as many pretrained nets, not {len(saved['seeds'])}")
 
 
-def circuit_columns(config: dict, params: dict, history: pd.DataFrame) -> dict:
+def circuit_columns(params: dict, batch, history: pd.DataFrame) -> dict:
     """Per model of a trained stack: the share of its logits in its key Fourier
-    frequencies (all frequencies too), and whether its parameter norm had settled."""
-    tokens, _ = table(config)
+    frequencies (all frequencies too), its logit margin and unembedding norm (for the norm
+    at a fixed logit scale), and whether its parameter norm had settled."""
     with torch.no_grad():
-        logits = stacked_logits(params, tokens.to(next(iter(params.values())).device))
-    shares = [fourier_shares(m.cpu().double().view(config["p"], config["p"], -1)) for m in logits]
+        logits = stacked_logits(params, batch.eval_tokens.to(params["W_U"].device)).cpu()
+    p = logits.shape[-1]
+    shares = [fourier_shares(m.double().view(p, p, p)) for m in logits]
     settled = settled_by_model(history, "param_norm", relative=NORM_TOL)
     return {
         "fourier_key_share": [k for k, _ in shares],
         "fourier_diagonal_share": [a for _, a in shares],
+        "logit_margin": logit_margin(logits, batch.eval_labels, batch.train_mask).tolist(),
+        "unembed_norm": params["W_U"].detach().flatten(1).norm(dim=1).cpu().tolist(),
         "norm_settled": settled.sort_index().values,
     }
+
+
+def logit_margin(logits: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(M,) mean over each model's training pairs of its correct-class logit minus the mean
+    logit: the logit scale a circuit produces. logits (M, T, p), labels and mask (M, T)."""
+    correct = logits.gather(-1, labels[..., None]).squeeze(-1) - logits.mean(-1)
+    return (correct * mask).sum(1) / mask.sum(1)
+
+
+def norm_at_logit_scale(frame: pd.DataFrame, scale: float) -> pd.Series:
+    """The paper's efficiency measure, per net: its parameter norm once the logits are
+    brought to the same ``scale`` (nats of margin) by rescaling the unembedding, the one
+    weight the logits are exactly linear in. A more efficient circuit needs less norm."""
+    factor = scale / frame.logit_margin
+    rest = frame.param_norm**2 - frame.unembed_norm**2
+    return np.sqrt(rest + (factor * frame.unembed_norm) ** 2)
 
 
 def fourier_shares(logits: torch.Tensor, keys: int = KEY_FREQUENCIES) -> tuple[float, float]:
@@ -470,7 +491,18 @@ def efficiency_metrics(mem: pd.DataFrame, gen: pd.DataFrame) -> dict:
     mem_norm = mem.groupby("size").param_norm.median()
     mem_slope, mem_se = loglog_slope(mem, "param_norm")
     gen_slope, gen_se = loglog_slope(gen, "param_norm")
+    # the paper's measure: the norm at one logit scale, the median margin of all the nets
+    scale = float(pd.concat([mem.logit_margin, gen.logit_margin]).median())
+    fixed = [f.assign(param_norm=norm_at_logit_scale(f, scale)) for f in (mem, gen)]
+    fixed_slopes = [loglog_slope(f, "param_norm")[0] for f in fixed]
+    gaps = [abs(fixed_slopes[0] - mem_slope) / mem_se, abs(fixed_slopes[1] - gen_slope) / gen_se]
     return {
+        "logit_scale_reference": scale,
+        "mem_norm_fixed_scale_slope": fixed_slopes[0],
+        "gen_norm_fixed_scale_slope": fixed_slopes[1],
+        "crossover_d_fixed_scale": norm_crossover(*fixed),
+        # raw norm and the paper's measure tell the same story when their slopes agree
+        "fixed_scale_slope_gap_z": float(max(gaps)),
         "mem_train_acc_min": float(mem.train_acc.min()),
         "mem_norm_spearman": float(spearmanr(mem_norm.index, mem_norm.values).statistic),
         "mem_norm_smallest_d": float(mem_norm.iloc[0]),

@@ -23,6 +23,7 @@ from sltrepro.papers.grokking_efficiency.pipeline import (
     fourier_shares,
     longest_plateau,
     settled_by_model,
+    size_buckets,
     ungrok_metrics,
 )
 from sltrepro.tasks.modular import (
@@ -328,3 +329,11 @@ def test_efficiency_and_crossover_metrics():
     # a D_crit 3x away from the crossover is a failed prediction
     finals = _ungrok_finals({1.0: (1150, 1180, 1200)}, {1.0: (1150, 1180, 1200)}, sizes)
     assert crossover_metrics(mem, gen, finals, np.random.default_rng(0))["crossover_dcrit_z"] < -2
+
+
+def test_size_buckets_group_similar_sizes_and_keep_every_run():
+    sizes = [800, 80, 80, 140, 250, 450, 800, 140]
+    groups = size_buckets(sizes)
+    assert sorted(i for g in groups for i in g) == list(range(len(sizes)))
+    assert [sorted({sizes[i] for i in g}) for g in groups] == [[80, 140], [250, 450], [800]]
+    assert all(max(sizes[i] for i in g) <= 2 * min(sizes[i] for i in g) for g in groups)

@@ -102,6 +102,68 @@ def final_rows(history: pd.DataFrame, runs: list[dict]) -> pd.DataFrame:
     return pd.concat([pd.DataFrame(runs), last.reset_index(drop=True)], axis=1)
 
 
+def size_buckets(sizes: list[int], ratio: float = 2.0) -> list[list[int]]:
+    """Run indices grouped by training set size, each group spanning at most ``ratio`` in D.
+
+    A stack pads every model to its largest D, so one stack over a geometric grid wastes up
+    to (max D / mean D) of its work (2.3x on the cpu ungrokking grid); groups of similar D
+    waste at most ``ratio``, at the price of one more stack per group.
+    """
+    groups: list[list[int]] = []
+    for i in sorted(range(len(sizes)), key=lambda i: sizes[i]):
+        if groups and sizes[i] <= ratio * sizes[groups[-1][0]]:
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    return groups
+
+
+def run_sweep(
+    config,
+    device,
+    checkpoint_path,
+    name: str,
+    runs: list[dict],
+    params: dict,
+    label_tables,
+    indices,
+    *,
+    steps: int,
+    weight_decay,
+    columns,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Train the models of a sweep (run r: ``params`` row r, ``label_tables[r]`` on pairs
+    ``indices[r]``) in stacks of similar D (:func:`size_buckets`). (history, final).
+
+    ``columns(params, batch, history)`` adds per-model columns to a stack's final rows. Model
+    ids in both tables are the run indices; each stack keeps its own resume checkpoint.
+    """
+    tokens, _ = table(config)
+    groups = size_buckets([len(idx) for idx in indices])
+    histories, finals = [], []
+    for g, group in enumerate(groups):
+        batch = make_batch(tokens, [label_tables[i] for i in group], [indices[i] for i in group])
+        ckpt = checkpoint_path.with_name(f"{checkpoint_path.stem}_{g}{checkpoint_path.suffix}")
+        trained, history, _ = run_stack(
+            config,
+            device,
+            ckpt,
+            f"{name} {g + 1}/{len(groups)}",
+            {k: v[group] for k, v in params.items()},
+            batch,
+            steps=steps,
+            weight_decay=weight_decay,
+        )
+        final = final_rows(history, [runs[i] for i in group])
+        final = final.assign(**columns(trained, batch, history), model=group)
+        histories.append(history.assign(model=history.model.map(dict(enumerate(group)))))
+        finals.append(final)
+    history = pd.concat(histories).sort_values(["step", "model"], kind="stable")
+    return history.reset_index(drop=True), pd.concat(finals).sort_values("model").reset_index(
+        drop=True
+    )
+
+
 # ---------------------------------------------------------------- 1. grokking
 def grok(config: dict, checkpoint_path, device) -> tuple[pd.DataFrame, dict]:
     """One model trained on a fraction of the table: its history and the record of its
@@ -169,19 +231,19 @@ def memorise(config: dict, checkpoint_path, device) -> tuple[pd.DataFrame, pd.Da
     ]
     label_tables = [random_labels(config["p"], seed=1000 + r["seed"]) for r in runs]
     indices = [split_indices(len(tokens), r["size"], seed=r["seed"])[0] for r in runs]
-    batch = make_batch(tokens, label_tables, indices)
-    params, history, _ = run_stack(
+    return run_sweep(
         config,
         device,
         checkpoint_path,
         "memorise",
+        runs,
         init_params(model_shape(config), len(runs), seeds=[r["seed"] for r in runs]),
-        batch,
+        label_tables,
+        indices,
         steps=e["steps"],
         weight_decay=e["weight_decay"],
+        columns=circuit_columns,
     )
-    final = final_rows(history, runs).assign(**circuit_columns(params, batch, history))
-    return history, final
 
 
 def generalise(
@@ -206,19 +268,19 @@ def generalise(
         subset_indices(saved["indices"][r["pretrained"]], r["size"], seed=r["seed"]) for r in runs
     ]
     start = {k: v[[r["pretrained"] for r in runs]] for k, v in saved["params"].items()}
-    batch = make_batch(tokens, [labels] * len(runs), indices)
-    params, history, _ = run_stack(
+    return run_sweep(
         config,
         device,
         checkpoint_path,
         "generalise",
+        runs,
         start,
-        batch,
+        [labels] * len(runs),
+        indices,
         steps=e["generalise_steps"],
         weight_decay=e["weight_decay"],
+        columns=circuit_columns,
     )
-    final = final_rows(history, runs).assign(**circuit_columns(params, batch, history))
-    return history, final
 
 
 def check_pretrained(saved: dict, sizes, seeds: int) -> None:
@@ -353,24 +415,31 @@ def ungrok(
         subset_indices(saved["indices"][r["pretrained"]], r["size"], seed=r["seed"]) for r in runs
     ]
     start = {k: v[[r["pretrained"] for r in runs]] for k, v in saved["params"].items()}
-    _, history, _ = run_stack(
+    # the same step count for every wd: the shortest run's, where a budget effect shows
+    equal = min(ungrok_steps(config, w) for w in u["weight_decays"])
+
+    def columns(_params, _batch, history: pd.DataFrame) -> dict:
+        early = history[history.step == history.step[history.step <= equal].max()]
+        return {
+            "test_acc_settled": settled_by_model(history, "test_acc", absolute=ACC_TOL)
+            .sort_index()
+            .values,
+            "equal_step": early.sort_values("model").step.values,
+            "test_acc_equal_steps": early.sort_values("model").test_acc.values,
+        }
+
+    return run_sweep(
         config,
         device,
         checkpoint_path,
         "ungrok",
+        runs,
         start,
-        make_batch(tokens, [labels] * len(runs), indices),
+        [labels] * len(runs),
+        indices,
         steps=ungrok_steps(config, wd),
         weight_decay=wd,
-    )
-    settled = settled_by_model(history, "test_acc", absolute=ACC_TOL).sort_index().values
-    # the same step count for every wd: the shortest run's, where a budget effect shows
-    equal = min(ungrok_steps(config, w) for w in u["weight_decays"])
-    early = history[history.step == history.step[history.step <= equal].max()]
-    return history, final_rows(history, runs).assign(
-        test_acc_settled=settled,
-        equal_step=early.step.values,
-        test_acc_equal_steps=early.sort_values("model").test_acc.values,
+        columns=columns,
     )
 
 

@@ -1,8 +1,8 @@
 """The weight-refined LLC (``restrict=``): known restricted learning coefficients, frozen
 coordinates that never move, equivalence with freezing whole tensors, bad masks, head masks.
 
-Tolerances as in tests/test_llc.py: |mean - lambda| within a stated bias allowance plus
-3 s / sqrt(chains), s the chains' measured spread in the same run.
+Tolerances are tests/test_llc.py's ``_close``: |mean - lambda| within a stated bias allowance
+plus 3 s / sqrt(chains), s the chains' measured spread in the same run.
 """
 
 import math
@@ -10,14 +10,12 @@ import math
 import numpy as np
 import pytest
 import torch
+from test_llc import NLL, _close  # the same band as every known-lambda test
 
 from sltrepro.llc import estimate_llc, estimate_llc_trajectory
 from sltrepro.models.attn_lm import AttnOnlyLM, head_mask
 from sltrepro.models.dln import DeepLinearNetwork
-from sltrepro.models.normal_crossing import gaussian_nll
 from sltrepro.theory import dln_learning_coefficient, regular_lambda
-
-NLL = gaussian_nll(1.0)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -61,15 +59,6 @@ def _frozen_dln(widths, rows, n=1000, seed=0):
 RESTRICTED = dict(
     num_chains=8, num_draws=800, num_burnin=300, step_size=5e-4, batch_size=10_000, seed=3
 )
-
-
-def _close(result, truth, bias):
-    allowance = bias + 3 * result.llc_std / math.sqrt(result.num_chains)
-    assert abs(result.llc_mean - truth) <= allowance, (
-        f"estimate {result.llc_mean:.3f} (chain std {result.llc_std:.3f}) vs lambda {truth:.3f};"
-        f" allowed {allowance:.3f}"
-    )
-    return allowance
 
 
 @pytest.mark.parametrize(

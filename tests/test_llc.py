@@ -69,6 +69,7 @@ def _close(result, truth, bias):
         f"estimate {result.llc_mean:.3f} (chain std {result.llc_std:.3f}) vs lambda {truth:.3f};"
         f" allowed {allowance:.3f}"
     )
+    return allowance
 
 
 def test_regular_model_full_batch():

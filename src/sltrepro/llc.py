@@ -24,6 +24,18 @@ gradients feed the kernel; traces, divergence and MALA observe every step; the r
 carries the estimate with its evidence. :func:`estimate_llc_trajectory` runs the chains of
 many checkpoints (an LLC curve over training) in one stacked tensor, each tethered to its
 own w*, with the numbers of one :func:`estimate_llc` call per checkpoint.
+
+The weight-refined LLC (Wang et al. 2024, arXiv 2410.02984) of a component V (one attention
+head, say: a slice of several weight tensors) is the same estimator with the posterior taken
+over V's coordinates alone, every other weight held at w*:
+
+    p(v) ∝ exp( -nbeta * L_n(v, u*) - (gamma / 2) * ||v - v*||^2 ),
+    lambda_hat(w*; V) = nbeta * ( E_v[L_n(v, u*)] - L_n(w*) ).
+
+``restrict=`` (bool masks per named parameter) selects V: the chains carry V's coordinates
+only, so drift, noise, localization, MALA and the dimension counts see nothing else, and the
+model is evaluated at w* with V's coordinates replaced. The data-refined LLC needs nothing
+new: pass the data subset as ``data``.
 """
 
 from __future__ import annotations
@@ -122,6 +134,7 @@ class LLCResult:
     batch_size: int
     num_samples: int
     num_params: int
+    """Coordinates sampled: the trainable parameters, or those ``restrict`` selected."""
     sampler: str
     paired: bool
     seed: int
@@ -261,6 +274,7 @@ def estimate_llc(
     seed: int = 0,
     device: str | torch.device = "auto",
     init_loss: float | torch.Tensor | None = None,
+    restrict: Mapping[str, torch.Tensor] | None = None,
     verbose: bool = True,
     **overrides,
 ) -> LLCResult:
@@ -293,6 +307,12 @@ def estimate_llc(
     init_loss : float or tensor, optional
         L_n(w*) if already known; else computed on the full data in chunks of
         ``settings.eval_batch_size``.
+    restrict : {parameter name: bool tensor of its shape}, optional
+        The weight-refined LLC: sample only the coordinates marked True (e.g. one attention
+        head, :func:`sltrepro.models.attn_lm.head_mask`); every other weight, including
+        trainable parameters not named, stays exactly at w*. None: all trainable parameters.
+        ``ValueError`` for an unknown or frozen name, a wrong shape or dtype, or an empty
+        selection.
     verbose : bool
         Show a progress bar over steps (quiet anyway when not on a terminal).
 
@@ -322,7 +342,7 @@ def estimate_llc(
     else:
         l0 = torch.as_tensor(init_loss, dtype=fm.dtype, device=dev)
     _check_init_loss(l0)
-    run = _ChainRunner(fm, x, y, fm.w0[None], l0[None], cfg)
+    run = _ChainRunner(fm, x, y, fm.w0[None], l0[None], cfg, _free_coordinates(fm, restrict))
     parts = run.run_all([int(seed)], verbose)
     seconds = time.perf_counter() - start_time  # sampling; the diagnostics are not timed
     result = _result(run, parts[0], l0, seed=int(seed), seconds=seconds)
@@ -341,6 +361,7 @@ def estimate_llc_trajectory(
     *,
     seed: int | Sequence[int] = 0,
     device: str | torch.device = "auto",
+    restrict: Mapping[str, torch.Tensor] | None = None,
     verbose: bool = True,
     **overrides,
 ) -> list[LLCResult]:
@@ -365,7 +386,7 @@ def estimate_llc_trajectory(
         or a mapping from parameter name to tensor that holds every trainable parameter of
         ``model``). Names, shapes and dtypes must agree, and modules must agree on frozen
         parameters and buffers (all chains share them); a ``ValueError`` says which do not.
-    loss_fn, data, settings, device, verbose, **overrides
+    loss_fn, data, settings, device, restrict, verbose, **overrides
         As for :func:`estimate_llc`; one :class:`SamplerSettings` serves every checkpoint.
         ``num_chains`` (and ``max_parallel_chains``) count chains per checkpoint.
     seed : int or sequence of K ints
@@ -400,12 +421,13 @@ def estimate_llc_trajectory(
         raise ValueError(f"{len(seeds)} seeds for {len(checkpoints)} checkpoints")
     dev = resolve_device(device) if isinstance(device, str) else torch.device(device)
     fm = FlatModel(model, loss_fn, dev)
+    free = _free_coordinates(fm, restrict)
     w0s = torch.stack([checkpoint_params(fm, c, i) for i, c in enumerate(checkpoints)])
     x, y = x.to(dev), y.to(dev)
     l0s = torch.stack([flat_full_loss(fm, w, x, y, cfg.eval_batch_size) for w in w0s])
     for l0 in l0s:
         _check_init_loss(l0)
-    run = _ChainRunner(fm, x, y, w0s, l0s, cfg)
+    run = _ChainRunner(fm, x, y, w0s, l0s, cfg, free)
     parts = run.run_all(seeds, verbose)
     seconds = (time.perf_counter() - start_time) / len(checkpoints)
     results = [
@@ -424,6 +446,11 @@ def estimate_llc_trajectory(
             results,
         )
     return results
+
+
+def _free_coordinates(fm: FlatModel, restrict) -> torch.Tensor | None:
+    """(P_free,) indices into the flat vector of the coordinates ``restrict`` samples."""
+    return None if restrict is None else fm.flat_mask(restrict).nonzero().squeeze(1)
 
 
 def _check_init_loss(l0: torch.Tensor) -> None:
@@ -504,7 +531,7 @@ def _result(run: _ChainRunner, parts: list[dict], l0, *, seed: int, seconds: flo
         num_burnin=num_burnin,
         batch_size=min(batch_size, n),
         num_samples=n,
-        num_params=run.fm.num_params,
+        num_params=run.num_sampled,
         sampler=sampler,
         paired=run.paired,
         seed=int(seed),
@@ -549,15 +576,20 @@ class _ChainRunner:
     indices and noise from its own generator, in the order a single-checkpoint run draws
     them, and stops observing where that run would stop (all its chains diverged), so each
     checkpoint's numbers are those of its own run.
+
+    With ``free`` (indices of the sampled coordinates, for a weight-refined LLC) the state
+    holds those coordinates only, ``(K * C, P_free)``; each step writes them into the rows'
+    w* to evaluate the model, and the gradient reaches only them.
     """
 
-    def __init__(self, fm, x, y, w0s, l0s, cfg: SamplerSettings):
+    def __init__(self, fm, x, y, w0s, l0s, cfg: SamplerSettings, free=None):
         self.fm, self.x, self.y, self.w0s, self.l0s = fm, x, y, w0s, l0s
-        self.cfg = cfg
+        self.cfg, self.free = cfg, free
+        self.num_sampled = fm.num_params if free is None else len(free)
         self.n = x.shape[0]
         self.nbeta = default_nbeta(self.n) if cfg.nbeta is None else float(cfg.nbeta)
         if cfg.divergence_threshold is None:
-            self.threshold = max(1e4, 100.0 * fm.num_params)
+            self.threshold = max(1e4, 100.0 * self.num_sampled)
         else:
             self.threshold = float(cfg.divergence_threshold)
         self.notes = _settings_warnings(cfg, self.nbeta)
@@ -609,6 +641,14 @@ class _ChainRunner:
             for t in (self.x, self.y)
         )
 
+    def _embedding(self, anchor):
+        """Sampled coordinates (rows, P_free) -> full parameters (rows, P), the rest at
+        ``anchor`` ((P,) or (rows, P)); the identity when nothing is restricted."""
+        if self.free is None:
+            return lambda w: w
+        free = self.free
+        return lambda w: anchor.expand(w.shape[0], -1).index_copy(-1, free, w)
+
     def _ref_losses(self, chains, xb, yb):
         """w*'s loss on each chain's minibatch, each checkpoint's rows at its own w*."""
         if len(self.w0s) == 1:
@@ -631,6 +671,9 @@ class _ChainRunner:
             # each checkpoint's mean by itself: the rounding of its own run
             drive0 = torch.stack([l0.mean() for l0 in self.l0s]) if multi else self.l0s
             l0_drive = drive0.repeat_interleave(chains)
+        embed = self._embedding(anchor)
+        if self.free is not None:
+            anchor = anchor[..., self.free]
         kernel = self._kernel(anchor)
         traces = _Traces(rows, cfg.num_draws, self.l0s[0], self.paired)
         divergence = _Divergence(rows, self.limit, anchor)
@@ -651,7 +694,7 @@ class _ChainRunner:
         for step in progress(range(total), desc=desc, total=total, verbose=verbose):
             xb, yb = self._batch(chains, gens)
             w = state.position.detach().requires_grad_(True)
-            losses = self.forward.losses(w, xb, yb)
+            losses = self.forward.losses(embed(w), xb, yb)
             if step == 0:
                 check_loss(losses[0])
             drive = losses.mean(-1) if multi else losses

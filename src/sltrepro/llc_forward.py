@@ -64,6 +64,40 @@ class FlatModel:
             k: v.view(*lead, *s) for k, v, s in zip(self.names, pieces, self.shapes, strict=True)
         }
 
+    def flat_mask(self, masks: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """(P,) bool: the coordinates of the flat vector that ``masks`` selects.
+
+        ``masks`` maps names of trainable parameters to bool tensors of their shapes (True:
+        sampled); a parameter not named is not selected at all. ``ValueError`` for an
+        unknown or frozen name, a mask of another shape or dtype, or nothing selected.
+        """
+        if not isinstance(masks, Mapping) or not masks:
+            raise ValueError("restrict must be a non-empty mapping {parameter name: bool mask}")
+        shapes = dict(zip(self.names, self.shapes, strict=True))
+        for name, mask in masks.items():
+            if name not in shapes:
+                why = "is frozen (requires_grad=False)" if name in self.consts else "is unknown"
+                raise ValueError(
+                    f"restrict: parameter {name!r} {why}; the trainable parameters are {self.names}"
+                )
+            if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool:
+                got = mask.dtype if isinstance(mask, torch.Tensor) else type(mask).__name__
+                raise ValueError(f"restrict: the mask of {name!r} must be a bool tensor, got {got}")
+            if mask.shape != shapes[name]:
+                raise ValueError(
+                    f"restrict: the mask of {name!r} has shape {tuple(mask.shape)}, the "
+                    f"parameter {tuple(shapes[name])}"
+                )
+        flat = torch.cat(
+            [
+                masks[k].reshape(-1).cpu() if k in masks else torch.zeros(n, dtype=torch.bool)
+                for k, n in zip(self.names, self.numels, strict=True)
+            ]
+        ).to(self.w0.device)
+        if not flat.any():
+            raise ValueError(f"restrict: the masks of {sorted(masks)} select no parameter")
+        return flat
+
     def loss_params(self, params: dict, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return self.loss_fn(functional_call(self.model, {**params, **self.consts}, (x,)), y)
 

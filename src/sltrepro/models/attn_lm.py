@@ -110,3 +110,25 @@ def induction_scores(
     _, patterns = model.run(torch.cat([first, first], dim=1))
     q = torch.arange(half, 2 * half)
     return torch.stack([p[..., q, q - half + 1].mean((0, -1)) for p in patterns])
+
+
+def head_mask(model: AttnOnlyLM, layer: int, head: int) -> dict[str, torch.Tensor]:
+    """The weights of one attention head, as ``restrict=`` masks for the weight-refined LLC
+    (:func:`sltrepro.llc.estimate_llc`): {parameter name: bool tensor of its shape}.
+
+    Head h of layer l owns the rows of ``blocks.l.qkv.weight`` that make its query, key and
+    value (rows s * H * d_head + h * d_head + [0, d_head) for s = q, k, v, the order
+    :meth:`Attention.forward` splits them in) and the columns h * d_head + [0, d_head) of
+    ``blocks.l.out.weight`` that read its output: 4 * d_head * d_model weights.
+    """
+    if not 0 <= layer < len(model.blocks):
+        raise ValueError(f"layer {layer} out of range: the model has {len(model.blocks)}")
+    block = model.blocks[layer]
+    if not 0 <= head < block.n_heads:
+        raise ValueError(f"head {head} out of range: layer {layer} has {block.n_heads}")
+    width, own = block.n_heads * block.d_head, slice(head * block.d_head, (head + 1) * block.d_head)
+    qkv = torch.zeros(block.qkv.weight.shape, dtype=torch.bool)
+    qkv.view(3, width, -1)[:, own] = True
+    out = torch.zeros(block.out.weight.shape, dtype=torch.bool)
+    out[:, own] = True
+    return {f"blocks.{layer}.qkv.weight": qkv, f"blocks.{layer}.out.weight": out}

@@ -201,6 +201,8 @@ def test_delay_factor_and_critical_size():
         np.exp((np.log(200) + np.log(400)) / 2)
     )
     assert critical_size(sizes, np.array([0.0, 0.1, 0.2, 0.3])) is None
+    assert critical_size(sizes, np.array([0.0, 0.1, 0.2, 0.3]), bounded=True) == 800
+    assert critical_size(sizes, np.array([0.6, 0.7, 0.8, 0.9]), bounded=True) == 100
 
 
 def _ungrok_finals(dcrit_by_wd: dict, equal_steps_dcrit_by_wd: dict, sizes) -> pd.DataFrame:
@@ -240,6 +242,11 @@ def test_ungrok_metrics_slope_against_weight_decay_and_its_budget_null():
     assert out["ungrok_dcrit_wd_slope_equal_steps_z"] > 2  # the null lies outside the band
     assert out["ungrok_converged"] is True
     assert out["ungrok_test_acc_smallest_max"] < 0.1 and out["ungrok_test_acc_largest_min"] > 0.9
+    # the lowest wd has not ungrokked at any D' after the shortest run's steps: its
+    # equal-steps D_crit lies below the grid, clipped to it, and the null is still far out
+    below = {0.3: (20, 25), 1.0: (200, 205), 3.0: (390, 420)}
+    out = ungrok_metrics(_ungrok_finals(flat, below, sizes), sizes)
+    assert out["ungrok_dcrit_wd_slope_equal_steps_z"] > 2
     # a real dependence on wd is caught, and an unsettled run is reported
     finals = _ungrok_finals(budget, budget, sizes)
     finals.loc[0, "test_acc_settled"] = False

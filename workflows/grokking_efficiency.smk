@@ -108,7 +108,10 @@ rule grokking_efficiency_memorise:
     params:
         reads=GE.reads(
             "checkpoint_every",
-            "efficiency",
+            "efficiency.memorise_sizes",
+            "efficiency.seeds",
+            "efficiency.steps",
+            "efficiency.weight_decay",
             "log_points",
             "model",
             "operation",
@@ -142,7 +145,10 @@ rule grokking_efficiency_generalise:
     params:
         reads=GE.reads(
             "checkpoint_every",
-            "efficiency",
+            "efficiency.generalise_sizes",
+            "efficiency.generalise_steps",
+            "efficiency.seeds",
+            "efficiency.weight_decay",
             "log_points",
             "operation",
             "optimizer",

@@ -482,11 +482,14 @@ def delay_factor(history: pd.DataFrame, test_threshold: float) -> float | None:
     return t_test / max(t_train, 1.0)
 
 
-def critical_size(sizes: np.ndarray, accuracy: np.ndarray, level: float = 0.5) -> float | None:
+def critical_size(
+    sizes: np.ndarray, accuracy: np.ndarray, level: float = 0.5, bounded: bool = False
+) -> float | None:
     """D where the mean test accuracy first crosses ``level``, interpolated in log D.
 
     sizes (K,) increasing, accuracy (K,) mean final test accuracy at each size. None when
-    the curve never crosses (the grid does not bracket the transition).
+    the curve never crosses (the grid does not bracket the transition); with ``bounded``,
+    the end of the grid the transition lies beyond instead (a bound, not a measurement).
     """
     logd = np.log(np.asarray(sizes, dtype=float))
     for i in range(len(sizes) - 1):
@@ -494,7 +497,9 @@ def critical_size(sizes: np.ndarray, accuracy: np.ndarray, level: float = 0.5) -
         if lo < level <= hi:
             frac = (level - lo) / (hi - lo)
             return float(np.exp(logd[i] + frac * (logd[i + 1] - logd[i])))
-    return None
+    if not bounded:
+        return None
+    return float(sizes[0] if min(accuracy) >= level else sizes[-1])
 
 
 def longest_plateau(history: pd.DataFrame, low: float, high: float) -> float:
@@ -611,9 +616,11 @@ def resample_seeds(frame: pd.DataFrame, rng: np.random.Generator) -> pd.DataFram
     return frame.iloc[np.concatenate([rng.choice(rows, len(rows)) for rows in groups])]
 
 
-def mean_critical_size(finals: pd.DataFrame, column: str = "test_acc") -> float | None:
+def mean_critical_size(
+    finals: pd.DataFrame, column: str = "test_acc", bounded: bool = False
+) -> float | None:
     curve = finals.groupby("size")[column].mean()
-    return critical_size(curve.index.values, curve.values)
+    return critical_size(curve.index.values, curve.values, bounded=bounded)
 
 
 def log_se(statistic, frames: tuple, rng: np.random.Generator) -> float | None:
@@ -647,19 +654,21 @@ def crossover_metrics(
     return out
 
 
-def seed_critical_sizes(finals: pd.DataFrame, column: str) -> pd.DataFrame:
+def seed_critical_sizes(finals: pd.DataFrame, column: str, bounded: bool) -> pd.DataFrame:
     """One D_crit per (weight decay, seed), from each seed's own curve of ``column``."""
     rows = [
-        {"weight_decay": wd, "seed": seed, "dcrit": mean_critical_size(run, column)}
+        {"weight_decay": wd, "seed": seed, "dcrit": mean_critical_size(run, column, bounded)}
         for (wd, seed), run in finals.groupby(["weight_decay", "seed"])
     ]
     return pd.DataFrame(rows)
 
 
-def wd_slope(finals: pd.DataFrame, column: str) -> tuple[float | None, float | None]:
+def wd_slope(
+    finals: pd.DataFrame, column: str, bounded: bool = False
+) -> tuple[float | None, float | None]:
     """Slope of log D_crit against log weight decay over every seed, and its SE; None when
-    a seed's curve does not cross."""
-    crits = seed_critical_sizes(finals, column)
+    a seed's curve does not cross (with ``bounded``: that D_crit at the grid's end)."""
+    crits = seed_critical_sizes(finals, column, bounded)
     if crits.dcrit.isna().any() or crits.weight_decay.nunique() < 2:
         return None, None
     fit = linregress(np.log(crits.weight_decay), np.log(crits.dcrit.astype(float)))
@@ -676,7 +685,9 @@ def ungrok_metrics(finals: pd.DataFrame, sizes: list[int]) -> dict:
         out[f"ungrok_dcrit_wd{wd:g}"] = mean_critical_size(group)
     out["ungrok_dcrit"] = out.get("ungrok_dcrit_wd1")  # the paper's range is for wd 1
     slope, se = wd_slope(finals, "test_acc")
-    budget, _ = wd_slope(finals, "test_acc_equal_steps")
+    # an equal-steps curve that never crosses has its D_crit beyond the grid: clipped to the
+    # grid's end, it moves towards the other runs' D_crit, understating a budget effect
+    budget, _ = wd_slope(finals, "test_acc_equal_steps", bounded=True)
     out["ungrok_dcrit_wd_slope"] = slope
     out["ungrok_dcrit_wd_slope_se"] = se
     out["ungrok_dcrit_wd_slope_z"] = None if slope is None else slope / se

@@ -1,3 +1,4 @@
+import logging
 from pathlib import Path
 
 import pytest
@@ -7,7 +8,7 @@ from sltrepro import checkpoint
 from sltrepro.config import ConfigError, load_profile
 from sltrepro.device import resolve_device
 from sltrepro.paths import UnknownPaperError
-from sltrepro.steps import parse_files, run_step
+from sltrepro.steps import fresh_resume_dir, parse_files, run_step
 
 
 def test_checkpoint_round_trip(tmp_path):
@@ -84,3 +85,16 @@ def test_llc_trace_figure_draws_one_panel_per_estimate(tmp_path):
     one = imread(plots.llc_traces([panel], tmp_path / "one.png"))
     four = imread(plots.llc_traces([panel, {**panel, "reference": 2.0}] * 2, tmp_path / "4.png"))
     assert four.shape[1] == 3 * one.shape[1] and four.shape[0] == 2 * one.shape[0]
+
+
+def test_resume_state_belongs_to_one_config_and_opts(tmp_path, caplog):
+    """An interrupted step resumes its checkpoint; an edited one must not resume another
+    configuration's training, so its resume folder is emptied."""
+    log, folder = logging.getLogger("test"), tmp_path / "resume"
+    (fresh_resume_dir(folder, {"steps": 10}, {"wd": "1"}, log) / "state.pt").write_text("s")
+    assert (fresh_resume_dir(folder, {"steps": 10}, {"wd": "1"}, log) / "state.pt").exists()
+    fresh_resume_dir(folder, {"steps": 10}, {"wd": "2"}, log)
+    assert not (folder / "state.pt").exists() and "starting afresh" in caplog.text
+    (folder / "state.pt").write_text("s")
+    fresh_resume_dir(folder, {"steps": 20}, {"wd": "2"}, log)
+    assert not (folder / "state.pt").exists()

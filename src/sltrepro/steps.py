@@ -12,10 +12,14 @@ sees only those keys of its config block, so the rule's digest covers everything
 reads and a config edit reruns exactly the rules it concerns.
 """
 
+import hashlib
 import importlib
+import json
 import logging
+import shutil
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import torch
@@ -25,6 +29,8 @@ from . import provenance
 from .config import ConfigError, DeclaredConfig, load_profile, read_yaml
 from .device import resolve_device, set_threads
 from .paths import paper_dir
+
+RESUME_DIR = "resume"
 
 
 @dataclass
@@ -58,6 +64,14 @@ class StepContext:
     def output_list(self, name: str) -> list[Path]:
         """The files the rule declares as ``--output name=PATH [PATH ...]``, in its order."""
         return _named(self.named_outputs, name, "--output", self)
+
+    @cached_property
+    def resume_dir(self) -> Path:
+        """The folder for the state an interrupted step resumes from (checkpoints). It
+        belongs to one config and set of opts: when either changed since it was written, it
+        is emptied on first use, so an edited step starts afresh rather than resuming
+        another configuration's training."""
+        return fresh_resume_dir(self.outdir / RESUME_DIR, self.config, self.opts, self.log)
 
     def opt(self, key: str, cast=str, default=None):
         """``--opt key=value`` cast to ``cast``; a missing key without a default is an error."""
@@ -180,6 +194,20 @@ def run_step(
         wall_time_s=round(wall, 3),
     )
     return ctx
+
+
+def fresh_resume_dir(folder: Path, config: dict, opts: dict, log) -> Path:
+    """``folder``, emptied when it was written for another config or opts; it records the
+    current ones as a digest in ``folder/key``."""
+    state = json.dumps({"config": config, "opts": opts}, sort_keys=True, default=str)
+    key = hashlib.sha1(state.encode()).hexdigest()
+    marker = folder / "key"
+    if folder.exists() and (not marker.exists() or marker.read_text() != key):
+        log.warning("config or opts changed since %s was written: starting afresh", folder)
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    marker.write_text(key)
+    return folder
 
 
 def _groups(files: list | None) -> list[list[str]]:

@@ -2,7 +2,7 @@
 
 Each step reads the files its rule names (``ctx.input``) and writes those it declares
 (``ctx.output``); the paths live in workflows/grokking_efficiency.smk only. Training steps
-keep their resume checkpoint in their own folder (``ctx.outdir``).
+keep their resume checkpoints in ``ctx.resume_dir``, emptied when their config changes.
 """
 
 import pandas as pd
@@ -17,7 +17,7 @@ def _load(path) -> dict:
 
 def grok(ctx) -> None:
     """One model trained on a fraction of the table -> history, snapshots."""
-    ckpt = ctx.outdir / "grok_checkpoint.pt"
+    ckpt = ctx.resume_dir / "grok_checkpoint.pt"
     history, saved = pipeline.grok(ctx.config, ckpt, ctx.device)
     history.to_csv(ctx.output("history"), index=False)
     torch.save(saved, ctx.output("snapshots"))
@@ -41,20 +41,20 @@ def _save_sweep(ctx, history: pd.DataFrame, final: pd.DataFrame) -> None:
 
 def memorise(ctx) -> None:
     """Memorisation-only nets over D -> history, final."""
-    ckpt = ctx.outdir / "memorise_checkpoint.pt"
+    ckpt = ctx.resume_dir / "memorise_checkpoint.pt"
     _save_sweep(ctx, *pipeline.memorise(ctx.config, ckpt, ctx.device))
 
 
 def generalise(ctx) -> None:
     """The pretrained nets continued over D -> history, final."""
     saved = _load(ctx.input("params"))
-    ckpt = ctx.outdir / "generalise_checkpoint.pt"
+    ckpt = ctx.resume_dir / "generalise_checkpoint.pt"
     _save_sweep(ctx, *pipeline.generalise(ctx.config, saved, ckpt, ctx.device))
 
 
 def pretrain(ctx) -> None:
     """The grokked models the ungrokking runs start from -> history, params."""
-    ckpt = ctx.outdir / "pretrain_checkpoint.pt"
+    ckpt = ctx.resume_dir / "pretrain_checkpoint.pt"
     history, saved = pipeline.pretrain(ctx.config, ckpt, ctx.device)
     history.to_csv(ctx.output("history"), index=False)
     torch.save(saved, ctx.output("params"))
@@ -66,13 +66,13 @@ def pretrain(ctx) -> None:
 def ungrok(ctx) -> None:
     """--opt wd=<weight decay>: the pretrained models on subsets of size D' -> history, final."""
     saved = _load(ctx.input("params"))
-    ckpt = ctx.outdir / "ungrok_checkpoint.pt"
+    ckpt = ctx.resume_dir / "ungrok_checkpoint.pt"
     _save_sweep(ctx, *pipeline.ungrok(ctx.config, ctx.opt("wd", float), saved, ckpt, ctx.device))
 
 
 def semigrok(ctx) -> None:
     """Models trained at sizes near D_crit -> history."""
-    ckpt = ctx.outdir / "semigrok_checkpoint.pt"
+    ckpt = ctx.resume_dir / "semigrok_checkpoint.pt"
     pipeline.semigrok(ctx.config, ckpt, ctx.device).to_csv(ctx.output("history"), index=False)
 
 

@@ -14,7 +14,7 @@ from . import pipeline, rescaling
 def estimate(ctx) -> None:
     """--opt index=I: lambda, lambda_hat at w* and at the SGD endpoint -> result."""
     record = pipeline.estimate_architecture(
-        ctx.config, ctx.opt("index", int), ctx.outdir / "sgd.pt", ctx.device, ctx.log
+        ctx.config, ctx.opt("index", int), ctx.resume_dir / "sgd.pt", ctx.device, ctx.log
     )
     ctx.output("result").write_text(json.dumps(record, indent=1))
 

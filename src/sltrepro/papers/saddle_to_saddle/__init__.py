@@ -13,7 +13,7 @@ from . import pipeline
 def train(ctx) -> None:
     """--opt depth=L: the init-scale sweep of one depth -> history."""
     arrays = pipeline.train_sweep(
-        ctx.config, ctx.opt("depth", int), ctx.outdir / "checkpoint.pt", device=ctx.device
+        ctx.config, ctx.opt("depth", int), ctx.resume_dir / "checkpoint.pt", device=ctx.device
     )
     np.savez_compressed(ctx.output("history"), **arrays)
 
@@ -26,7 +26,7 @@ def saxe(ctx) -> None:
 def llc(ctx) -> None:
     """--opt arch=NAME: LLC at checkpoints of one trajectory -> llc, history."""
     table, arrays = pipeline.llc_trajectory(
-        ctx.config, ctx.opt("arch"), ctx.outdir / "checkpoint.pt"
+        ctx.config, ctx.opt("arch"), ctx.resume_dir / "checkpoint.pt"
     )
     table.to_csv(ctx.output("llc"), index=False)
     np.savez_compressed(ctx.output("history"), **arrays)

@@ -313,6 +313,7 @@ def analyze_seed(
         plateau_tol=st["plateau_tol"],
         min_gap=st["min_gap"],
         min_change=st["min_change"],
+        min_z=st["min_z"],
         llc_sem=table["llc_chain_std"] / np.sqrt(cfg["llc"]["num_chains"]),
     )
     ed = stg.essential_dynamics(outputs, n_components=st["ed_components"])

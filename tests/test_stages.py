@@ -8,6 +8,7 @@ from sltrepro.stages import (
     detect_stages,
     essential_dynamics,
     match_to_checkpoints,
+    random_walk_match_fractions,
     stage_string,
     turning_points,
 )
@@ -199,3 +200,16 @@ def test_a_clear_peak_has_a_large_z():
     clear = PLANTED["AB"](CPU_X)
     stages, _ = detect_stages(CPU_STEPS, clear, llc_sem=np.full(len(CPU_X), 1.0), min_z=0)
     assert stage_string(stages) == "AB" and stages[0].end_z > 10
+
+
+def test_random_walk_null_gives_the_chance_match_rate():
+    """The issue's reviewer simulated a chance rate of 0.24 for the cpu run's five boundaries;
+    PCA of random walks read by the same code gives about that, reproducibly."""
+    bounds = [103, 214, 915, 2002, 5459]
+    chance = random_walk_match_fractions(bounds, CPU_STEPS, smooth=1, walks=100, seed=5)
+    assert chance.shape == (100,) and np.all((chance >= 0) & (chance <= 1))
+    assert 0.1 < chance.mean() < 0.4
+    again = random_walk_match_fractions(bounds, CPU_STEPS, smooth=1, walks=100, seed=5)
+    np.testing.assert_array_equal(chance, again)
+    with pytest.raises(ValueError, match="no boundaries"):
+        random_walk_match_fractions([], CPU_STEPS)

@@ -431,3 +431,35 @@ def match_to_checkpoints(boundary_steps, turning_steps, checkpoint_steps) -> lis
     b = np.interp(np.log1p(np.asarray(boundary_steps, dtype=float)), x, index)
     t = np.interp(np.log1p(np.asarray(turning_steps, dtype=float)), x, index)
     return [bool(len(t) and np.min(np.abs(t - bi)) <= 1.0) for bi in b]
+
+
+def random_walk_match_fractions(
+    boundary_steps,
+    checkpoint_steps,
+    *,
+    n_components: int = 3,
+    smooth: int = 3,
+    dims: int = 64,
+    walks: int = 200,
+    seed: int = 0,
+) -> np.ndarray:
+    """(walks,) chance match fractions of ``boundary_steps``: the null of the ED matching.
+
+    Each walk is a Gaussian random walk in ``dims`` dimensions with one independent step per
+    checkpoint interval (as many checkpoints as ``checkpoint_steps``); its essential
+    dynamics and turning points are read exactly as the model's (:func:`essential_dynamics`,
+    :func:`turning_points` with ``smooth``), and matched to the same boundaries. PCA of a
+    random walk gives smooth "horseshoe" components (cosines in time) whose extrema are
+    turning points nothing developmental put there.
+    """
+    steps = np.asarray(checkpoint_steps, dtype=float)
+    if len(boundary_steps) == 0:
+        raise ValueError("no boundaries to match")
+    rng = np.random.default_rng(seed)
+    out = np.empty(walks)
+    for i in range(walks):
+        path = np.cumsum(rng.standard_normal((len(steps), dims)), axis=0)
+        coords = essential_dynamics(path, n_components).coords
+        turns = turning_points(steps, coords, smooth=smooth)
+        out[i] = np.mean(match_to_checkpoints(boundary_steps, steps[turns], steps))
+    return out

@@ -4,6 +4,7 @@ against closed forms, the training schedule and resume."""
 import shutil
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -140,3 +141,21 @@ def test_training_keeps_its_checkpoints_and_resumes_exactly(tmp_path, one_thread
     for (k, v), w in zip(whole.state_dict().items(), resumed.state_dict().values(), strict=True):
         torch.testing.assert_close(v, w, msg=k)
     assert first["history"] == second["history"]
+
+
+def test_prior_mean_phase_at_step_0_does_not_count():
+    """The untrained model's small outputs are not a phase: a minimum of E[y_hat^2] at the
+    step-0 checkpoint fails the before-ICL metric; a later one passes."""
+    from sltrepro.papers.icl_landscape.pipeline import stage_metrics
+
+    table = pd.DataFrame(
+        {
+            "step": [0, 10, 100, 1000],
+            "yhat_sq": [0.1, 0.2, 0.3, 2.0],
+            "icl_score": [0.0, 0.0, -1.0, -3.0],
+        }
+    )
+    null = dict(walks=5)
+    assert stage_metrics(table, [], [], null)["yhat_sq_min_before_icl"] is False
+    table["yhat_sq"] = [0.2, 0.01, 0.3, 2.0]
+    assert stage_metrics(table, [], [], null)["yhat_sq_min_before_icl"] is True

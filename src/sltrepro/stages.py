@@ -10,6 +10,15 @@ the local learning coefficient (LLC) as a function of log training time:
    steepest slope, where the LLC nearly stops moving before it moves again);
 4. a stage is type ``A`` when the LLC rises across it and type ``B`` when it falls.
 
+Step 3 is ours to make testable: a boundary must also be *significant*. On each side of
+it the slope must change beyond the GP posterior's uncertainty of that change (the
+steepest slope of the stage, in the stage's direction, against the slope at the boundary;
+both are linear in the latent curve, so the z-score is exact under the GP, whose noise
+includes the estimates' standard errors). Boundaries that fail are removed, weakest first,
+and their stages merge. Without this a dip of 1.5 standard errors that the GP deepens, or
+a wiggle in the first few steps, became a stage. ``benchmarks/stage_false_positives.py``
+measures the false-positive rate on curves without a critical point.
+
 "Essential dynamics" is a PCA of the model's outputs on a fixed batch of inputs, one vector
 per checkpoint; turning points of the trajectory in PC space (extrema of a smoothed PC
 coordinate over time) are compared with the LLC boundaries.
@@ -20,9 +29,11 @@ Both halves are generic: they see steps, numbers and output arrays, never a mode
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import numpy as np
+from scipy.linalg import cho_solve
 from sklearn.decomposition import PCA
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.gaussian_process import GaussianProcessRegressor
@@ -42,6 +53,9 @@ class Stage:
     llc_start: float
     """GP-smoothed LLC at ``start`` and ``end``."""
     llc_end: float
+    end_z: float | None = None
+    """z-score of the slope change at the boundary that ends this stage (the smaller of
+    its two sides, see :func:`boundary_z`); None for the last stage."""
 
 
 @dataclass(frozen=True)
@@ -53,7 +67,7 @@ class LLCCurveFit:
     mean: np.ndarray
     """(G,) GP posterior mean of the LLC on the grid."""
     std: np.ndarray
-    """(G,) GP posterior standard deviation on the grid (smoothing uncertainty)."""
+    """(G,) GP posterior standard deviation of the latent (noise-free) curve on the grid."""
     slope: np.ndarray
     """(G,) d mean / d log(step + 1)."""
     noise_std: float
@@ -62,6 +76,8 @@ class LLCCurveFit:
     the LLC smaller than this is read as a stage."""
     kernel: str
     """The fitted kernel, for the record."""
+    covariance: Callable[[np.ndarray], np.ndarray] = field(repr=False, compare=False)
+    """(n,) log-steps -> (n, n) GP posterior covariance of the latent curve there (LLC^2)."""
 
     @property
     def steps(self) -> np.ndarray:
@@ -108,27 +124,55 @@ def fit_llc_curve(
     sem = None if llc_sem is None else np.asarray(llc_sem, dtype=float)
     if sem is not None and (sem.shape != y.shape or not np.all(np.isfinite(sem))):
         raise ValueError(f"llc_sem must be {y.shape} finite numbers, got shape {sem.shape}")
-    # normalize_y scales y by its std but not alpha: give alpha in normalised units
-    alpha = 1e-10 if sem is None else (sem / y.std()) ** 2 + 1e-10
-    gp = GaussianProcessRegressor(
-        kernel, alpha=alpha, normalize_y=True, n_restarts_optimizer=3, random_state=seed
-    )
+    # y normalised here rather than by normalize_y, so the latent covariance below can be
+    # scaled back; alpha (the known noise) in the same units
+    y_mean, y_std = y.mean(), y.std()
+    alpha = 1e-10 if sem is None else (sem / y_std) ** 2 + 1e-10
+    gp = GaussianProcessRegressor(kernel, alpha=alpha, n_restarts_optimizer=3, random_state=seed)
     # one BLAS thread: these matrices are small, and a threaded Cholesky on a busy machine is
     # ten times slower than a serial one
     with warnings.catch_warnings(), threadpool_limits(1):
         # hyperparameters at a bound (e.g. no noise on a clean curve) are expected, not errors
         warnings.simplefilter("ignore", ConvergenceWarning)
-        gp.fit(x[:, None], y)
+        gp.fit(x[:, None], (y - y_mean) / y_std)
         grid = np.linspace(x[0], x[-1], grid_size)
-        mean, std = gp.predict(grid[:, None], return_std=True)
-        noise = float(np.std(y - gp.predict(x[:, None])))
+        mean = gp.predict(grid[:, None]) * y_std + y_mean
+        noise = float(np.std(y - (gp.predict(x[:, None]) * y_std + y_mean)))
+    covariance = _latent_covariance(gp, y_std)
+    std = np.sqrt(np.clip(_latent_variance(gp, y_std, grid), 0.0, None))
     if sem is not None:
         noise = max(noise, float(np.median(sem)))
-    return LLCCurveFit(grid, mean, std, np.gradient(mean, grid), noise, str(gp.kernel_))
+    return LLCCurveFit(grid, mean, std, np.gradient(mean, grid), noise, str(gp.kernel_), covariance)
+
+
+def _latent_terms(gp: GaussianProcessRegressor, x: np.ndarray):
+    """Cross-covariance with the data (signal kernel only) and K^-1 times its transpose."""
+    signal = gp.kernel_.k1  # constant * RBF: the white noise is not part of the curve
+    k_star = signal(x[:, None], gp.X_train_)
+    return signal, k_star, cho_solve((gp.L_, True), k_star.T)
+
+
+def _latent_variance(gp: GaussianProcessRegressor, y_std: float, x: np.ndarray) -> np.ndarray:
+    signal, k_star, v = _latent_terms(gp, x)
+    return (signal.diag(x[:, None]) - np.einsum("ij,ji->i", k_star, v)) * y_std**2
+
+
+def _latent_covariance(gp: GaussianProcessRegressor, y_std: float):
+    def covariance(x):
+        x = np.asarray(x, dtype=float)
+        signal, k_star, v = _latent_terms(gp, x)
+        return (signal(x[:, None]) - k_star @ v) * y_std**2
+
+    return covariance
 
 
 def critical_points(
-    fit: LLCCurveFit, *, plateau_tol: float = 0.1, min_gap: float = 0.3, min_change: float = 0.05
+    fit: LLCCurveFit,
+    *,
+    plateau_tol: float = 0.1,
+    min_gap: float = 0.3,
+    min_change: float = 0.05,
+    min_z: float = 2.0,
 ) -> list[int]:
     """Grid indices of the critical points of the fitted LLC curve, in time order.
 
@@ -138,7 +182,10 @@ def critical_points(
     are wiggles of the fit: while some stage changes the LLC by less than ``min_change``
     times the LLC range (or less than the scatter of the data around the fit), or two
     boundaries are closer than ``min_gap``, that pair of boundaries collapses into its
-    flatter member (a flat stretch is one boundary).
+    flatter member (a flat stretch is one boundary). Last, every boundary must be
+    significant (:func:`boundary_z` at least ``min_z``): the weakest one that is not is
+    removed until all are; ``min_z = 0`` keeps the boundaries whose slope changes in the
+    right direction at all.
     """
     slope = fit.slope
     sign = np.sign(slope)
@@ -154,7 +201,60 @@ def critical_points(
         if x[i] - x[0] >= min_gap and x[-1] - x[i] >= min_gap
     ]
     min_rise = max(min_change * (fit.mean.max() - fit.mean.min()), fit.noise_std)
-    return _prune(fit, kept, min_gap, min_rise)
+    points = _prune(fit, kept, min_gap, min_rise)
+    while points:
+        z = boundary_z(fit, points)
+        weakest = int(np.argmin(z))
+        if z[weakest] >= min_z:
+            break
+        points.pop(weakest)
+    return points
+
+
+def boundary_z(fit: LLCCurveFit, points: list[int]) -> np.ndarray:
+    """(len(points),) z-score of the slope change at each boundary (grid indices, in order).
+
+    For each stage next to boundary b (direction s = +1 if the LLC rises across it, -1 if
+    it falls) the change is d = s * (slope at the stage's steepest point - slope at b): a
+    peak, a valley and a plateau all have d > 0 on both sides. Both slopes are the grid's
+    finite differences (as ``fit.slope``) of the latent GP curve, so d is linear in it and
+    its standard deviation comes from ``fit.covariance``. A boundary's z is the smaller of
+    its two sides' d / sd(d).
+    """
+    edges = [0, *points, len(fit.log_steps) - 1]
+    side_z = []
+    for a, b in zip(edges[:-1], edges[1:], strict=True):
+        direction = 1.0 if fit.mean[b] >= fit.mean[a] else -1.0
+        steepest = a + int(np.argmax(direction * fit.slope[a : b + 1]))
+        z_start = _slope_change_z(fit, steepest, a, direction) if a != 0 else None
+        z_end = _slope_change_z(fit, steepest, b, direction) if b != edges[-1] else None
+        side_z.append((z_start, z_end))
+    return np.array([min(side_z[k][1], side_z[k + 1][0]) for k in range(len(points))])
+
+
+def _slope_weights(i: int, size: int, dx: float) -> dict[int, float]:
+    """Weights on the grid values of np.gradient's slope at index i (one-sided at the ends)."""
+    if i == 0:
+        return {0: -1 / dx, 1: 1 / dx}
+    if i == size - 1:
+        return {size - 2: -1 / dx, size - 1: 1 / dx}
+    return {i - 1: -0.5 / dx, i + 1: 0.5 / dx}
+
+
+def _slope_change_z(fit: LLCCurveFit, steepest: int, boundary: int, direction: float) -> float:
+    """z of direction * (slope[steepest] - slope[boundary]) under the latent GP posterior."""
+    size, dx = len(fit.log_steps), fit.log_steps[1] - fit.log_steps[0]
+    weights: dict[int, float] = {}
+    for i, sign in ((steepest, direction), (boundary, -direction)):
+        for j, w in _slope_weights(i, size, dx).items():
+            weights[j] = weights.get(j, 0.0) + sign * w
+    idx = np.array(sorted(weights))
+    w = np.array([weights[j] for j in idx])
+    change = float(w @ fit.mean[idx])
+    var = float(w @ fit.covariance(fit.log_steps[idx]) @ w)
+    if change <= 0:
+        return change / np.sqrt(max(var, 1e-300))
+    return change / np.sqrt(var) if var > 0 else np.inf
 
 
 def _prune(fit: LLCCurveFit, points: list[int], min_gap: float, min_rise: float) -> list[int]:
@@ -183,8 +283,9 @@ def stages_from_fit(fit: LLCCurveFit, boundaries: list[int]) -> list[Stage]:
     """Stages between consecutive boundaries (grid indices), plus the first and last point."""
     edges = [0, *boundaries, len(fit.log_steps) - 1]
     steps = fit.steps
+    z = [*(float(v) for v in boundary_z(fit, boundaries)), None] if boundaries else [None]
     out = []
-    for a, b in zip(edges[:-1], edges[1:], strict=True):
+    for (a, b), end_z in zip(zip(edges[:-1], edges[1:], strict=True), z, strict=True):
         rise = fit.mean[b] - fit.mean[a]
         out.append(
             Stage(
@@ -193,6 +294,7 @@ def stages_from_fit(fit: LLCCurveFit, boundaries: list[int]) -> list[Stage]:
                 type="A" if rise > 0 else "B",
                 llc_start=float(fit.mean[a]),
                 llc_end=float(fit.mean[b]),
+                end_z=end_z,
             )
         )
     return out
@@ -205,6 +307,7 @@ def detect_stages(
     plateau_tol: float = 0.1,
     min_gap: float = 0.3,
     min_change: float = 0.05,
+    min_z: float = 2.0,
     **fit_kwargs,
 ) -> tuple[list[Stage], LLCCurveFit]:
     """Stages of an LLC curve: GP fit in log time, boundaries at its critical points.
@@ -215,7 +318,9 @@ def detect_stages(
     ``[steps[0], steps[-1]]``) and the fit they were read from.
     """
     fit = fit_llc_curve(steps, llc, **fit_kwargs)
-    points = critical_points(fit, plateau_tol=plateau_tol, min_gap=min_gap, min_change=min_change)
+    points = critical_points(
+        fit, plateau_tol=plateau_tol, min_gap=min_gap, min_change=min_change, min_z=min_z
+    )
     return stages_from_fit(fit, points), fit
 
 
@@ -326,3 +431,35 @@ def match_to_checkpoints(boundary_steps, turning_steps, checkpoint_steps) -> lis
     b = np.interp(np.log1p(np.asarray(boundary_steps, dtype=float)), x, index)
     t = np.interp(np.log1p(np.asarray(turning_steps, dtype=float)), x, index)
     return [bool(len(t) and np.min(np.abs(t - bi)) <= 1.0) for bi in b]
+
+
+def random_walk_match_fractions(
+    boundary_steps,
+    checkpoint_steps,
+    *,
+    n_components: int = 3,
+    smooth: int = 3,
+    dims: int = 64,
+    walks: int = 200,
+    seed: int = 0,
+) -> np.ndarray:
+    """(walks,) chance match fractions of ``boundary_steps``: the null of the ED matching.
+
+    Each walk is a Gaussian random walk in ``dims`` dimensions with one independent step per
+    checkpoint interval (as many checkpoints as ``checkpoint_steps``); its essential
+    dynamics and turning points are read exactly as the model's (:func:`essential_dynamics`,
+    :func:`turning_points` with ``smooth``), and matched to the same boundaries. PCA of a
+    random walk gives smooth "horseshoe" components (cosines in time) whose extrema are
+    turning points nothing developmental put there.
+    """
+    steps = np.asarray(checkpoint_steps, dtype=float)
+    if len(boundary_steps) == 0:
+        raise ValueError("no boundaries to match")
+    rng = np.random.default_rng(seed)
+    out = np.empty(walks)
+    for i in range(walks):
+        path = np.cumsum(rng.standard_normal((len(steps), dims)), axis=0)
+        coords = essential_dynamics(path, n_components).coords
+        turns = turning_points(steps, coords, smooth=smooth)
+        out[i] = np.mean(match_to_checkpoints(boundary_steps, steps[turns], steps))
+    return out

@@ -421,7 +421,11 @@ def analyze(cfg: dict, seed: int, blocks: list[pd.DataFrame], outputs: list, log
     steps = table["step"].to_numpy(dtype=float)
     stage_cfg = dict(cfg["stages"])
     ed_components, ed_smooth = stage_cfg.pop("ed_components"), stage_cfg.pop("ed_smooth")
-    found, fit = stages.detect_stages(steps, table["llc"].to_numpy(), seed=seed, **stage_cfg)
+    # the standard error of each estimate: the spread of its chains over sqrt(chains)
+    sem = table["llc_std"] / np.sqrt(table["llc_num_chains"] - table["llc_diverged_chains"])
+    found, fit = stages.detect_stages(
+        steps, table["llc"].to_numpy(), llc_sem=sem.to_numpy(), seed=seed, **stage_cfg
+    )
     ed = stages.essential_dynamics(outputs, ed_components)
     turns = stages.turning_points(steps, ed.coords, smooth=ed_smooth)
     matched = stages.match_to_checkpoints(stages.boundaries(found), steps[turns], steps)

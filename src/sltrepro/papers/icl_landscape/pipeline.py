@@ -245,8 +245,11 @@ def nearest_index(steps: np.ndarray, step: float) -> int:
     return int(np.argmin(np.abs(np.log1p(steps) - np.log1p(step))))
 
 
-def stage_metrics(table: pd.DataFrame, stages: list[stg.Stage], turns: list[int]) -> dict:
-    """The numbers the claims read, for one seed."""
+def stage_metrics(
+    table: pd.DataFrame, stages: list[stg.Stage], turns: list[int], ed_null: dict
+) -> dict:
+    """The numbers the claims read, for one seed. ``ed_null`` holds the keyword arguments
+    of :func:`sltrepro.stages.random_walk_match_fractions` besides the steps."""
     steps = table["step"].to_numpy()
     kinds = stg.stage_string(stages)
     bounds = stg.boundaries(stages)
@@ -260,10 +263,11 @@ def stage_metrics(table: pd.DataFrame, stages: list[stg.Stage], turns: list[int]
     }
     for i, b in enumerate(bounds[:4]):
         out[f"boundary{i + 1}_step"] = b
-    # E[y_hat^2] is smallest (the prior-mean predictor) at the end of the first stage
+    # E[y_hat^2] is smallest (the prior-mean predictor) at the end of the first stage; a
+    # minimum at step 0 is the untrained model's, not a phase of training
     argmin = int(table["yhat_sq"].idxmin())
     icl = np.flatnonzero(table["icl_score"].to_numpy() < ICL_ONSET)
-    out["yhat_sq_min_before_icl"] = bool(len(icl) and argmin < icl[0])
+    out["yhat_sq_min_before_icl"] = bool(len(icl) and 0 < argmin < icl[0])
     # at step 0 the "prior-mean phase" would be the untrained model's, not a stage
     out["yhat_sq_min_is_init"] = argmin == 0
     if bounds:
@@ -280,6 +284,11 @@ def stage_metrics(table: pd.DataFrame, stages: list[stg.Stage], turns: list[int]
     matched = stg.match_to_checkpoints(bounds, steps[turns], steps)
     out["ed_turning_points"] = len(turns)
     out["ed_matched_fraction"] = float(np.mean(matched)) if matched else None
+    if matched:  # against random walks with as many checkpoints, read the same way
+        chance = stg.random_walk_match_fractions(bounds, steps, **ed_null)
+        out["ed_null_matched_fraction"] = float(chance.mean())
+        out["ed_null_p"] = float(np.mean(chance >= out["ed_matched_fraction"]))
+        out["ed_match_excess"] = out["ed_matched_fraction"] - out["ed_null_matched_fraction"]
     return out
 
 
@@ -307,13 +316,16 @@ def analyze_seed(
         raise ValueError(f"seed {seed}: checkpoints without an LLC: {table.step[table.llc.isna()]}")
     steps = table["step"].to_numpy()
     st = cfg["stages"]
+    # the standard error of each estimate: the spread of its chains over sqrt(chains)
+    sem = table["llc_chain_std"].to_numpy() / np.sqrt(cfg["llc"]["num_chains"])
     stages, fit = stg.detect_stages(
         steps,
         table["llc"],
         plateau_tol=st["plateau_tol"],
         min_gap=st["min_gap"],
         min_change=st["min_change"],
-        llc_sem=table["llc_chain_std"] / np.sqrt(cfg["llc"]["num_chains"]),
+        min_z=st["min_z"],
+        llc_sem=sem,
     )
     ed = stg.essential_dynamics(outputs, n_components=st["ed_components"])
     turns = stg.turning_points(steps, ed.coords, smooth=st["ed_smooth"])
@@ -330,7 +342,8 @@ def analyze_seed(
         "explained_variance_ratio": ed.explained_variance_ratio.tolist(),
     }
     log.info("seed %d stages %s at %s", seed, stg.stage_string(stages), stg.boundaries(stages))
-    out = stage_metrics(table, stages, turns)
+    ed_null = dict(n_components=st["ed_components"], smooth=st["ed_smooth"], seed=ED_SEED + seed)
+    out = stage_metrics(table, stages, turns, ed_null)
     final = table.iloc[-1]
     out["final_loss"] = float(final["loss"])
     out["final_loss_over_ridge"] = float(final["loss"] / base["ridge"].mean())
@@ -338,6 +351,10 @@ def analyze_seed(
     out["llc_final"] = float(final["llc"])
     out["llc_max"] = float(table["llc"].max())
     out["llc_rise"] = out["llc_final"] - out["llc_init"]
+    # one seed: the rise against the standard errors of its two estimates (summarize uses
+    # the spread across seeds when there are several)
+    out["llc_rise_se"] = float(np.hypot(sem[0], sem[-1]))
+    out["llc_rise_z"] = _ratio(out["llc_rise"], out["llc_rise_se"])
     # the health verdict of every checkpoint's LLC estimate (sltrepro.llc_diagnostics)
     out["llc_healthy"] = bool(table["healthy"].astype(bool).all())
     labels = [f"step {s}" for s in table["step"]]
@@ -346,22 +363,42 @@ def analyze_seed(
     out["yhat_sq_min_ratio"] = float(table["yhat_sq"].min() / base["prior_mean"].mean())
     # the untrained model's value: the null the prior-mean claim must beat
     out["yhat_sq_init_ratio"] = float(table["yhat_sq"].iloc[0] / base["prior_mean"].mean())
+    # the prior-mean phase is a drop of E[y_hat^2] from the untrained model's value while
+    # the loss sits at E[y^2] (the prior-mean predictor's MSE on the same batch)
+    argmin = int(table["yhat_sq"].idxmin())
+    out["yhat_sq_drop"] = float(table["yhat_sq"].iloc[argmin] / table["yhat_sq"].iloc[0])
+    prior = base["prior_mean"].mean()
+    out["loss_at_yhat_sq_min_over_prior"] = float(table["loss"].iloc[argmin] / prior)
+    out["loss_init_over_prior"] = float(table["loss"].iloc[0] / prior)
     out["final_icl_score"] = float(final["icl_score"])
     out["final_ln_final_collapse"] = float(final["ln_final_collapse"])
     return SeedAnalysis(out, table, fit_table, coords, summary)
+
+
+def _ratio(value: float, se: float) -> float | None:
+    """value / se; None (no z-score) when the standard error is 0."""
+    return value / se if se > 0 else None
 
 
 def summarize(cfg: dict, per_seed: dict, base: pd.DataFrame) -> dict:
     """The regression half's metrics (keys prefixed ``regression_``) from ``per_seed``
     ({seed: metrics of :func:`analyze_seed`}, in the config's seed order) and the baselines.
 
-    Metrics are those of the first seed; booleans also get ``<name>_all_seeds``.
+    Metrics are those of the first seed; booleans also get ``<name>_all_seeds``. With
+    several seeds the LLC rise is the mean over seeds and its z-score uses their spread
+    (``llc_rise_seeds`` says how many; 1: the estimates' standard errors).
     """
     seeds = cfg["seeds"]
     metrics = dict(per_seed[seeds[0]])
     for key, value in per_seed[seeds[0]].items():
         if isinstance(value, bool):
             metrics[f"{key}_all_seeds"] = all(per_seed[s].get(key) is True for s in seeds)
+    metrics["llc_rise_seeds"] = len(seeds)
+    if len(seeds) > 1:
+        rises = np.array([per_seed[s]["llc_rise"] for s in seeds])
+        metrics["llc_rise"] = float(rises.mean())
+        metrics["llc_rise_se"] = float(rises.std(ddof=1) / np.sqrt(len(rises)))
+        metrics["llc_rise_z"] = _ratio(metrics["llc_rise"], metrics["llc_rise_se"])
     # the one-cycle schedule peaks half-way: a boundary there may be the schedule's doing
     metrics["lr_peak_step"] = cfg["steps"] // 2
     metrics["num_params"] = num_params(ICLTransformer())

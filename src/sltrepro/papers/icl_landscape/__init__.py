@@ -25,7 +25,7 @@ def _regression(ctx) -> dict:
 def train(ctx) -> None:
     """--opt seed=S: one training run -> checkpoints ({step: state_dict}), history."""
     states, history = pipeline.train_seed(
-        _regression(ctx), ctx.opt("seed", int), ctx.outdir, ctx.log
+        _regression(ctx), ctx.opt("seed", int), ctx.resume_dir, ctx.log
     )
     torch.save(states, ctx.output("checkpoints"))
     history.to_csv(ctx.output("history"), index=False)
@@ -123,17 +123,16 @@ def lm_train(ctx) -> None:
     ctx.output("corpus").write_text(json.dumps(data.info, indent=2))
     np.save(ctx.output("tokens"), data.tokens)
     # Snakemake removes the outputs of an interrupted job before it reruns it, so training
-    # writes into a folder of its own (resuming from work/state.pt) and the finished
-    # snapshots move to the output. The state goes first: a run killed in between retrains
-    # from the start, skipping the snapshots it finds, and gives the same weights.
-    work = ctx.outdir / "work"
+    # writes into the resume folder (resuming from state.pt) and the finished snapshots
+    # move to the output. The state goes first: a run killed in between retrains from the
+    # start, skipping the snapshots it finds, and gives the same weights.
+    work = ctx.resume_dir
     history = lm_pipeline.train(
         cfg, ctx.config["seed"], data.tokens, data.info["vocab_size"], work, ctx.device, ctx.log
     )
     history.to_csv(ctx.output("history"), index=False)
     (work / "state.pt").unlink()
     os.replace(work / "checkpoints", ctx.output("checkpoints"))
-    work.rmdir()
 
 
 def _tokens(ctx) -> tuple[np.ndarray, int]:

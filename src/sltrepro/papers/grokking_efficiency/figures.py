@@ -8,7 +8,7 @@ from matplotlib.ticker import NullLocator, ScalarFormatter
 
 from sltrepro import plots
 
-from .pipeline import critical_size, norm_crossover
+from .pipeline import critical_size, median_line, norm_crossover
 
 
 def size_axis(ax, sizes) -> None:
@@ -65,7 +65,7 @@ def efficiency_vs_size(mem: pd.DataFrame, gen: pd.DataFrame, path) -> None:
         ax.scatter(frame["size"], frame.param_norm, color=color, alpha=0.4, s=12)
         medians = frame.groupby("size").param_norm.median()
         ax.plot(medians.index, medians.values, color=color, marker="o", ls="", label=label)
-        slope, icpt = np.polyfit(np.log(medians.index), np.log(medians.values), 1)
+        slope, icpt = median_line(frame)
         grid = np.geomspace(mem["size"].min(), gen["size"].max(), 50)
         ax.plot(grid, np.exp(icpt) * grid**slope, color=color, lw=1, ls="--")
     crossing = norm_crossover(mem, gen)

@@ -420,12 +420,13 @@ def ungrok(
 
     def columns(_params, _batch, history: pd.DataFrame) -> dict:
         early = history[history.step == history.step[history.step <= equal].max()]
+        early = early.sort_values("model")
         return {
             "test_acc_settled": settled_by_model(history, "test_acc", absolute=ACC_TOL)
             .sort_index()
             .values,
-            "equal_step": early.sort_values("model").step.values,
-            "test_acc_equal_steps": early.sort_values("model").test_acc.values,
+            "equal_step": early.step.values,
+            "test_acc_equal_steps": early.test_acc.values,
         }
 
     return run_sweep(
@@ -597,14 +598,17 @@ def efficiency_metrics(mem: pd.DataFrame, gen: pd.DataFrame) -> dict:
     }
 
 
+def median_line(frame: pd.DataFrame) -> tuple[float, float]:
+    """(slope, intercept) of log norm against log D, fitted to the per-D median norms."""
+    median = frame.groupby("size").param_norm.median()
+    slope, intercept = np.polyfit(np.log(median.index.values), np.log(median.values), 1)
+    return float(slope), float(intercept)
+
+
 def norm_crossover(mem: pd.DataFrame, gen: pd.DataFrame) -> float | None:
     """D where the memorising and generalising log-norm lines (fitted to the per-D medians
     against log D) cross; None when the memorising line does not rise faster."""
-    fits = []
-    for frame in (mem, gen):
-        median = frame.groupby("size").param_norm.median()
-        fits.append(np.polyfit(np.log(median.index.values), np.log(median.values), 1))
-    (mem_slope, mem_icpt), (gen_slope, gen_icpt) = fits
+    (mem_slope, mem_icpt), (gen_slope, gen_icpt) = median_line(mem), median_line(gen)
     if mem_slope <= gen_slope:
         return None
     return float(np.exp((gen_icpt - mem_icpt) / (mem_slope - gen_slope)))

@@ -65,7 +65,7 @@ def main():
         for step in args.at or (0, args.steps):
             model = pipeline.load_model(states[step])
             start = time.perf_counter()
-            (row,) = pipeline.checkpoint_llcs([model], data, llc_cfg, [step], "cpu")
+            (row,), _ = pipeline.checkpoint_llcs([model], data, llc_cfg, [step], "cpu")
             seconds = time.perf_counter() - start
             print(
                 f"{name:42s} step {step:5d}: {seconds:6.1f} s  LLC {row['llc']:6.2f} "

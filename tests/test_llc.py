@@ -24,6 +24,7 @@ from sltrepro.llc import (
 from sltrepro.llc_calibration import calibrate
 from sltrepro.models.dln import DeepLinearNetwork
 from sltrepro.models.normal_crossing import MonomialRegression, gaussian_nll, monomial_data
+from sltrepro.plots import failed_checks
 from sltrepro.theory import dln_learning_coefficient, normal_crossing_lambda, regular_lambda
 
 NLL = gaussian_nll(1.0)  # 0.5 * squared error: unit-variance Gaussian regression
@@ -208,6 +209,9 @@ def test_vector_loss_gives_components():
     assert res.llc_components.shape == (2,)
     assert res.llc_components.mean() == pytest.approx(res.llc_mean, rel=1e-6)
     assert res.llc_components[0] == pytest.approx(2 * res.llc_components[1], rel=1e-6)
+    # the trace figures' reading: its per-chain mean is each chain's estimate
+    assert res.llc_trace.shape == (2, 100)
+    assert res.llc_trace.mean(1) == pytest.approx(res.llc_per_chain, rel=1e-9)
 
 
 def test_default_nbeta_and_bad_inputs():
@@ -259,6 +263,8 @@ def test_some_chains_diverge_are_excluded_and_named():
     assert res.diverged.sum() == 2
     assert np.isnan(res.llc_per_chain[res.diverged]).all()
     assert res.llc_mean == pytest.approx(ref.llc_per_chain[~res.diverged].mean())
+    kept = res.llc_trace[~res.diverged]
+    assert kept.mean(1) == pytest.approx(res.llc_per_chain[~res.diverged], rel=1e-9)
 
 
 def test_negative_estimate_is_returned_with_warning():
@@ -361,6 +367,10 @@ def test_unhealthy_settings_are_flagged_with_what_to_change(settings, reason):
     assert abs(res.llc_mean - 0.5) > 0.1 or reason == "R-hat"  # these land off the truth
     row = res.summary_row()
     assert row["healthy"] is False and reason in row["health_reasons"]
+    # the trace figures' second title line: every failed check, none of the advice
+    checks = [r.split(":")[0] for r in res.health_reasons]
+    assert failed_checks(row["health_reasons"]) == ", ".join(checks)
+    assert "add " not in failed_checks(row["health_reasons"])
     if settings.get("batch_size") == 32:
         assert not res.mala_exact and "paired=True" in row["health_reasons"]
 

@@ -42,6 +42,7 @@ rule grokking_efficiency_llc:
         snapshots=rules.grokking_efficiency_grok.output.snapshots,
     output:
         llc=f"{GE.out}/llc/llc.csv",
+        traces=f"{GE.out}/llc/traces.npy",
     log:
         GE.log("llc"),
     benchmark:
@@ -56,7 +57,7 @@ rule grokking_efficiency_llc:
     params:
         reads=GE.reads("llc", "operation", "p", "seed"),
     shell:
-        GE.step("llc", f"{GE.out}/llc", inputs=["snapshots"], outputs=["llc"])
+        GE.step("llc", f"{GE.out}/llc", inputs=["snapshots"], outputs=["llc", "traces"])
 
 
 rule grokking_efficiency_pretrain:
@@ -275,6 +276,7 @@ rule grokking_efficiency_figures:
     input:
         grok_history=rules.grokking_efficiency_analyze.input.grok_history,
         llc=rules.grokking_efficiency_analyze.input.llc,
+        llc_traces=rules.grokking_efficiency_llc.output.traces,
         semigrok=rules.grokking_efficiency_analyze.input.semigrok,
         efficiency=rules.grokking_efficiency_analyze.input.efficiency,
         ungrok=rules.grokking_efficiency_analyze.input.ungrok,
@@ -296,7 +298,14 @@ rule grokking_efficiency_figures:
         GE.step(
             "figures",
             f"{GE.out}/figures",
-            inputs=["grok_history", "llc", "semigrok", "efficiency", "ungrok"],
+            inputs=[
+                "grok_history",
+                "llc",
+                "llc_traces",
+                "semigrok",
+                "efficiency",
+                "ungrok",
+            ],
         )
 
 

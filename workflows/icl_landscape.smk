@@ -58,6 +58,7 @@ rule icl_landscape_llc:
         checkpoints=rules.icl_landscape_train.output.checkpoints,
     output:
         llc=f"{ICL_R}/llc/seed{{seed}}/block{{block}}.csv",
+        traces=f"{ICL_R}/llc/seed{{seed}}/block{{block}}_traces.npy",
     log:
         ICL.log("llc_seed{seed}_block{block}"),
     benchmark:
@@ -79,7 +80,7 @@ rule icl_landscape_llc:
             f"{ICL_R}/llc/seed{{wildcards.seed}}",
             "--opt seed={wildcards.seed} --opt block={wildcards.block}",
             inputs=["checkpoints"],
-            outputs=["llc"],
+            outputs=["llc", "traces"],
         )
 
 
@@ -161,6 +162,12 @@ rule icl_landscape_figures:
         ed=rules.icl_landscape_analyze.output.ed[0],
         stages=rules.icl_landscape_analyze.output.stages[0],
         baselines=rules.icl_landscape_analyze.output.baselines,
+        llc=expand(
+            rules.icl_landscape_llc.output.llc, seed=ICL_SEEDS[0], block=ICL_BLOCKS
+        ),
+        llc_traces=expand(
+            rules.icl_landscape_llc.output.traces, seed=ICL_SEEDS[0], block=ICL_BLOCKS
+        ),
     output:
         [report_figure(ICL.paper, path, part="regression") for path in ICL_FIGURES],
     log:
@@ -178,7 +185,7 @@ rule icl_landscape_figures:
         ICL.step(
             "figures",
             f"{ICL_R}/figures",
-            inputs=["table", "fit", "ed", "stages", "baselines"],
+            inputs=["table", "fit", "ed", "stages", "baselines", "llc", "llc_traces"],
         )
 
 

@@ -8,6 +8,7 @@ LAS_INDICES = range(sum(family["count"] for family in LAS.cfg["families"]))
 rule llc_at_scale_estimate:
     output:
         result=f"{LAS.out}/arch/{{index}}/result.json",
+        traces=f"{LAS.out}/arch/{{index}}/traces.npz",
     log:
         LAS.log("estimate_{index}"),
     benchmark:
@@ -27,7 +28,7 @@ rule llc_at_scale_estimate:
             "estimate",
             f"{LAS.out}/arch/{{wildcards.index}}",
             "--opt index={wildcards.index}",
-            outputs=["result"],
+            outputs=["result", "traces"],
         )
 
 
@@ -83,6 +84,8 @@ LAS_FIGURES = [f"{LAS.out}/figures/{name}.png" for name in LAS_FIGURE_NAMES]
 rule llc_at_scale_figures:
     input:
         table=rules.llc_at_scale_collect.output.table,
+        # in index order, as the table's rows
+        traces=expand(rules.llc_at_scale_estimate.output.traces, index=LAS_INDICES),
     output:
         [report_figure(LAS.paper, path) for path in LAS_FIGURES],
     log:
@@ -97,7 +100,7 @@ rule llc_at_scale_figures:
     params:
         reads=LAS.reads(),
     shell:
-        LAS.step("figures", f"{LAS.out}/figures", inputs=["table"])
+        LAS.step("figures", f"{LAS.out}/figures", inputs=["table", "traces"])
 
 
 FIGURES[LAS.paper] = LAS_FIGURES

@@ -63,6 +63,7 @@ rule saddle_to_saddle_llc:
     output:
         llc=f"{S2S.out}/llc/{{arch}}/llc.csv",
         history=f"{S2S.out}/llc/{{arch}}/history.npz",
+        traces=f"{S2S.out}/llc/{{arch}}/traces.npy",
     log:
         S2S.log("llc_{arch}"),
     benchmark:
@@ -89,7 +90,7 @@ rule saddle_to_saddle_llc:
             "llc",
             f"{S2S.out}/llc/{{wildcards.arch}}",
             "--opt arch={wildcards.arch}",
-            outputs=["llc", "history"],
+            outputs=["llc", "history", "traces"],
         )
 
 
@@ -193,6 +194,7 @@ rule saddle_to_saddle_figures:
         history=rules.saddle_to_saddle_analyze.input.history,
         llc=rules.saddle_to_saddle_analyze.input.llc,
         llc_history=expand(rules.saddle_to_saddle_llc.output.history, arch=S2S_ARCHS),
+        llc_traces=expand(rules.saddle_to_saddle_llc.output.traces, arch=S2S_ARCHS),
         saxe=rules.saddle_to_saddle_saxe.output.saxe,
         structure=rules.saddle_to_saddle_structure.output.structure,
         width_sweep=rules.saddle_to_saddle_width_sweep.output.width_sweep,
@@ -226,6 +228,7 @@ rule saddle_to_saddle_figures:
                 "history",
                 "llc",
                 "llc_history",
+                "llc_traces",
                 "saxe",
                 "structure",
                 "width_sweep",

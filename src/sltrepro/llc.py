@@ -179,6 +179,12 @@ class LLCResult:
         return len(self.llc_per_chain)
 
     @property
+    def llc_trace(self) -> np.ndarray:
+        """(C, D) the per-draw LLC reading nbeta * ``delta_trace`` of every chain (diverged
+        ones included): what the diagnostics and trace figures read."""
+        return float(self.nbeta) * self.delta_trace
+
+    @property
     def chain_steps_per_second(self) -> float:
         steps = self.num_chains * (self.num_draws + self.num_burnin)
         return steps / self.seconds if self.seconds > 0 else float("nan")

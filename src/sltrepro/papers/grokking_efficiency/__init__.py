@@ -5,6 +5,7 @@ Each step reads the files its rule names (``ctx.input``) and writes those it dec
 keep their resume checkpoints in ``ctx.resume_dir``, emptied when their config changes.
 """
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -29,9 +30,10 @@ def grok(ctx) -> None:
 
 
 def llc(ctx) -> None:
-    """LLC of every grokking snapshot -> llc."""
-    table = pipeline.llc(ctx.config, _load(ctx.input("snapshots")), ctx.device, ctx.log)
+    """LLC of every grokking snapshot -> llc, traces."""
+    table, traces = pipeline.llc(ctx.config, _load(ctx.input("snapshots")), ctx.device, ctx.log)
     table.to_csv(ctx.output("llc"), index=False)
+    np.save(ctx.output("traces"), traces)
 
 
 def _save_sweep(ctx, history: pd.DataFrame, final: pd.DataFrame) -> None:
@@ -101,7 +103,7 @@ def draw(ctx) -> None:
     # figures imports matplotlib and seaborn (~2.5 s of CPU): only the figure steps pay it
     from . import figures
 
-    figures.draw_all(**_tables(ctx), outdir=ctx.outdir)
+    figures.draw_all(**_tables(ctx), llc_traces=np.load(ctx.input("llc_traces")), outdir=ctx.outdir)
 
 
 STEPS = {

@@ -122,7 +122,7 @@ def semigrokking(semi: pd.DataFrame, path) -> None:
 
 
 # The figures draw_all writes (as <name>.png); the workflow declares them from this list.
-FIGURES = ("grokking", "efficiency", "ungrokking", "semigrokking")
+FIGURES = ("grokking", "llc_traces", "efficiency", "ungrokking", "semigrokking")
 
 
 def draw_all(
@@ -132,10 +132,20 @@ def draw_all(
     generalise: pd.DataFrame,
     ungrok_finals: pd.DataFrame,
     semi: pd.DataFrame,
+    llc_traces: np.ndarray,
     outdir: Path,
 ) -> None:
-    """Every figure of :data:`FIGURES` into ``outdir``, from the steps' tables."""
+    """Every figure of :data:`FIGURES` into ``outdir``, from the steps' tables and the
+    (K, C, D) traces of the K rows of ``llcs``."""
     training_curves(history, llcs, outdir / "grokking.png")
+    plots.llc_traces(
+        [
+            plots.trace_panel(f"step {row.step}", trace, row)
+            for (_, row), trace in zip(llcs.iterrows(), llc_traces, strict=True)
+        ],
+        outdir / "llc_traces.png",
+        cols=4,
+    )
     efficiency_vs_size(memorise, generalise, outdir / "efficiency.png")
     ungrokking(ungrok_finals, outdir / "ungrokking.png")
     semigrokking(semi, outdir / "semigrokking.png")

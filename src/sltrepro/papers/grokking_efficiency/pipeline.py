@@ -191,8 +191,9 @@ def grok(config: dict, checkpoint_path, device) -> tuple[pd.DataFrame, dict]:
     return history.assign(train_size=d), saved
 
 
-def llc(config: dict, saved: dict, device, log) -> pd.DataFrame:
-    """LLC (shared SGLD estimator) of every grokking snapshot on its training set."""
+def llc(config: dict, saved: dict, device, log) -> tuple[pd.DataFrame, np.ndarray]:
+    """LLC (shared SGLD estimator) of every grokking snapshot on its training set: one row
+    per snapshot, in step order, and the (K, C, D) LLC traces of those K rows."""
     s = config["llc"]
     tokens, labels = table(config)
     idx = saved["train_indices"]
@@ -213,7 +214,8 @@ def llc(config: dict, saved: dict, device, log) -> pd.DataFrame:
     for step, result in zip(steps, results, strict=True):
         rows.append({"step": step, **result.summary_row()})
         log.info("LLC at step %d: %.2f +- %.2f", step, result.llc_mean, result.llc_std)
-    return pd.DataFrame(rows)
+    traces = np.stack([result.llc_trace for result in results]).astype(np.float32)
+    return pd.DataFrame(rows), traces
 
 
 # ---------------------------------------------------------------- 2. circuit efficiency

@@ -36,8 +36,8 @@ def _states(ctx) -> dict:
 
 
 def llc(ctx) -> None:
-    """--opt seed=S --opt block=B: the LLC of one block of checkpoints -> llc."""
-    table = pipeline.llc_block(
+    """--opt seed=S --opt block=B: the LLC of one block of checkpoints -> llc, traces."""
+    table, traces = pipeline.llc_block(
         _regression(ctx),
         _states(ctx),
         ctx.opt("seed", int),
@@ -46,6 +46,7 @@ def llc(ctx) -> None:
         ctx.log,
     )
     table.to_csv(ctx.output("llc"), index=False)
+    np.save(ctx.output("traces"), traces)
 
 
 def probe(ctx) -> None:
@@ -87,7 +88,8 @@ def analyze(ctx) -> dict:
 
 
 def regression_figures(ctx) -> None:
-    """The figures of one seed (the rule passes the first seed's tables)."""
+    """The figures of one seed (the rule passes the first seed's tables, LLC blocks and
+    their traces)."""
     # figures imports matplotlib and seaborn (~2.5 s of CPU): only the figure steps pay it
     from . import figures
 
@@ -97,6 +99,8 @@ def regression_figures(ctx) -> None:
         json.loads(ctx.input("stages").read_text())["stages"],
         pd.read_csv(ctx.input("baselines")),
         pd.read_csv(ctx.input("ed")),
+        pd.concat([pd.read_csv(path) for path in ctx.input_list("llc")]),
+        np.concatenate([np.load(path) for path in ctx.input_list("llc_traces")]),
         ctx.outdir,
     )
 

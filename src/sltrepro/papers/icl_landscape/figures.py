@@ -109,8 +109,18 @@ def pc_pairs(ed: pd.DataFrame, stages: list[dict], path: Path) -> None:
     plots.save(fig, path)
 
 
+def trace_figure(llc: pd.DataFrame, traces: np.ndarray, path: Path) -> None:
+    """Every checkpoint's LLC chains (the trace of the mean per-token LLC), by step."""
+    order = np.argsort(llc["step"].to_numpy(), kind="stable")
+    panels = [
+        plots.trace_panel(f"step {llc['step'].iloc[i]}", traces[i], llc.iloc[i], estimate_key="llc")
+        for i in order
+    ]
+    plots.llc_traces(panels, path, cols=5)
+
+
 # The figures draw_all writes (as <name>.png); the workflow declares them from this list.
-FIGURES = ("llc_stages", "metrics", "essential_dynamics")
+FIGURES = ("llc_stages", "llc_traces", "metrics", "essential_dynamics")
 
 
 def draw_all(
@@ -119,10 +129,14 @@ def draw_all(
     stages: list[dict],
     base: pd.DataFrame,
     ed: pd.DataFrame,
+    llc: pd.DataFrame,
+    llc_traces: np.ndarray,
     outdir: Path,
 ) -> None:
-    """The three figures of one seed (its checkpoint table, GP fit, stages and essential
-    dynamics, and the baselines) into ``outdir``."""
+    """The figures of one seed (its checkpoint table, GP fit, stages and essential
+    dynamics, the baselines, and its LLC rows with their (M, C, D) traces, in the same
+    order) into ``outdir``."""
     llc_and_loss(table, fit, stages, outdir / "llc_stages.png")
+    trace_figure(llc, llc_traces, outdir / "llc_traces.png")
     metric_panels(table, base, stages, outdir / "metrics.png")
     pc_pairs(ed, stages, outdir / "essential_dynamics.png")

@@ -116,10 +116,12 @@ def per_token_loss(preds: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
 
 def checkpoint_llcs(
     models: list[ICLTransformer], data, llc_cfg: dict, seeds: list[int], device
-) -> list:
-    """The LLC of each checkpoint (all in one trajectory run, the same numbers as one
-    estimate_llc call each): mean of the K per-token LLCs, their values, the spread and the
-    diagnostics (with one posterior per token: the worst over the K estimates)."""
+) -> tuple[list[dict], np.ndarray]:
+    """The LLC of each of the M checkpoints (all in one trajectory run, the same numbers as
+    one estimate_llc call each): one row per checkpoint with the mean of the K per-token
+    LLCs, their values, the spread and the diagnostics (with one posterior per token: the
+    worst over the K estimates), and the (M, C, D) LLC traces (with one posterior per
+    token: the mean over the K tokens' traces)."""
     settings = SamplerSettings.from_config(llc_cfg)
     kwargs = dict(seed=seeds, device=device, verbose=False)
     if llc_cfg["per_token_posteriors"]:
@@ -133,7 +135,9 @@ def checkpoint_llcs(
     else:
         trajectory = estimate_llc_trajectory(None, models, per_token_loss, data, settings, **kwargs)
         by_checkpoint = [[result] for result in trajectory]
-    return [_llc_row(results, llc_cfg["per_token_posteriors"]) for results in by_checkpoint]
+    rows = [_llc_row(results, llc_cfg["per_token_posteriors"]) for results in by_checkpoint]
+    traces = [np.mean([r.llc_trace for r in results], axis=0) for results in by_checkpoint]
+    return rows, np.stack(traces).astype(np.float32)
 
 
 def _llc_row(results: list, per_token_posteriors: bool) -> dict:
@@ -158,19 +162,22 @@ def _llc_row(results: list, per_token_posteriors: bool) -> dict:
     return row
 
 
-def llc_block(cfg: dict, states: dict, seed: int, block: int, device, log) -> pd.DataFrame:
-    """LLC of the checkpoints (``states``: {step: state_dict}) in one block: one row each."""
+def llc_block(
+    cfg: dict, states: dict, seed: int, block: int, device, log
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """LLC of the M checkpoints (``states``: {step: state_dict}) in one block: one row each,
+    and their (M, C, D) LLC traces."""
     xs, ys, _ = fixed_batch(cfg, cfg["llc"]["num_samples"], LLC_DATA_SEED + seed)
     data = (encode(xs, ys), ys)
     todo = block_steps(cfg, block)
     models = [load_model(states[step]) for step in todo]
     seeds = [seed * 100_003 + step for step in todo]
-    llcs = checkpoint_llcs(models, data, cfg["llc"], seeds, device)
+    llcs, traces = checkpoint_llcs(models, data, cfg["llc"], seeds, device)
     rows = []
     for step, row in zip(todo, llcs, strict=True):
         rows.append({"step": step, **row})
         log.info("seed %d step %d: LLC %.2f", seed, step, row["llc"])
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows), traces
 
 
 # -- 3. probe ------------------------------------------------------------------------------

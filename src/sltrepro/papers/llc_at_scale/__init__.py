@@ -6,17 +6,19 @@ Each step reads the files its rule names (``ctx.input``) and writes those it dec
 
 import json
 
+import numpy as np
 import pandas as pd
 
 from . import pipeline, rescaling
 
 
 def estimate(ctx) -> None:
-    """--opt index=I: lambda, lambda_hat at w* and at the SGD endpoint -> result."""
-    record = pipeline.estimate_architecture(
+    """--opt index=I: lambda, lambda_hat at w* and at the SGD endpoint -> result, traces."""
+    record, traces = pipeline.estimate_architecture(
         ctx.config, ctx.opt("index", int), ctx.resume_dir / "sgd.pt", ctx.device, ctx.log
     )
     ctx.output("result").write_text(json.dumps(record, indent=1))
+    np.savez_compressed(ctx.output("traces"), **traces)
 
 
 def rescale(ctx) -> dict:
@@ -39,7 +41,8 @@ def draw(ctx) -> None:
     # figures imports matplotlib and seaborn (~2.5 s of CPU): only the figure steps pay it
     from . import figures
 
-    figures.draw_all(pd.read_csv(ctx.input("table")), ctx.outdir)
+    traces = [dict(np.load(path)) for path in ctx.input_list("traces")]
+    figures.draw_all(pd.read_csv(ctx.input("table")), traces, ctx.outdir)
 
 
 STEPS = {"estimate": estimate, "rescaling": rescale, "collect": collect, "figures": draw}

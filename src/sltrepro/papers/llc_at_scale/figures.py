@@ -8,7 +8,18 @@ from sltrepro import plots
 from sltrepro.papers.llc_at_scale.pipeline import PAPER_BAND
 
 # The figures draw_all writes (as <name>.png); the workflow declares them from this list.
-FIGURES = ("lambda_hat_vs_lambda", "rel_error_vs_params", "sgd_vs_true", "speed")
+FIGURES = (
+    "lambda_hat_vs_lambda",
+    "rel_error_vs_params",
+    "sgd_vs_true",
+    "speed",
+    "llc_traces_true",
+    "llc_traces_exact",
+    "llc_traces_sgd",
+)
+
+#: What each trace figure's estimates sample, for its panel titles.
+WHERE = {"true": "at w*", "exact": "at w*, exact data", "sgd": "at the SGD endpoint"}
 
 
 def _diagonal(ax, values) -> None:
@@ -83,9 +94,29 @@ def speed(table: pd.DataFrame, path) -> None:
     plots.save(fig, path)
 
 
-def draw_all(table: pd.DataFrame, outdir) -> None:
-    """Every figure of :data:`FIGURES` from the collected table into ``outdir``."""
+def traces(table: pd.DataFrame, arch_traces: list[dict], where: str, path) -> None:
+    """Every architecture's chains for the estimates ``where`` (a key of :data:`WHERE`),
+    one panel per architecture, against the true lambda."""
+    panels = []
+    for (_, row), arch in zip(table.iterrows(), arch_traces, strict=True):
+        keys = ("rhat", "ess_bulk", "healthy", "health_reasons")
+        summary = {k: row[f"{k}_{where}"] for k in keys}
+        summary["llc_mean"] = row[f"lambda_hat_{where}"]
+        title = f"#{row['index']} {row.widths} {WHERE[where]}"
+        panels.append(
+            plots.trace_panel(
+                title, arch[where], summary, reference=row["lambda"], reference_label="λ"
+            )
+        )
+    plots.llc_traces(panels, path, cols=6)
+
+
+def draw_all(table: pd.DataFrame, arch_traces: list[dict], outdir) -> None:
+    """Every figure of :data:`FIGURES` from the collected table (one row per architecture,
+    by index) and each architecture's traces (in the same order) into ``outdir``."""
     lambda_hat_vs_lambda(table, outdir / "lambda_hat_vs_lambda.png")
     rel_error_vs_params(table, outdir / "rel_error_vs_params.png")
     sgd_vs_true(table, outdir / "sgd_vs_true.png")
     speed(table, outdir / "speed.png")
+    for where in WHERE:
+        traces(table, arch_traces, where, outdir / f"llc_traces_{where}.png")

@@ -172,12 +172,12 @@ def sampler_settings(llc: dict, block: dict, nbeta: float, batch_size=None) -> S
 
 def estimate_at(
     model, data, config: dict, family: dict, seed: int, device, log, nbeta=None, batch_size=None
-) -> dict:
+) -> tuple[dict, np.ndarray]:
     """lambda_hat at the model's current weights; diverged runs are recorded, not raised.
 
     ``nbeta`` defaults to n / log n of ``data``, ``batch_size`` to the profile's. Returns the
     estimator's summary plus timings: ``seconds_per_1k_steps`` (all chains advance together)
-    and ``seconds_per_1k_chain_steps``.
+    and ``seconds_per_1k_chain_steps``; and the (C, D) LLC trace of the chains.
     """
     steps = family["num_steps"]
     nbeta = nbeta or default_nbeta(data[0].shape[0])
@@ -194,7 +194,7 @@ def estimate_at(
     out["seconds_per_1k_chain_steps"] = out["seconds_per_1k_steps"] / family["num_chains"]
     for note in result.warnings:
         log.warning(note)
-    return out
+    return out, result.llc_trace.astype(np.float32)
 
 
 def train_sgd(arch: Architecture, data, sgd: dict, steps: int, ckpt_path: Path, device, log):
@@ -231,9 +231,12 @@ def train_sgd(arch: Architecture, data, sgd: dict, steps: int, ckpt_path: Path, 
     return model, float(full_data_loss(model, mse, (x, y), device=device))
 
 
-def estimate_architecture(config: dict, index: int, ckpt_path, device, log) -> dict:
+def estimate_architecture(
+    config: dict, index: int, ckpt_path, device, log
+) -> tuple[dict, dict[str, np.ndarray]]:
     """Architecture ``index``: lambda and lambda_hat at w* and at the SGD endpoint (SGD
-    resumes from ``ckpt_path``), as the record ``result_table`` reads."""
+    resumes from ``ckpt_path``), as the record ``result_table`` reads, and the (C, D) LLC
+    traces of its estimates, keyed as :data:`ESTIMATES`."""
     start = time.perf_counter()
     arch = sample_architecture(config, index)
     family = family_of(config, index)
@@ -242,17 +245,19 @@ def estimate_architecture(config: dict, index: int, ckpt_path, device, log) -> d
     )
     data = make_data(arch, family["num_samples"])
     truth = DeepLinearNetwork.from_weights(arch.weights)
-    at_truth = estimate_at(truth, data, config, family, arch.seed, device, log)
+    at_truth, truth_trace = estimate_at(truth, data, config, family, arch.seed, device, log)
     exact = exact_data(arch, data)
     nbeta = default_nbeta(family["num_samples"])
     rows = exact[0].shape[0]
-    at_exact = estimate_at(truth, exact, config, family, arch.seed, device, log, nbeta, rows)
+    at_exact, exact_trace = estimate_at(
+        truth, exact, config, family, arch.seed, device, log, nbeta, rows
+    )
     model, loss = train_sgd(arch, data, config["sgd"], family["sgd_steps"], ckpt_path, device, log)
-    at_sgd = estimate_at(model.cpu(), data, config, family, arch.seed + 3, device, log)
+    at_sgd, sgd_trace = estimate_at(model.cpu(), data, config, family, arch.seed + 3, device, log)
     record = {**arch.describe(), "true": at_truth, "exact": at_exact}
     record["sgd"] = {**at_sgd, "train_loss": loss}
     record["wall_seconds"] = time.perf_counter() - start
-    return record
+    return record, dict(zip(ESTIMATES, (truth_trace, exact_trace, sgd_trace), strict=True))
 
 
 def relative_error(lam, lam_hat):

@@ -75,16 +75,13 @@ def trace_figure(estimates: list[dict], path: Path) -> Path:
     """The first seed's LLC trace of every chain, one panel per case, against the true
     lambda."""
     panels = [
-        {
-            "title": est["name"],
-            "trace": est["runs"][0]["llc_trace"],
-            "estimate": est["runs"][0]["llc_mean"],
-            "rhat": est["runs"][0]["rhat"],
-            "ess_bulk": est["runs"][0]["ess_bulk"],
-            "healthy": est["runs"][0]["healthy"],
-            "reference": est["truth"],
-            "reference_label": "true lambda",
-        }
+        plots.trace_panel(
+            est["name"],
+            est["runs"][0]["llc_trace"],
+            est["runs"][0],
+            reference=est["truth"],
+            reference_label="true lambda",
+        )
         for est in estimates
     ]
     return plots.llc_traces(panels, path)

@@ -141,7 +141,7 @@ def _estimate(
     )
     out = res.summary()
     if keep_trace:
-        out["llc_trace"] = (res.nbeta * res.delta_trace).round(6).tolist()
+        out["llc_trace"] = res.llc_trace.round(6).tolist()
     return out
 
 

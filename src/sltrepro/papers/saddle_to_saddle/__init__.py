@@ -24,12 +24,13 @@ def saxe(ctx) -> None:
 
 
 def llc(ctx) -> None:
-    """--opt arch=NAME: LLC at checkpoints of one trajectory -> llc, history."""
-    table, arrays = pipeline.llc_trajectory(
+    """--opt arch=NAME: LLC at checkpoints of one trajectory -> llc, history, traces."""
+    table, arrays, traces = pipeline.llc_trajectory(
         ctx.config, ctx.opt("arch"), ctx.resume_dir / "checkpoint.pt"
     )
     table.to_csv(ctx.output("llc"), index=False)
     np.savez_compressed(ctx.output("history"), **arrays)
+    np.save(ctx.output("traces"), traces)
 
 
 def structure(ctx) -> None:
@@ -100,12 +101,16 @@ def draw(ctx) -> None:
 
     archs = list(ctx.config["llc"]["architectures"])
     llc_histories = dict(zip(archs, _load_npz(ctx.input_list("llc_history")), strict=True))
+    llc_traces = {
+        arch: np.load(path) for arch, path in zip(archs, ctx.input_list("llc_traces"), strict=True)
+    }
     figures.draw_all(
         ctx.config,
         _histories(ctx),
         pd.read_csv(ctx.input("saxe")),
         _llc_table(ctx),
         llc_histories,
+        llc_traces,
         pd.read_csv(ctx.input("structure")),
         pd.read_csv(ctx.input("width_sweep")),
         ctx.outdir,

@@ -18,6 +18,7 @@ FIGURES = (
     "ntk_contrast",
     "saxe",
     "llc",
+    "llc_traces",
     "structure",
     "width_sweep",
 )
@@ -165,6 +166,25 @@ def llc(table: pd.DataFrame, histories: dict, path) -> None:
     plots.save(fig, path)
 
 
+def traces(table: pd.DataFrame, llc_traces: dict, path) -> None:
+    """Every LLC estimate's chains, one panel per (architecture, checkpoint), against
+    Aoyagi's lambda at the checkpoint's rank."""
+    panels = []
+    for arch, arch_traces in llc_traces.items():
+        rows = table[table.arch == arch]
+        for (_, row), trace in zip(rows.iterrows(), arch_traces, strict=True):
+            panels.append(
+                plots.trace_panel(
+                    f"{arch}, t={row.time:.3g}",
+                    trace,
+                    row,
+                    reference=row.aoyagi_lambda,
+                    reference_label="Aoyagi λ(rank)",
+                )
+            )
+    plots.llc_traces(panels, path, cols=4)
+
+
 def structure(table: pd.DataFrame, path) -> None:
     """Left: the escape path's statistics per layer, at init and on the first saddle (small
     init). Right: numerical rank of every layer at convergence, small vs large init."""
@@ -212,17 +232,20 @@ def draw_all(
     saxe_table: pd.DataFrame,
     llc_table: pd.DataFrame,
     llc_histories: dict,
+    llc_traces: dict,
     structure_table: pd.DataFrame,
     width_table: pd.DataFrame,
     outdir: Path,
 ) -> None:
     """Every figure of :data:`FIGURES` into ``outdir``: ``histories`` maps depth -> training
-    arrays, ``llc_histories`` architecture -> the arrays of its LLC trajectory."""
+    arrays, ``llc_histories`` architecture -> the arrays of its LLC trajectory and
+    ``llc_traces`` architecture -> the (K, C, D) traces of its K estimates."""
     loss_curves(config, histories, outdir / "loss_curves.png")
     staircase(config, histories, outdir / "staircase.png")
     escape_times(config, histories, outdir / "escape_times.png")
     ntk_contrast(config, histories, outdir / "ntk_contrast.png")
     saxe(saxe_table, outdir / "saxe.png")
     llc(llc_table, llc_histories, outdir / "llc.png")
+    traces(llc_table, llc_traces, outdir / "llc_traces.png")
     structure(structure_table, outdir / "structure.png")
     width_sweep(width_table, outdir / "width_sweep.png")

@@ -201,9 +201,10 @@ def snapshot_run(config, widths, init_std, seeds, target, *, lr, num_steps, **kw
 
 def llc_trajectory(
     config: dict, arch: str, checkpoint_path, *, verbose=True
-) -> tuple[pd.DataFrame, dict]:
+) -> tuple[pd.DataFrame, dict, np.ndarray]:
     """Train one trajectory of architecture ``arch`` (resuming from ``checkpoint_path``) and
-    estimate the LLC at checkpoints: ``(table, the trajectory's time, loss, svals arrays)``."""
+    estimate the LLC at K checkpoints: ``(table, the trajectory's time, loss, svals arrays,
+    the (K, C, D) LLC traces of the table's rows)``."""
     cfg = config["llc"]
     if arch not in cfg["architectures"]:
         raise KeyError(
@@ -273,7 +274,8 @@ def llc_trajectory(
                 **result.summary_row(),
             }
         )
-    return pd.DataFrame(rows), arrays
+    traces = np.stack([result.llc_trace for result in results]).astype(np.float32)
+    return pd.DataFrame(rows), arrays, traces
 
 
 # ----------------------------------------------------------------------------- step 4

@@ -128,14 +128,9 @@ def draw_all(
     sgd_curves(config, arrays, plateaus, sgd_llc, outdir / "sgd_loss_llc.png")
     plots.llc_traces(
         [
-            {
-                "title": f"{table['point'].iloc[0]}, seed {table['seed'].iloc[0]}",
-                "trace": trace,
-                "estimate": table["llc_mean"].iloc[0],
-                "rhat": table["rhat"].iloc[0],
-                "ess_bulk": table["ess_bulk"].iloc[0],
-                "healthy": bool(table["healthy"].iloc[0]),
-            }
+            plots.trace_panel(
+                f"{table['point'].iloc[0]}, seed {table['seed'].iloc[0]}", trace, table.iloc[0]
+            )
             for table, trace in zip(llc_tables, llc_traces, strict=True)
         ],
         outdir / "llc_traces.png",

@@ -160,7 +160,7 @@ def llc_at_point(config: dict, name: str, *, verbose=True) -> tuple[pd.DataFrame
             }
         )
         if first_trace is None:
-            first_trace = result.nbeta * result.delta_trace
+            first_trace = result.llc_trace
     return pd.DataFrame(rows), first_trace
 
 

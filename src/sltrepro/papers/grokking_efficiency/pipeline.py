@@ -208,7 +208,6 @@ def llc(config: dict, saved: dict, device, log) -> tuple[pd.DataFrame, np.ndarra
         SamplerSettings.from_config(s),
         seed=config["seed"],
         device=device,
-        verbose=False,
     )
     rows = []
     for step, result in zip(steps, results, strict=True):

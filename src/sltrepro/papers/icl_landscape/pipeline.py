@@ -123,7 +123,7 @@ def checkpoint_llcs(
     worst over the K estimates), and the (M, C, D) LLC traces (with one posterior per
     token: the mean over the K tokens' traces)."""
     settings = SamplerSettings.from_config(llc_cfg)
-    kwargs = dict(seed=seeds, device=device, verbose=False)
+    kwargs = dict(seed=seeds, device=device)  # verbose: a progress line every 30 s in the log
     if llc_cfg["per_token_posteriors"]:
         tokens = [
             estimate_llc_trajectory(

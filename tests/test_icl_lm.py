@@ -143,6 +143,20 @@ def test_induction_score_high_on_hand_built_head_low_on_random_model():
     assert random_scores.max() < 0.1
 
 
+def test_induction_score_draws_only_the_given_tokens():
+    """The LM half passes the ids that occur in training: the others keep their initial
+    embeddings, which a trained induction head cannot match."""
+    vocab, context, half = 300, 64, 30
+    built = hand_built_induction_model(vocab, context)
+    seen = []
+    run = built.run
+    built.run = lambda tokens: seen.append(tokens) or run(tokens)
+    pool = torch.arange(0, vocab, 3)  # 100 of the 300 ids
+    scores = induction_scores(built, vocab, half, 8, torch.Generator().manual_seed(0), tokens=pool)
+    assert set(seen[0].unique().tolist()) <= set(pool.tolist())
+    assert scores[1, 0] > 0.8  # still the induction head
+
+
 def test_training_resumes_to_the_same_weights(tmp_path):
     from sltrepro.train.lm import LMTrainConfig, train_lm
 

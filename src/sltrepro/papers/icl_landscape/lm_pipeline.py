@@ -145,6 +145,8 @@ class EvalData:
     """(N, context) True where the target completes one of the top n-grams."""
     llc_data: tuple[torch.Tensor, torch.Tensor]
     """(inputs, targets), each (M, context): training windows the LLC is estimated on."""
+    seen_tokens: torch.Tensor
+    """(K,) the distinct token ids of the training stream (the prefix-matching draws)."""
 
 
 def make_eval_data(cfg: dict, tokens: np.ndarray, vocab: int, seed: int) -> EvalData:
@@ -167,6 +169,7 @@ def make_eval_data(cfg: dict, tokens: np.ndarray, vocab: int, seed: int) -> Eval
         bigram=bigram,
         ngram_mask=ngram_mask(windows, grams, vocab),
         llc_data=(llc_windows[:, :-1], llc_windows[:, 1:]),
+        seen_tokens=torch.unique(train),
     )
 
 
@@ -215,12 +218,14 @@ def icl_score(loss_by_position: np.ndarray, early: int, late: int, width: int) -
 
 def head_scores(model: AttnOnlyLM, data: EvalData, cfg: dict, seed: int) -> dict:
     """Previous-token scores on validation text and induction scores on repeated random
-    tokens, for every head: {"prev_l0h3": ..., "induction_l1h2": ...}."""
+    tokens (drawn from those of the training stream: a byte-level BPE keeps ids of bytes
+    the corpus never has), for every head: {"prev_l0h3": ..., "induction_l1h2": ...}."""
     heads = cfg["head_scores"]
     prev = previous_token_scores(model, data.windows[: heads["sequences"], :-1])
     gen = torch.Generator().manual_seed(seed)
     vocab = model.embed.num_embeddings
-    ind = induction_scores(model, vocab, cfg["context"] // 2, heads["sequences"], gen)
+    half, num = cfg["context"] // 2, heads["sequences"]
+    ind = induction_scores(model, vocab, half, num, gen, tokens=data.seen_tokens)
     out = {}
     for name, scores in (("prev", prev), ("induction", ind)):
         for (layer, head), value in np.ndenumerate(scores.numpy()):

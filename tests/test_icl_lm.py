@@ -143,6 +143,20 @@ def test_induction_score_high_on_hand_built_head_low_on_random_model():
     assert random_scores.max() < 0.1
 
 
+def test_induction_score_draws_only_the_given_tokens():
+    """The LM half passes the ids that occur in training: the others keep their initial
+    embeddings, which a trained induction head cannot match."""
+    vocab, context, half = 300, 64, 30
+    built = hand_built_induction_model(vocab, context)
+    seen = []
+    run = built.run
+    built.run = lambda tokens: seen.append(tokens) or run(tokens)
+    pool = torch.arange(0, vocab, 3)  # 100 of the 300 ids
+    scores = induction_scores(built, vocab, half, 8, torch.Generator().manual_seed(0), tokens=pool)
+    assert set(seen[0].unique().tolist()) <= set(pool.tolist())
+    assert scores[1, 0] > 0.8  # still the induction head
+
+
 def test_training_resumes_to_the_same_weights(tmp_path):
     from sltrepro.train.lm import LMTrainConfig, train_lm
 
@@ -172,3 +186,118 @@ def test_training_resumes_to_the_same_weights(tmp_path):
         torch.testing.assert_close(p, q)
     assert hist_a["loss"].tolist() == hist_b["loss"].tolist()
     assert (tmp_path / "a" / "checkpoints" / "step0000004.pt").exists()
+
+
+# -- repeated spans in the training windows --------------------------------------------------
+def _windows(num=400, length=65, seed=0):
+    # distinct values per position so that any copy is visible
+    return torch.arange(num * length).reshape(num, length)
+
+
+def test_repeat_spans_repeat_a_span_later_in_the_window():
+    spans = corpus.RepeatSpans(fraction=1.0, min_len=4, max_len=12)
+    windows = _windows()
+    out = spans.apply(windows, torch.Generator().manual_seed(3))
+    lengths = set()
+    for before, after in zip(windows, out, strict=True):
+        changed = (before != after).nonzero().flatten()
+        assert len(changed) > 0
+        dst, span = int(changed[0]), len(changed)
+        assert changed.tolist() == list(range(dst, dst + span))  # one contiguous block
+        assert 4 <= span <= 12
+        src = int((before == after[dst]).nonzero()[0, 0])
+        # an earlier, non-overlapping span of the same window, copied in order
+        assert src + span <= dst
+        assert after[dst : dst + span].tolist() == before[src : src + span].tolist()
+        assert after[src : src + span].tolist() == before[src : src + span].tolist()
+        lengths.add(span)
+    assert lengths == set(range(4, 13))  # the whole length range is used
+
+
+def test_repeat_spans_fraction_respected():
+    spans = corpus.RepeatSpans(fraction=0.3, min_len=2, max_len=8)
+    out = spans.apply(_windows(num=4000), torch.Generator().manual_seed(0))
+    picked = (out != _windows(num=4000)).any(dim=1).float().mean().item()
+    assert abs(picked - 0.3) < 4 * math.sqrt(0.3 * 0.7 / 4000)
+
+
+def test_repeat_spans_deterministic_and_zero_is_identity():
+    spans = corpus.RepeatSpans(fraction=0.5, min_len=3, max_len=30)
+    a = spans.apply(_windows(), torch.Generator().manual_seed(7))
+    b = spans.apply(_windows(), torch.Generator().manual_seed(7))
+    c = spans.apply(_windows(), torch.Generator().manual_seed(8))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert corpus.RepeatSpans.from_config(None) is None
+    assert corpus.RepeatSpans.from_config({"fraction": 0, "min_len": 4, "max_len": 8}) is None
+    block = {"fraction": 0.5, "min_len": 3, "max_len": 30}
+    assert corpus.RepeatSpans.from_config(block) == spans
+
+
+def test_repeat_spans_bad_settings_say_which():
+    with pytest.raises(ValueError, match="fraction"):
+        corpus.RepeatSpans(fraction=1.5, min_len=2, max_len=4)
+    with pytest.raises(ValueError, match="min_len <= max_len"):
+        corpus.RepeatSpans(fraction=0.5, min_len=9, max_len=4)
+    with pytest.raises(ValueError, match="too long"):
+        corpus.RepeatSpans(fraction=0.5, min_len=2, max_len=40).apply(
+            _windows(length=65), torch.Generator()
+        )
+
+
+def test_training_without_repeat_spans_is_unchanged(tmp_path):
+    """A `language:` block without `repeat_spans`, or with fraction 0, trains exactly as
+    before (same losses: no random number is drawn for spans); fraction > 0 differs."""
+    import logging
+
+    from sltrepro.papers.icl_landscape import lm_pipeline
+    from sltrepro.train.lm import snapshot_path
+
+    tokens = np.random.default_rng(0).integers(40, size=3000).astype(np.int32)
+    cfg = {
+        "val_fraction": 0.1,
+        "n_layers": 2,
+        "d_model": 16,
+        "n_heads": 2,
+        "d_head": 8,
+        "context": 32,
+        "steps": 6,
+        "batch_size": 4,
+        "lr": 1e-3,
+        "weight_decay": 0.05,
+        "num_log_checkpoints": 2,
+        "num_linear_checkpoints": 1,
+    }
+
+    def final_weights(name, **extra):
+        log = logging.getLogger("test")
+        lm_pipeline.train({**cfg, **extra}, 0, tokens, 40, tmp_path / name, "cpu", log)
+        return torch.load(snapshot_path(tmp_path / name / "checkpoints", cfg["steps"]))
+
+    def same(a, b):
+        return all(torch.equal(a[k], b[k]) for k in a)
+
+    plain = final_weights("plain")
+    zero = final_weights("zero", repeat_spans={"fraction": 0.0, "min_len": 2, "max_len": 4})
+    spans = final_weights("spans", repeat_spans={"fraction": 1.0, "min_len": 2, "max_len": 4})
+    assert same(plain, zero)
+    assert not same(plain, spans)
+
+
+@pytest.mark.parametrize(
+    ("spans", "key"),
+    [
+        ({"fraction": 1.2, "min_len": 4, "max_len": 8}, "language.repeat_spans.fraction"),
+        ({"fraction": 0.5, "min_len": 0, "max_len": 8}, "language.repeat_spans.min_len"),
+        ({"fraction": 0.5, "min_len": 4}, "language.repeat_spans"),
+        ({"fraction": 0.5, "min_len": 4, "max_len": 8, "rate": 1}, "language.repeat_spans"),
+    ],
+)
+def test_repeat_spans_config_is_validated(spans, key):
+    from sltrepro.config import ConfigError, load_profile, read_yaml, validate_block
+    from sltrepro.paths import paper_dir
+
+    block = load_profile("icl_landscape", "cpu")
+    schema = read_yaml(paper_dir("icl_landscape") / "config.schema.yaml")
+    bad = {**block, "language": {**block["language"], "repeat_spans": spans}}
+    with pytest.raises(ConfigError, match=f"key {key}"):
+        validate_block(bad, schema, where="cpu")

@@ -17,9 +17,12 @@ ICL_LM_MODEL_KEYS = [
     "val_fraction",
 ]
 ICL_LM_CHECKPOINT_KEYS = ["num_linear_checkpoints", "num_log_checkpoints", "steps"]
+# optional: a profile without repeated spans (smoke, paper) keeps the digests it had
+ICL_LM_SPAN_KEYS = ["repeat_spans"] if "repeat_spans" in ICL_LM_CFG else []
 ICL_LM_TRAIN_KEYS = (
     ICL_LM_MODEL_KEYS
     + ICL_LM_CHECKPOINT_KEYS
+    + ICL_LM_SPAN_KEYS
     + [
         "batch_size",
         "corpus",
@@ -34,6 +37,7 @@ ICL_LM_TRAIN_KEYS = (
 ICL_LM_EVALUATE_KEYS = (
     ICL_LM_MODEL_KEYS
     + ICL_LM_CHECKPOINT_KEYS
+    + ICL_LM_SPAN_KEYS
     + [
         "essential_dynamics",
         "eval_sequences",
@@ -81,6 +85,7 @@ rule icl_landscape_lm_evaluate:
     output:
         metrics=f"{ICL_LM}/evaluate/block{{block}}/metrics.csv",
         outputs=f"{ICL_LM}/evaluate/block{{block}}/outputs.npy",
+        traces=f"{ICL_LM}/evaluate/block{{block}}/llc_traces.npy",
     log:
         ICL.log("lm_evaluate_block{block}"),
     benchmark:
@@ -101,7 +106,7 @@ rule icl_landscape_lm_evaluate:
             f"{ICL_LM}/evaluate/block{{wildcards.block}}",
             "--opt block={wildcards.block}",
             inputs=["tokens", "corpus", "checkpoints"],
-            outputs=["metrics", "outputs"],
+            outputs=["metrics", "outputs", "traces"],
         )
 
 
@@ -114,12 +119,16 @@ rule icl_landscape_lm_analyze:
         block_outputs=expand(
             rules.icl_landscape_lm_evaluate.output.outputs, block=ICL_LM_BLOCKS
         ),
+        block_traces=expand(
+            rules.icl_landscape_lm_evaluate.output.traces, block=ICL_LM_BLOCKS
+        ),
     output:
         metrics=f"{ICL_LM}/metrics.json",
         table=f"{ICL_LM}/checkpoints.csv",
         stages=f"{ICL_LM}/stages.json",
         ed=f"{ICL_LM}/essential_dynamics.csv",
         fit=f"{ICL_LM}/llc_fit.csv",
+        traces=f"{ICL_LM}/llc_traces.npy",
     log:
         ICL.log("lm_analyze"),
     benchmark:
@@ -136,8 +145,8 @@ rule icl_landscape_lm_analyze:
         ICL.step(
             "lm_analyze",
             ICL_LM,
-            inputs=["block_metrics", "block_outputs"],
-            outputs=["metrics", "table", "stages", "ed", "fit"],
+            inputs=["block_metrics", "block_outputs", "block_traces"],
+            outputs=["metrics", "table", "stages", "ed", "fit", "traces"],
         )
 
 
@@ -147,6 +156,7 @@ rule icl_landscape_lm_figures:
         fit=rules.icl_landscape_lm_analyze.output.fit,
         stages=rules.icl_landscape_lm_analyze.output.stages,
         ed=rules.icl_landscape_lm_analyze.output.ed,
+        traces=rules.icl_landscape_lm_analyze.output.traces,
     output:
         [report_figure(ICL.paper, path, part="language") for path in ICL_LM_FIGURES],
     log:
@@ -164,5 +174,5 @@ rule icl_landscape_lm_figures:
         ICL.step(
             "lm_figures",
             f"{ICL_LM}/figures",
-            inputs=["table", "fit", "stages", "ed"],
+            inputs=["table", "fit", "stages", "ed", "traces"],
         )

@@ -97,16 +97,27 @@ def previous_token_scores(model: AttnOnlyLM, tokens: torch.Tensor) -> torch.Tens
 
 @torch.no_grad()
 def induction_scores(
-    model: AttnOnlyLM, vocab_size: int, half: int, num: int, generator: torch.Generator
+    model: AttnOnlyLM,
+    vocab_size: int,
+    half: int,
+    num: int,
+    generator: torch.Generator,
+    *,
+    tokens: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """(layers, heads) prefix-matching score (Olsson et al. 2022).
 
     On ``num`` sequences made of ``half`` uniformly random tokens repeated twice, the mean
     attention that each query q in the second half (q >= half) pays to key q - half + 1: the
     token after the previous occurrence of the current token. An induction head scores near
-    1; a head that attends uniformly scores about 1 / q.
+    1; a head that attends uniformly scores about 1 / q. ``tokens`` (1-D ids) limits the
+    draw to those ids, e.g. the ones that occur in training: a token never trained on keeps
+    its initial embedding, which no learned head matches (default: all ``vocab_size``).
     """
-    first = torch.randint(vocab_size, (num, half), generator=generator)
+    if tokens is None:
+        first = torch.randint(vocab_size, (num, half), generator=generator)
+    else:
+        first = tokens[torch.randint(len(tokens), (num, half), generator=generator)]
     _, patterns = model.run(torch.cat([first, first], dim=1))
     q = torch.arange(half, 2 * half)
     return torch.stack([p[..., q, q - half + 1].mean((0, -1)) for p in patterns])

@@ -18,6 +18,10 @@ expression (a leading space stays with the word), each pre-token is a sequence o
 (ids 0-255), and ``vocab_size - 256`` merges are learned greedily, most frequent adjacent pair
 first, ties broken by the smaller pair of ids, so training is deterministic. Any string
 round-trips exactly: ``decode(encode(s)) == s``.
+
+Training windows can carry repeated spans (:class:`RepeatSpans`): a span of a window copied
+later into the same window, the cpu-scale stand-in for the long-range repeats of web text
+that let a small model form induction heads within a short run.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import sys
 import sysconfig
 from collections import Counter
 from collections.abc import Iterable
+from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
 
@@ -251,6 +256,66 @@ def fixed_windows(tokens: torch.Tensor, num: int, length: int) -> torch.Tensor:
         raise ValueError(f"a stream of {len(tokens)} tokens is too short for {length}-windows")
     starts = torch.linspace(0, len(tokens) - length, num).long()
     return tokens[starts[:, None] + torch.arange(length)]
+
+
+@dataclass(frozen=True)
+class RepeatSpans:
+    """Training windows in which a random span of the window reappears later in it.
+
+    Each window is picked with probability ``fraction``; in a picked window a span of
+    ``min_len``..``max_len`` tokens (uniform) at a uniform random start is copied over the
+    tokens at a uniform random later start that does not overlap it. The rest of the window
+    stays natural text, so such a window still teaches bigrams and n-grams, and only a model
+    that looks back to the earlier copy (an induction head) predicts the second one.
+    """
+
+    fraction: float
+    min_len: int
+    max_len: int
+
+    def __post_init__(self):
+        if not 0.0 <= self.fraction <= 1.0:
+            raise ValueError(f"repeat_spans.fraction must be in [0, 1], got {self.fraction}")
+        if not 1 <= self.min_len <= self.max_len:
+            raise ValueError(
+                f"repeat_spans needs 1 <= min_len <= max_len, got {self.min_len}, {self.max_len}"
+            )
+
+    @classmethod
+    def from_config(cls, block: dict | None) -> RepeatSpans | None:
+        """The ``repeat_spans`` config block, or None when it is absent or its fraction 0
+        (then the windows stay untouched and no random number is drawn)."""
+        if not block or block["fraction"] == 0:
+            return None
+        return cls(float(block["fraction"]), int(block["min_len"]), int(block["max_len"]))
+
+    def check_fits(self, length: int) -> None:
+        """A ValueError unless two non-overlapping ``max_len`` spans fit a ``length``-window."""
+        if 2 * self.max_len > length:
+            raise ValueError(
+                f"repeat_spans.max_len {self.max_len} is too long for windows of {length} "
+                f"tokens: two copies need 2 * max_len <= {length}"
+            )
+
+    def apply(self, windows: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """A copy of ``windows`` (B, L) with a span repeated in a random subset of the rows.
+
+        Draws the same random numbers from ``generator`` whichever rows are picked, so the
+        stream of random numbers does not depend on the data.
+        """
+        num, length = windows.shape
+        self.check_fits(length)
+        picked = torch.rand(num, generator=generator) < self.fraction
+        lens = torch.randint(self.min_len, self.max_len + 1, (num,), generator=generator)
+        u_src, u_dst = torch.rand(2, num, generator=generator)
+        out = windows.clone()
+        for i in picked.nonzero().flatten().tolist():
+            span = int(lens[i])
+            # source in [0, L - 2 span], copy in [source + span, L - span]: both fit, no overlap
+            src = int(u_src[i] * (length - 2 * span + 1))
+            dst = src + span + int(u_dst[i] * (length - src - 2 * span + 1))
+            out[i, dst : dst + span] = windows[i, src : src + span]
+        return out
 
 
 def bigram_table(tokens: np.ndarray, vocab_size: int, smoothing: float = 1e-3) -> np.ndarray:

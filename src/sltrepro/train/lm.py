@@ -14,7 +14,7 @@ from torch.nn import functional as F
 
 from sltrepro import checkpoint
 from sltrepro.progress import progress
-from sltrepro.tasks.corpus import random_windows
+from sltrepro.tasks.corpus import RepeatSpans, random_windows
 
 
 def next_token_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -31,6 +31,8 @@ class LMTrainConfig:
     weight_decay: float
     seed: int
     snapshot_steps: list[int]
+    repeat_spans: RepeatSpans | None = None
+    """repeated spans put into the training windows (None: plain windows of the stream)"""
     resume_every: int = 500
     log_every: int = 50
 
@@ -43,7 +45,8 @@ def snapshot_path(folder: Path, step: int) -> Path:
 def train_lm(
     model: nn.Module, train_tokens: torch.Tensor, cfg: LMTrainConfig, outdir: Path, log=None
 ) -> pd.DataFrame:
-    """Train ``model`` on random ``context``-token windows of the 1-D ``train_tokens``.
+    """Train ``model`` on random ``context``-token windows of the 1-D ``train_tokens`` (with
+    ``cfg.repeat_spans`` put in, drawn from the same generator as the windows).
 
     Writes the weights at every step in ``cfg.snapshot_steps`` (step 0 = initialisation) to
     ``outdir/checkpoints/stepNNNNNNN.pt`` and returns the training-loss history (step, loss
@@ -74,7 +77,10 @@ def train_lm(
             checkpoint.save(outdir / "state.pt", _state(model, opt, gen, history, step))
         if step == cfg.steps:
             break
-        batch = random_windows(train_tokens, cfg.batch_size, cfg.context + 1, gen).to(device)
+        batch = random_windows(train_tokens, cfg.batch_size, cfg.context + 1, gen)
+        if cfg.repeat_spans is not None:
+            batch = cfg.repeat_spans.apply(batch, gen)
+        batch = batch.to(device)
         loss = next_token_loss(model(batch[:, :-1]), batch[:, 1:])
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -146,9 +146,9 @@ def _tokens(ctx) -> tuple[np.ndarray, int]:
 
 def lm_evaluate(ctx) -> None:
     """--opt block=B: metrics, LLC and essential-dynamics outputs of one block of
-    checkpoints -> metrics, outputs."""
+    checkpoints -> metrics, outputs, traces (the LLC chains)."""
     tokens, vocab = _tokens(ctx)
-    table, outputs = lm_pipeline.evaluate_block(
+    table, outputs, traces = lm_pipeline.evaluate_block(
         _language(ctx),
         ctx.config["seed"],
         ctx.opt("block", int),
@@ -160,22 +160,25 @@ def lm_evaluate(ctx) -> None:
     )
     table.to_csv(ctx.output("metrics"), index=False)
     np.save(ctx.output("outputs"), outputs)
+    np.save(ctx.output("traces"), traces)
 
 
 def lm_analyze(ctx) -> dict:
     """Stages, essential dynamics and metrics from the evaluation blocks (in block order)
-    -> table, stages, ed, fit and the LM half's metrics."""
+    -> table, stages, ed, fit, traces and the LM half's metrics."""
     result = lm_pipeline.analyze(
         _language(ctx),
         ctx.config["seed"],
         [pd.read_csv(p) for p in ctx.input_list("block_metrics")],
         [np.load(p) for p in ctx.input_list("block_outputs")],
+        [np.load(p) for p in ctx.input_list("block_traces")],
         ctx.log,
     )
     result.table.to_csv(ctx.output("table"), index=False)
     ctx.output("stages").write_text(json.dumps(result.stages, indent=2))
     result.essential_dynamics.to_csv(ctx.output("ed"), index=False)
     result.fit.to_csv(ctx.output("fit"), index=False)
+    np.save(ctx.output("traces"), result.llc_traces)
     return result.metrics
 
 
@@ -189,6 +192,7 @@ def lm_draw(ctx) -> None:
         pd.read_csv(ctx.input("fit")),
         json.loads(ctx.input("stages").read_text())["stages"],
         pd.read_csv(ctx.input("ed")),
+        np.load(ctx.input("traces")),
         _language(ctx)["n_layers"],
         ctx.outdir,
     )

@@ -1,7 +1,8 @@
 """Figures of the language-model half, in the style of Hoogland et al. 2024 (Figs. 1, 4, 5):
 LLC and validation loss against log step with the stages shaded, the behavioural and
-structural metrics (bigram, n-gram, previous-token, induction and ICL scores), and the
-essential-dynamics PC plots. Draws the analysis tables only.
+structural metrics (bigram, n-gram, previous-token, induction and ICL scores), the
+essential-dynamics PC plots, and the chains of the LLC estimates (which ones to trust).
+Draws the analysis tables only.
 """
 
 from pathlib import Path
@@ -65,8 +66,28 @@ def metric_panels(table: pd.DataFrame, stages: list[dict], n_layers: int, path: 
     plots.save(fig, path)
 
 
+def llc_trace_panels(table: pd.DataFrame, traces: np.ndarray, path: Path, panels: int = 9):
+    """The chains of ``panels`` LLC estimates, at checkpoints evenly spaced in index from
+    the first to the last (traces: (T, C, draws), rows in the order of ``table``)."""
+    picks = np.unique(np.linspace(0, len(table) - 1, min(panels, len(table))).round().astype(int))
+    plots.llc_traces(
+        [
+            {
+                "title": f"step {int(table['step'].iloc[i])}",
+                "trace": traces[i],
+                "estimate": table["llc"].iloc[i],
+                "rhat": table["llc_rhat"].iloc[i],
+                "ess_bulk": table["llc_ess_bulk"].iloc[i],
+                "healthy": bool(table["llc_healthy"].iloc[i]),
+            }
+            for i in picks
+        ],
+        path,
+    )
+
+
 # The figures draw_all writes (as <name>.png); the workflow declares them from this list.
-FIGURES = ("llc_stages", "metrics", "essential_dynamics")
+FIGURES = ("llc_stages", "metrics", "essential_dynamics", "llc_traces")
 
 
 def draw_all(
@@ -74,10 +95,13 @@ def draw_all(
     fit: pd.DataFrame,
     stages: list[dict],
     ed: pd.DataFrame,
+    traces: np.ndarray,
     n_layers: int,
     outdir: Path,
 ) -> None:
-    """The three LM figures (from the analysis tables) into ``outdir``."""
+    """The LM figures of :data:`FIGURES` (from the analysis tables and the (T, C, draws)
+    LLC traces) into ``outdir``."""
     llc_and_loss(table, fit, stages, outdir / "llc_stages.png")
     metric_panels(table, stages, n_layers, outdir / "metrics.png")
     pc_pairs(ed, stages, outdir / "essential_dynamics.png")
+    llc_trace_panels(table, traces, outdir / "llc_traces.png")

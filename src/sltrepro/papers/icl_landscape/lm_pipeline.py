@@ -4,7 +4,10 @@ Method, as in the paper:
 
 1. Data: a text corpus (offline standard-library text for smoke/cpu; the paper's Pile subset
    through Hugging Face ``datasets`` for ``paper``), a byte-level BPE tokenizer trained on it,
-   the token stream split once into train and validation parts (``lm_train``).
+   the token stream split once into train and validation parts (``lm_train``). A deviation
+   for cpu: ``repeat_spans`` copies a random span of some training windows later into the
+   same window (:class:`sltrepro.tasks.corpus.RepeatSpans`), so that induction heads form
+   within a cpu run; evaluation text stays natural.
 2. Model: a two-layer attention-only transformer trained with AdamW at a constant learning
    rate; weights saved on a log + linear checkpoint schedule (``lm_train``).
 3. Per checkpoint (``lm_evaluate``, one job per block of checkpoints): validation loss by
@@ -123,6 +126,7 @@ def train(
         weight_decay=cfg["weight_decay"],
         seed=seed,
         snapshot_steps=checkpoint_steps(cfg),
+        repeat_spans=corpus.RepeatSpans.from_config(cfg.get("repeat_spans")),
     )
     return train_lm(model, train_tokens, train_cfg, workdir, log)
 
@@ -141,9 +145,15 @@ class EvalData:
     """(N, context) True where the target completes one of the top n-grams."""
     llc_data: tuple[torch.Tensor, torch.Tensor]
     """(inputs, targets), each (M, context): training windows the LLC is estimated on."""
+    seen_tokens: torch.Tensor
+    """(K,) the distinct token ids of the training stream (the prefix-matching draws)."""
 
 
-def make_eval_data(cfg: dict, tokens: np.ndarray, vocab: int) -> EvalData:
+def make_eval_data(cfg: dict, tokens: np.ndarray, vocab: int, seed: int) -> EvalData:
+    """The behavioural scores read natural validation text (the paper's measurements; a
+    repeated span would make the bigram and n-gram scores measure copying); the LLC reads
+    training windows drawn like the training batches, repeated spans included (the LLC is
+    that of the training loss), with spans from a generator seeded by ``seed``."""
     train, val = split_tokens(tokens, cfg["val_fraction"])
     ctx_len = cfg["context"]
     windows = corpus.fixed_windows(val, cfg["eval_sequences"], ctx_len + 1)
@@ -151,11 +161,15 @@ def make_eval_data(cfg: dict, tokens: np.ndarray, vocab: int) -> EvalData:
     n, top = cfg["ngram"]["n"], cfg["ngram"]["top"]
     grams = corpus.top_ngrams(train.numpy(), n, top, vocab)
     llc_windows = corpus.fixed_windows(train, cfg["llc"]["sequences"], ctx_len + 1)
+    spans = corpus.RepeatSpans.from_config(cfg.get("repeat_spans"))
+    if spans is not None:
+        llc_windows = spans.apply(llc_windows, torch.Generator().manual_seed(seed))
     return EvalData(
         windows=windows,
         bigram=bigram,
         ngram_mask=ngram_mask(windows, grams, vocab),
         llc_data=(llc_windows[:, :-1], llc_windows[:, 1:]),
+        seen_tokens=torch.unique(train),
     )
 
 
@@ -204,12 +218,14 @@ def icl_score(loss_by_position: np.ndarray, early: int, late: int, width: int) -
 
 def head_scores(model: AttnOnlyLM, data: EvalData, cfg: dict, seed: int) -> dict:
     """Previous-token scores on validation text and induction scores on repeated random
-    tokens, for every head: {"prev_l0h3": ..., "induction_l1h2": ...}."""
+    tokens (drawn from those of the training stream: a byte-level BPE keeps ids of bytes
+    the corpus never has), for every head: {"prev_l0h3": ..., "induction_l1h2": ...}."""
     heads = cfg["head_scores"]
     prev = previous_token_scores(model, data.windows[: heads["sequences"], :-1])
     gen = torch.Generator().manual_seed(seed)
     vocab = model.embed.num_embeddings
-    ind = induction_scores(model, vocab, cfg["context"] // 2, heads["sequences"], gen)
+    half, num = cfg["context"] // 2, heads["sequences"]
+    ind = induction_scores(model, vocab, half, num, gen, tokens=data.seen_tokens)
     out = {}
     for name, scores in (("prev", prev), ("induction", ind)):
         for (layer, head), value in np.ndenumerate(scores.numpy()):
@@ -217,8 +233,11 @@ def head_scores(model: AttnOnlyLM, data: EvalData, cfg: dict, seed: int) -> dict
     return out
 
 
-def checkpoint_llc(model: AttnOnlyLM, data: EvalData, cfg: dict, seed: int, device) -> dict:
-    """LLC of the mean next-token loss on the LLC training windows (shared estimator)."""
+def checkpoint_llc(
+    model: AttnOnlyLM, data: EvalData, cfg: dict, seed: int, device
+) -> tuple[dict, np.ndarray]:
+    """LLC of the mean next-token loss on the LLC training windows (shared estimator) ->
+    (its summary, the (C, D) chains' trace nbeta * (L(w) - L(w*)))."""
     from sltrepro.llc import SamplerSettings, estimate_llc
 
     result = estimate_llc(
@@ -230,7 +249,8 @@ def checkpoint_llc(model: AttnOnlyLM, data: EvalData, cfg: dict, seed: int, devi
         device=device,
         verbose=False,
     )
-    return {"llc": result.llc_mean, **result.summary_row(prefix="llc_")}
+    trace = (result.nbeta * result.delta_trace).astype(np.float32)
+    return {"llc": result.llc_mean, **result.summary_row(prefix="llc_")}, trace
 
 
 @torch.no_grad()
@@ -243,9 +263,11 @@ def ed_outputs(model: AttnOnlyLM, data: EvalData, cfg: dict) -> np.ndarray:
 
 
 def evaluate_checkpoint(model: AttnOnlyLM, data: EvalData, cfg: dict, seed: int, device):
-    """All per-checkpoint metrics (a flat dict) and the essential-dynamics output vector."""
+    """All per-checkpoint metrics (a flat dict), the essential-dynamics output vector and
+    the LLC chains' (C, D) trace."""
     model.eval()
     beh = behaviour(model, data)
+    llc, trace = checkpoint_llc(model, data, cfg, seed, device)
     icl = cfg["icl"]
     row = {
         "val_loss": float(beh["loss_by_position"].mean()),
@@ -253,10 +275,10 @@ def evaluate_checkpoint(model: AttnOnlyLM, data: EvalData, cfg: dict, seed: int,
         "ngram_score": beh["ngram_score"],
         "icl_score": icl_score(beh["loss_by_position"], icl["early"], icl["late"], icl["width"]),
         **head_scores(model, data, cfg, seed),
-        **checkpoint_llc(model, data, cfg, seed, device),
+        **llc,
     }
     row.update({f"loss_t{t}": float(v) for t, v in enumerate(beh["loss_by_position"])})
-    return row, ed_outputs(model, data, cfg)
+    return row, ed_outputs(model, data, cfg), trace
 
 
 def evaluate_block(
@@ -268,16 +290,17 @@ def evaluate_block(
     snapshots: Path,
     device,
     log,
-) -> tuple[pd.DataFrame, np.ndarray]:
+) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
     """Metrics, LLC and essential-dynamics outputs of the checkpoints of ``block`` (their
-    weights in the folder ``snapshots``) -> (one row per checkpoint, (T_block, D) outputs)."""
+    weights in the folder ``snapshots``) -> (one row per checkpoint, (T_block, D) outputs,
+    (T_block, C, draws) LLC traces)."""
     steps = checkpoint_blocks(cfg)[block]
-    data = make_eval_data(cfg, tokens, vocab)
+    data = make_eval_data(cfg, tokens, vocab, seed)
     model = build_model(cfg, vocab)
-    rows, outputs = [], []
+    rows, outputs, traces = [], [], []
     for step in steps:
         model.load_state_dict(torch.load(snapshot_path(snapshots, step), map_location="cpu"))
-        row, out = evaluate_checkpoint(model, data, cfg, seed, device)
+        row, out, trace = evaluate_checkpoint(model, data, cfg, seed, device)
         log.info(
             "step %d: loss %.3f llc %.2f icl %.3f",
             step,
@@ -287,7 +310,8 @@ def evaluate_block(
         )
         rows.append({"step": step, **row})
         outputs.append(out)
-    return pd.DataFrame(rows), np.stack(outputs)
+        traces.append(trace)
+    return pd.DataFrame(rows), np.stack(outputs), np.stack(traces)
 
 
 # -- step 4: stages, essential dynamics, claims' metrics -------------------------------------
@@ -356,6 +380,56 @@ def induction_metrics(steps: np.ndarray, induction: np.ndarray, icl: np.ndarray,
     return out
 
 
+def stage_of(step: float, found: list) -> int:
+    """Index of the detected stage whose [start, end] holds ``step`` (stages tile the run;
+    a step on a boundary belongs to the earlier stage)."""
+    return next((i for i, s in enumerate(found) if step <= s.end), len(found) - 1)
+
+
+def stage_order_metrics(steps, induction, prev, bigram, icl, found, cfg) -> dict:
+    """When the induction score crosses ``head_scores.formed_at``, against the stages and
+    the other scores: the stage it crosses in, its level at that stage's start, the ICL
+    score's change over that stage, whether the bigram minimum lies in an earlier stage and
+    whether the best previous-token head (layer 0) crossed the same level first.
+
+    Everything is None when the induction score never crosses (no induction head); the
+    level before the stage is None when it crosses in the first stage (there is no "before").
+    """
+    level = cfg["head_scores"]["formed_at"]
+    cross = crossing_step(steps, induction, level)
+    prev_cross = crossing_step(steps, prev, level)
+    out = {
+        "lm_induction_cross_step": None if np.isnan(cross) else cross,
+        "lm_prev_token_cross_step": None if np.isnan(prev_cross) else prev_cross,
+        "lm_induction_cross_stage": None,
+        "lm_induction_score_before_cross_stage": None,
+        "lm_icl_score_change_over_induction_stage": None,
+        "lm_bigram_min_before_induction_stage": None,
+        "lm_prev_token_before_induction": None,
+    }
+    if np.isnan(cross):
+        return out
+    k = stage_of(cross, found)
+    start, end = found[k].start, found[k].end
+    at_start = np.flatnonzero(steps <= start)[-1]  # the last checkpoint at or before the start
+    at_end = np.flatnonzero(steps >= end)[0]
+    out.update(
+        {
+            "lm_induction_cross_stage": k,
+            "lm_induction_score_before_cross_stage": (
+                float(induction[: at_start + 1].max()) if k > 0 else None
+            ),
+            "lm_icl_score_change_over_induction_stage": float(icl[at_end] - icl[at_start]),
+            "lm_bigram_min_before_induction_stage": bool(
+                stage_of(float(steps[int(np.argmin(bigram))]), found) < k
+            ),
+            # a previous-token head that never forms did not form first
+            "lm_prev_token_before_induction": bool(not np.isnan(prev_cross) and prev_cross < cross),
+        }
+    )
+    return out
+
+
 def summarize(table: pd.DataFrame, found: list, cfg: dict) -> dict:
     """The flat metrics of the LM half (keys prefixed ``lm_``)."""
     steps = table["step"].to_numpy(dtype=float)
@@ -381,6 +455,7 @@ def summarize(table: pd.DataFrame, found: list, cfg: dict) -> dict:
         "lm_induction_score_final": float(induction[-1]),
         "lm_induction_score_max": float(induction.max()),
         **induction_metrics(steps, induction, icl, found, cfg),
+        **stage_order_metrics(steps, induction, prev, bigram, icl, found, cfg),
         "lm_icl_score_init": float(icl[0]),
         "lm_icl_score_final": float(icl[-1]),
         "lm_val_loss_init": float(table["val_loss"].iloc[0]),
@@ -409,15 +484,20 @@ class Analysis:
     """step, pc1..pcN, turning_point"""
     fit: pd.DataFrame
     """the GP fit of LLC vs log step (log_step, llc_fit, llc_fit_std)"""
+    llc_traces: np.ndarray
+    """(T, C, draws) every checkpoint's LLC chains nbeta * (L(w) - L(w*)), by step"""
 
 
-def analyze(cfg: dict, seed: int, blocks: list[pd.DataFrame], outputs: list, log) -> Analysis:
-    """Stages, essential dynamics and metrics from the evaluation blocks (their tables and
-    output arrays, in block order)."""
+def analyze(
+    cfg: dict, seed: int, blocks: list[pd.DataFrame], outputs: list, traces: list, log
+) -> Analysis:
+    """Stages, essential dynamics and metrics from the evaluation blocks (their tables,
+    output arrays and LLC traces, in block order)."""
     table = pd.concat(blocks, ignore_index=True)
-    outputs = np.concatenate(outputs)
+    outputs, traces = np.concatenate(outputs), np.concatenate(traces)
     order = np.argsort(table["step"].to_numpy(), kind="stable")  # blocks are interleaved
-    table, outputs = table.iloc[order].reset_index(drop=True), outputs[order]
+    table = table.iloc[order].reset_index(drop=True)
+    outputs, traces = outputs[order], traces[order]
     steps = table["step"].to_numpy(dtype=float)
     stage_cfg = dict(cfg["stages"])
     ed_components, ed_smooth = stage_cfg.pop("ed_components"), stage_cfg.pop("ed_smooth")
@@ -444,4 +524,4 @@ def analyze(cfg: dict, seed: int, blocks: list[pd.DataFrame], outputs: list, log
     ed_table.insert(0, "step", steps)
     ed_table["turning_point"] = np.isin(np.arange(len(steps)), turns)
     fit_table = {"log_step": fit.log_steps, "llc_fit": fit.mean, "llc_fit_std": fit.std}
-    return Analysis(metrics, table, summary, ed_table, pd.DataFrame(fit_table))
+    return Analysis(metrics, table, summary, ed_table, pd.DataFrame(fit_table), traces)

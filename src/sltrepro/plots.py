@@ -39,20 +39,25 @@ def trace_panel(
     estimate_key: str = "llc_mean",
     reference: float | None = None,
     reference_label: str = "reference",
+    prefix: str = "",
 ) -> dict:
     """One panel of :func:`llc_traces` from an estimate's (C, D) ``trace`` and its summary
     ``row`` (a dict or table row with ``estimate_key``, ``rhat``, ``ess_bulk``, ``healthy``,
-    as :meth:`sltrepro.llc.LLCResult.summary_row` writes them)."""
+    as :meth:`sltrepro.llc.LLCResult.summary_row` writes them, with its ``prefix``)."""
+
+    def field(name: str):
+        return row.get(name if name.startswith(prefix) else prefix + name)
+
     return {
         "title": title,
         "trace": trace,
         "estimate": row[estimate_key],
-        "rhat": row["rhat"],
-        "ess_bulk": row["ess_bulk"],
-        "healthy": bool(row["healthy"]),
+        "rhat": field("rhat"),
+        "ess_bulk": field("ess_bulk"),
+        "healthy": bool(field("healthy")),
         "reference": reference,
         "reference_label": reference_label,
-        "failed_checks": failed_checks(row.get("health_reasons")),
+        "failed_checks": failed_checks(field("health_reasons")),
     }
 
 

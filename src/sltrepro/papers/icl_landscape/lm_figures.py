@@ -72,14 +72,13 @@ def llc_trace_panels(table: pd.DataFrame, traces: np.ndarray, path: Path, panels
     picks = np.unique(np.linspace(0, len(table) - 1, min(panels, len(table))).round().astype(int))
     plots.llc_traces(
         [
-            {
-                "title": f"step {int(table['step'].iloc[i])}",
-                "trace": traces[i],
-                "estimate": table["llc"].iloc[i],
-                "rhat": table["llc_rhat"].iloc[i],
-                "ess_bulk": table["llc_ess_bulk"].iloc[i],
-                "healthy": bool(table["llc_healthy"].iloc[i]),
-            }
+            plots.trace_panel(
+                f"step {int(table['step'].iloc[i])}",
+                traces[i],
+                table.iloc[i],
+                estimate_key="llc",
+                prefix="llc_",
+            )
             for i in picks
         ],
         path,

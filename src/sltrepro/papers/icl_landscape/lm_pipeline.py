@@ -249,7 +249,7 @@ def checkpoint_llc(
         device=device,
         verbose=False,
     )
-    trace = (result.nbeta * result.delta_trace).astype(np.float32)
+    trace = result.llc_trace.astype(np.float32)
     return {"llc": result.llc_mean, **result.summary_row(prefix="llc_")}, trace
 
 

@@ -9,10 +9,13 @@ Side by side in one process, on the same checkpoints, data, settings and seeds:
 
 Cases: the icl_landscape in-context regression transformer (51,717 parameters; the
 cpu-profile LLC settings of papers/icl_landscape/config.yaml: batch 64, nbeta 66.7,
-localization 6.67, step 3e-4, 4096 samples, vector per-token loss) and a small deep linear
-network. The checkpoints are K independent initialisations (the cost of a step does not
-depend on where the parameters are). Prints the wall time of each (median over
-``--repeats`` side-by-side pairs), the speed ratio separate / trajectory, and the largest
+localization 6.67, step 3e-4, 4096 samples, vector per-token loss), a small deep linear
+network, and the icl_landscape attention-only LM at its cpu shape (106,880 parameters,
+batch 8 windows of 128 tokens, the cpu LLC settings), where a chain's activations alone
+(8 x 128 x 512 logits) fill the cache, so stacking checkpoints may not pay. The
+checkpoints are K independent initialisations (the cost of a step does not depend on
+where the parameters are). Prints the wall time of each (median over ``--repeats``
+side-by-side pairs), the speed ratio separate / trajectory, and the largest
 difference between the two runs' per-chain estimates (0 when bit-identical).
 
     nice -n 10 .venv/bin/python benchmarks/bench_trajectory.py            # ~2-4 min, 2 cores
@@ -29,10 +32,12 @@ import numpy as np
 import torch
 
 from sltrepro.llc import SamplerSettings, estimate_llc, estimate_llc_trajectory
+from sltrepro.models.attn_lm import AttnOnlyLM
 from sltrepro.models.dln import DeepLinearNetwork
 from sltrepro.models.icl_transformer import ICLTransformer, encode, num_params
 from sltrepro.tasks.regression import sample_batch
 from sltrepro.train.icl import mse_by_position
+from sltrepro.train.lm import next_token_loss
 
 
 def icl_case(checkpoints: int, chains: int, draws: int):
@@ -75,6 +80,26 @@ def dln_case(checkpoints: int, chains: int, draws: int):
     return models, mse, (x, y), settings
 
 
+def lm_case(checkpoints: int, chains: int, draws: int):
+    """The cpu-shape attention-only LM (vocab 512, d_model 64, 4 x 16 heads, context 128) on
+    256 random windows, the cpu LLC settings (batch 8, nbeta 21.7, localization 300, 3e-3)."""
+    gen = torch.Generator().manual_seed(0)
+    windows = torch.randint(512, (256, 129), generator=gen)
+    models = []
+    for k in range(checkpoints):
+        torch.manual_seed(200 + k)
+        models.append(AttnOnlyLM(512, d_model=64, n_heads=4, d_head=16, context=128).eval())
+    settings = SamplerSettings(
+        num_chains=chains,
+        num_draws=draws,
+        step_size=3e-3,
+        nbeta=21.7147,
+        localization=300.0,
+        batch_size=8,
+    )
+    return models, next_token_loss, (windows[:, :-1], windows[:, 1:]), settings
+
+
 def run_pair(models, loss_fn, data, settings, seeds):
     t0 = time.perf_counter()
     traj = estimate_llc_trajectory(
@@ -99,6 +124,8 @@ def main():
     parser.add_argument("--chains", type=int, default=4)
     parser.add_argument("--draws", type=int, default=20, help="steps per chain (icl)")
     parser.add_argument("--dln-draws", type=int, default=100, help="steps per chain (DLN)")
+    parser.add_argument("--lm-checkpoints", type=int, default=4, help="checkpoints (LM)")
+    parser.add_argument("--lm-draws", type=int, default=20, help="steps per chain (LM)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None, help="torch threads")
     args = parser.parse_args()
@@ -115,6 +142,11 @@ def main():
     cases = [
         (f"icl regression 51,717 params, {shape} x {args.draws} steps", icl_case(k, c, args.draws)),
         (f"DLN 4.5k [20,50,50,20], {shape} x {args.dln_draws}", dln_case(k, c, args.dln_draws)),
+        (
+            f"attention-only LM 106,880 params, {args.lm_checkpoints} ckpts x {c} chains "
+            f"x {args.lm_draws}",
+            lm_case(args.lm_checkpoints, c, args.lm_draws),
+        ),
     ]
     print(f"{'case':<62} {'trajectory s':>12} {'separate s':>11} {'ratio':>6} {'max |dLLC|':>10}")
     for name, (models, loss_fn, data, settings) in cases:

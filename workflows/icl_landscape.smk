@@ -197,6 +197,7 @@ rule icl_landscape_metrics:
         parts=[
             rules.icl_landscape_analyze.output.metrics,
             rules.icl_landscape_lm_analyze.output.metrics,
+            rules.icl_landscape_lm_heads.output.metrics,
         ],
     output:
         metrics=f"{ICL.out}/metrics.json",

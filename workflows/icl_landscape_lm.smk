@@ -7,6 +7,7 @@ ICL_LM_CFG = ICL.cfg["language"]
 ICL_LM_FIGURE_NAMES = figure_names(ICL.paper, "lm_figures")
 ICL_LM = f"{ICL.out}/language"
 ICL_LM_BLOCKS = range(ICL_LM_CFG["llc"]["blocks"])
+ICL_LM_HEAD_BLOCKS = range(ICL_LM_CFG["head_llc"]["blocks"])
 # What each step reads of `language:` (its rule's `reads`, its rerun trigger).
 ICL_LM_MODEL_KEYS = [
     "context",
@@ -46,6 +47,13 @@ ICL_LM_EVALUATE_KEYS = (
         "llc",
         "ngram",
     ]
+)
+# the weight-refined LLC of each head reads the model, the schedule and its own sampler
+ICL_LM_HEAD_LLC_KEYS = (
+    ICL_LM_MODEL_KEYS
+    + ICL_LM_CHECKPOINT_KEYS
+    + ICL_LM_SPAN_KEYS
+    + ["head_llc", "llc.sequences"]
 )
 ICL_LM_FIGURES = [f"{ICL_LM}/figures/{name}.png" for name in ICL_LM_FIGURE_NAMES]
 
@@ -150,6 +158,72 @@ rule icl_landscape_lm_analyze:
         )
 
 
+rule icl_landscape_lm_head_llc:
+    input:
+        tokens=rules.icl_landscape_lm_train.output.tokens,
+        corpus=rules.icl_landscape_lm_train.output.corpus,
+        checkpoints=rules.icl_landscape_lm_train.output.checkpoints,
+    output:
+        llc=f"{ICL_LM}/head_llc/block{{block}}/llc.csv",
+        traces=f"{ICL_LM}/head_llc/block{{block}}/traces.npy",
+    log:
+        ICL.log("lm_head_llc_block{block}"),
+    benchmark:
+        ICL.benchmark("lm_head_llc_block{block}")
+    wildcard_constraints:
+        block=r"\d+",
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=600,
+    params:
+        reads=ICL.reads("seed", *[f"language.{k}" for k in ICL_LM_HEAD_LLC_KEYS]),
+    shell:
+        ICL.step(
+            "lm_head_llc",
+            f"{ICL_LM}/head_llc/block{{wildcards.block}}",
+            "--opt block={wildcards.block}",
+            inputs=["tokens", "corpus", "checkpoints"],
+            outputs=["llc", "traces"],
+        )
+
+
+rule icl_landscape_lm_heads:
+    input:
+        block_llc=expand(
+            rules.icl_landscape_lm_head_llc.output.llc, block=ICL_LM_HEAD_BLOCKS
+        ),
+        checkpoints=rules.icl_landscape_lm_analyze.output.table,
+    output:
+        metrics=f"{ICL_LM}/heads/metrics.json",
+        table=f"{ICL_LM}/heads/head_llc.csv",
+    log:
+        ICL.log("lm_heads"),
+    benchmark:
+        ICL.benchmark("lm_heads")
+    conda:
+        ENV
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    params:
+        reads=ICL.reads(
+            *[
+                f"language.{k}"
+                for k in ICL_LM_MODEL_KEYS + ["head_scores.formed_at", "head_llc"]
+            ]
+        ),
+    shell:
+        ICL.step(
+            "lm_heads",
+            f"{ICL_LM}/heads",
+            inputs=["block_llc", "checkpoints"],
+            outputs=["metrics", "table"],
+        )
+
+
 rule icl_landscape_lm_figures:
     input:
         table=rules.icl_landscape_lm_analyze.output.table,
@@ -157,6 +231,7 @@ rule icl_landscape_lm_figures:
         stages=rules.icl_landscape_lm_analyze.output.stages,
         ed=rules.icl_landscape_lm_analyze.output.ed,
         traces=rules.icl_landscape_lm_analyze.output.traces,
+        heads=rules.icl_landscape_lm_heads.output.table,
     output:
         [report_figure(ICL.paper, path, part="language") for path in ICL_LM_FIGURES],
     log:
@@ -174,5 +249,5 @@ rule icl_landscape_lm_figures:
         ICL.step(
             "lm_figures",
             f"{ICL_LM}/figures",
-            inputs=["table", "fit", "stages", "ed", "traces"],
+            inputs=["table", "fit", "stages", "ed", "traces", "heads"],
         )

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import lm_pipeline, pipeline
+from . import head_llc, lm_pipeline, pipeline
 
 # -- the regression half ---------------------------------------------------------------------
 
@@ -182,6 +182,36 @@ def lm_analyze(ctx) -> dict:
     return result.metrics
 
 
+def lm_head_llc(ctx) -> None:
+    """--opt block=B: the weight-refined LLC of one block of heads at every head-LLC
+    checkpoint -> llc (one row per head and checkpoint), traces."""
+    tokens, vocab = _tokens(ctx)
+    table, traces = head_llc.estimate_block(
+        _language(ctx),
+        ctx.config["seed"],
+        ctx.opt("block", int),
+        tokens,
+        vocab,
+        ctx.input("checkpoints"),
+        ctx.device,
+        ctx.log,
+    )
+    table.to_csv(ctx.output("llc"), index=False)
+    np.save(ctx.output("traces"), traces)
+
+
+def lm_heads(ctx) -> dict:
+    """Head types and the wrLLC metrics from the head blocks and the LM analysis table
+    -> table (every head's wrLLC curve with its type) and the metrics."""
+    metrics, table = head_llc.summarize(
+        pd.concat([pd.read_csv(p) for p in ctx.input_list("block_llc")], ignore_index=True),
+        pd.read_csv(ctx.input("checkpoints")),
+        _language(ctx),
+    )
+    table.to_csv(ctx.output("table"), index=False)
+    return metrics
+
+
 def lm_draw(ctx) -> None:
     """The LM figures from the analysis tables."""
     # lm_figures imports matplotlib and seaborn (~2.5 s of CPU): only the figure steps pay it
@@ -193,6 +223,7 @@ def lm_draw(ctx) -> None:
         json.loads(ctx.input("stages").read_text())["stages"],
         pd.read_csv(ctx.input("ed")),
         np.load(ctx.input("traces")),
+        pd.read_csv(ctx.input("heads")),
         _language(ctx)["n_layers"],
         ctx.outdir,
     )
@@ -208,5 +239,7 @@ STEPS = {
     "lm_train": lm_train,
     "lm_evaluate": lm_evaluate,
     "lm_analyze": lm_analyze,
+    "lm_head_llc": lm_head_llc,
+    "lm_heads": lm_heads,
     "lm_figures": lm_draw,
 }

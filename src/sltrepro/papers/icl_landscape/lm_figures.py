@@ -1,7 +1,8 @@
 """Figures of the language-model half, in the style of Hoogland et al. 2024 (Figs. 1, 4, 5):
 LLC and validation loss against log step with the stages shaded, the behavioural and
 structural metrics (bigram, n-gram, previous-token, induction and ICL scores), the
-essential-dynamics PC plots, and the chains of the LLC estimates (which ones to trust).
+essential-dynamics PC plots, the chains of the LLC estimates (which ones to trust), and the
+weight-refined LLC of every head (Wang et al. 2024, Fig. 1).
 Draws the analysis tables only.
 """
 
@@ -85,8 +86,33 @@ def llc_trace_panels(table: pd.DataFrame, traces: np.ndarray, path: Path, panels
     )
 
 
+HEAD_COLOURS = {"induction": "C3", "previous-token": "C0", "other": "0.55"}
+HEAD_STYLES = ("-", "--", ":", "-.")  # heads of one type apart
+
+
+def head_llc_panels(heads: pd.DataFrame, stages: list[dict], n_layers: int, path: Path) -> None:
+    """The weight-refined LLC of every head against step, one panel per layer, coloured by
+    the head's type (Wang et al. 2024, Fig. 1) and dashed by its index; bars: one standard
+    error of the chains; hollow markers: estimates that fail the health gate."""
+    fig, axes = plots.figure(1, n_layers, width=4.5)
+    for layer, ax in zip(range(n_layers), np.atleast_1d(axes), strict=True):
+        for (head, kind), rows in heads[heads["layer"] == layer].groupby(["head", "type"]):
+            x = rows["step"] + 1
+            se = rows["llc_std"] / np.sqrt(rows["llc_num_chains"] - rows["llc_diverged_chains"])
+            colour, style = HEAD_COLOURS[kind], HEAD_STYLES[head % len(HEAD_STYLES)]
+            ax.errorbar(
+                x, rows["wrllc"], yerr=se, color=colour, ls=style, lw=1, label=f"h{head} ({kind})"
+            )
+            bad = ~rows["llc_healthy"].astype(bool)
+            ax.plot(x[bad], rows["wrllc"][bad], "o", mfc="white", mec=colour, ms=4)
+        ax.set(xlabel="step + 1", ylabel=r"wrLLC $\hat\lambda$", title=f"Heads of layer {layer}")
+        ax.legend(fontsize=6)
+        shade_stages(ax, stages)
+    plots.save(fig, path)
+
+
 # The figures draw_all writes (as <name>.png); the workflow declares them from this list.
-FIGURES = ("llc_stages", "metrics", "essential_dynamics", "llc_traces")
+FIGURES = ("llc_stages", "metrics", "essential_dynamics", "llc_traces", "head_llc")
 
 
 def draw_all(
@@ -95,12 +121,14 @@ def draw_all(
     stages: list[dict],
     ed: pd.DataFrame,
     traces: np.ndarray,
+    heads: pd.DataFrame,
     n_layers: int,
     outdir: Path,
 ) -> None:
-    """The LM figures of :data:`FIGURES` (from the analysis tables and the (T, C, draws)
-    LLC traces) into ``outdir``."""
+    """The LM figures of :data:`FIGURES` (from the analysis tables, the (T, C, draws) LLC
+    traces and the heads' wrLLC table) into ``outdir``."""
     llc_and_loss(table, fit, stages, outdir / "llc_stages.png")
     metric_panels(table, stages, n_layers, outdir / "metrics.png")
     pc_pairs(ed, stages, outdir / "essential_dynamics.png")
     llc_trace_panels(table, traces, outdir / "llc_traces.png")
+    head_llc_panels(heads, stages, n_layers, outdir / "head_llc.png")

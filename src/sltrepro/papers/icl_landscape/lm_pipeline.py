@@ -160,17 +160,23 @@ def make_eval_data(cfg: dict, tokens: np.ndarray, vocab: int, seed: int) -> Eval
     bigram = torch.from_numpy(corpus.bigram_table(train.numpy(), vocab)).float()
     n, top = cfg["ngram"]["n"], cfg["ngram"]["top"]
     grams = corpus.top_ngrams(train.numpy(), n, top, vocab)
-    llc_windows = corpus.fixed_windows(train, cfg["llc"]["sequences"], ctx_len + 1)
-    spans = corpus.RepeatSpans.from_config(cfg.get("repeat_spans"))
-    if spans is not None:
-        llc_windows = spans.apply(llc_windows, torch.Generator().manual_seed(seed))
     return EvalData(
         windows=windows,
         bigram=bigram,
         ngram_mask=ngram_mask(windows, grams, vocab),
-        llc_data=(llc_windows[:, :-1], llc_windows[:, 1:]),
+        llc_data=llc_data(cfg, train, seed),
         seen_tokens=torch.unique(train),
     )
+
+
+def llc_data(cfg: dict, train: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(inputs, targets), each (``llc.sequences``, context): the fixed training windows every
+    LLC of the LM reads (the whole model's and each head's), repeated spans included."""
+    windows = corpus.fixed_windows(train, cfg["llc"]["sequences"], cfg["context"] + 1)
+    spans = corpus.RepeatSpans.from_config(cfg.get("repeat_spans"))
+    if spans is not None:
+        windows = spans.apply(windows, torch.Generator().manual_seed(seed))
+    return windows[:, :-1], windows[:, 1:]
 
 
 def ngram_mask(windows: torch.Tensor, grams: np.ndarray, vocab: int) -> torch.Tensor:

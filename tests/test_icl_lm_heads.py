@@ -85,6 +85,11 @@ def estimates(values_by_step, std=0.2, healthy=True):
     return pd.DataFrame(rows)
 
 
+def plain_of(final, factor=0.5):
+    """The plain-text estimates at the last step: every head's wrLLC times ``factor``."""
+    return estimates({1000: {key: v * factor for key, v in final.items()}})
+
+
 def layered(last_layer, first_layer=(1.0, 1.0, 1.0, 1.0)):
     return {
         **{(0, h): 2.0 for h in range(4)},
@@ -94,8 +99,9 @@ def layered(last_layer, first_layer=(1.0, 1.0, 1.0, 1.0)):
 
 def test_summarize_reads_the_induction_gap_and_the_differentiation():
     final, first = layered([5.0, 5.2, 2.0, 4.8])
-    metrics, table = head_llc.summarize(
+    metrics, table, _ = head_llc.summarize(
         estimates({0: first, 1000: final}),
+        plain_of(final),
         checkpoints([0.1, 0.2, 0.6, 0.2], [0.5, 0.1, 0.1, 0.1]),
         CFG,
     )
@@ -113,8 +119,11 @@ def test_summarize_reads_the_induction_gap_and_the_differentiation():
 
 def test_two_induction_heads_are_compared_as_a_group_against_every_pair():
     final, first = layered([5.0, 2.2, 2.0, 4.8])
-    metrics, _ = head_llc.summarize(
-        estimates({0: first, 1000: final}), checkpoints([0.1, 0.5, 0.6, 0.2], [0.1] * 4), CFG
+    metrics, _, _ = head_llc.summarize(
+        estimates({0: first, 1000: final}),
+        plain_of(final),
+        checkpoints([0.1, 0.5, 0.6, 0.2], [0.1] * 4),
+        CFG,
     )
     assert metrics["lm_wrllc_induction_heads"] == "l1h1 l1h2"
     assert metrics["lm_wrllc_induction_gap"] == pytest.approx(2.1 - 4.9)
@@ -122,8 +131,11 @@ def test_two_induction_heads_are_compared_as_a_group_against_every_pair():
     assert metrics["lm_wrllc_induction_gap_z"] == pytest.approx(-2.8 / se)
     assert metrics["lm_wrllc_induction_gap_shuffled_p"] == pytest.approx(1 / 6)
     # the other way round: the induction heads are the highest pair, the last of six
-    metrics, _ = head_llc.summarize(
-        estimates({0: first, 1000: final}), checkpoints([0.5, 0.1, 0.1, 0.6], [0.1] * 4), CFG
+    metrics, _, _ = head_llc.summarize(
+        estimates({0: first, 1000: final}),
+        plain_of(final),
+        checkpoints([0.5, 0.1, 0.1, 0.6], [0.1] * 4),
+        CFG,
     )
     assert metrics["lm_wrllc_induction_gap_z"] > 2
     assert metrics["lm_wrllc_induction_gap_shuffled_p"] == pytest.approx(1.0)
@@ -131,8 +143,8 @@ def test_two_induction_heads_are_compared_as_a_group_against_every_pair():
 
 def test_summarize_without_an_induction_head_leaves_the_gap_missing():
     final, first = layered([5.0, 5.2, 2.0, 4.8])
-    metrics, _ = head_llc.summarize(
-        estimates({0: first, 1000: final}), checkpoints([0.1] * 4, [0.1] * 4), CFG
+    metrics, _, _ = head_llc.summarize(
+        estimates({0: first, 1000: final}), plain_of(final), checkpoints([0.1] * 4, [0.1] * 4), CFG
     )
     assert metrics["lm_wrllc_induction_heads"] is None
     assert metrics["lm_wrllc_induction_gap_z"] is None
@@ -147,7 +159,7 @@ def test_only_an_unhealthy_estimate_the_claims_read_closes_their_gate():
     def gate(unhealthy):
         table["llc_healthy"] = ~unhealthy
         table["llc_health_reasons"] = np.where(unhealthy, "bulk ESS 20 < 100", "")
-        return head_llc.summarize(table, scores, CFG)[0]
+        return head_llc.summarize(table, plain_of(final), scores, CFG)[0]
 
     at_init = gate((table["step"] == 0).to_numpy())  # wrLLC ~0 at step 0 fails the MCSE check
     assert at_init["lm_head_claims_llc_healthy"] is True
@@ -156,3 +168,20 @@ def test_only_an_unhealthy_estimate_the_claims_read_closes_their_gate():
     metrics = gate(read.to_numpy())
     assert metrics["lm_head_claims_llc_healthy"] is False
     assert "l1h3 step 1000" in metrics["lm_head_claims_llc_health_reasons"]
+
+
+def test_data_refined_compares_each_heads_spans_and_plain_text_estimates():
+    final, first = layered([5.0, 5.2, 2.0, 4.8])
+    plain = {key: 1.0 if key == (1, 2) else 4.0 for key in final}  # only l1h2 drops to 1
+    metrics, _, refined = head_llc.summarize(
+        estimates({0: first, 1000: final}),
+        estimates({1000: plain}, std=0.4),
+        checkpoints([0.1, 0.2, 0.6, 0.2], [0.1] * 4),
+        CFG,
+    )
+    row = refined.set_index(["layer", "head"]).loc[(1, 2)]
+    assert row["type"] == "induction" and row["wrllc_spans"] == 2.0 and row["wrllc_plain"] == 1.0
+    assert row["se_spans"] == pytest.approx(0.1) and row["se_plain"] == pytest.approx(0.2)
+    assert metrics["lm_drllc_spans_over_plain_induction"] == pytest.approx(2.0)
+    assert metrics["lm_drllc_spans_over_plain_other"] == pytest.approx((5.0 + 5.2 + 4.8) / 12)
+    assert len(refined) == 8 and metrics["lm_head_plain_llc_estimates"] == 8

@@ -190,15 +190,46 @@ rule icl_landscape_lm_head_llc:
         )
 
 
+rule icl_landscape_lm_head_plain_llc:
+    input:
+        tokens=rules.icl_landscape_lm_train.output.tokens,
+        corpus=rules.icl_landscape_lm_train.output.corpus,
+        checkpoints=rules.icl_landscape_lm_train.output.checkpoints,
+    output:
+        llc=f"{ICL_LM}/head_llc/plain_text/llc.csv",
+        traces=f"{ICL_LM}/head_llc/plain_text/traces.npy",
+    log:
+        ICL.log("lm_head_plain_llc"),
+    benchmark:
+        ICL.benchmark("lm_head_plain_llc")
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=600,
+    params:
+        reads=ICL.reads("seed", *[f"language.{k}" for k in ICL_LM_HEAD_LLC_KEYS]),
+    shell:
+        ICL.step(
+            "lm_head_plain_llc",
+            f"{ICL_LM}/head_llc/plain_text",
+            inputs=["tokens", "corpus", "checkpoints"],
+            outputs=["llc", "traces"],
+        )
+
+
 rule icl_landscape_lm_heads:
     input:
         block_llc=expand(
             rules.icl_landscape_lm_head_llc.output.llc, block=ICL_LM_HEAD_BLOCKS
         ),
+        plain_llc=rules.icl_landscape_lm_head_plain_llc.output.llc,
         checkpoints=rules.icl_landscape_lm_analyze.output.table,
     output:
         metrics=f"{ICL_LM}/heads/metrics.json",
         table=f"{ICL_LM}/heads/head_llc.csv",
+        data_refined=f"{ICL_LM}/heads/data_refined.csv",
     log:
         ICL.log("lm_heads"),
     benchmark:
@@ -219,8 +250,8 @@ rule icl_landscape_lm_heads:
         ICL.step(
             "lm_heads",
             f"{ICL_LM}/heads",
-            inputs=["block_llc", "checkpoints"],
-            outputs=["metrics", "table"],
+            inputs=["block_llc", "plain_llc", "checkpoints"],
+            outputs=["metrics", "table", "data_refined"],
         )
 
 

@@ -200,15 +200,34 @@ def lm_head_llc(ctx) -> None:
     np.save(ctx.output("traces"), traces)
 
 
+def lm_head_plain_llc(ctx) -> None:
+    """Every head's wrLLC at the last checkpoint on plain-text windows -> llc, traces."""
+    tokens, vocab = _tokens(ctx)
+    table, traces = head_llc.estimate_plain_text(
+        _language(ctx),
+        ctx.config["seed"],
+        tokens,
+        vocab,
+        ctx.input("checkpoints"),
+        ctx.device,
+        ctx.log,
+    )
+    table.to_csv(ctx.output("llc"), index=False)
+    np.save(ctx.output("traces"), traces)
+
+
 def lm_heads(ctx) -> dict:
-    """Head types and the wrLLC metrics from the head blocks and the LM analysis table
-    -> table (every head's wrLLC curve with its type) and the metrics."""
-    metrics, table = head_llc.summarize(
+    """Head types, the wrLLC and the data-refined metrics from the head blocks, the
+    plain-text estimates and the LM analysis table -> table (every head's wrLLC curve with
+    its type), data_refined (spans against plain text per head) and the metrics."""
+    metrics, table, refined = head_llc.summarize(
         pd.concat([pd.read_csv(p) for p in ctx.input_list("block_llc")], ignore_index=True),
+        pd.read_csv(ctx.input("plain_llc")),
         pd.read_csv(ctx.input("checkpoints")),
         _language(ctx),
     )
     table.to_csv(ctx.output("table"), index=False)
+    refined.to_csv(ctx.output("data_refined"), index=False)
     return metrics
 
 
@@ -240,6 +259,7 @@ STEPS = {
     "lm_evaluate": lm_evaluate,
     "lm_analyze": lm_analyze,
     "lm_head_llc": lm_head_llc,
+    "lm_head_plain_llc": lm_head_plain_llc,
     "lm_heads": lm_heads,
     "lm_figures": lm_draw,
 }

@@ -64,14 +64,29 @@ def head_blocks(cfg: dict) -> list[list[tuple[int, int]]]:
 def estimate_block(
     cfg: dict, seed: int, block: int, tokens: np.ndarray, vocab: int, snapshots, device, log
 ) -> tuple[pd.DataFrame, np.ndarray]:
-    """wrLLC of every head of ``block`` at every checkpoint of :func:`head_llc_steps` ->
-    (one row per head and checkpoint: step, layer, head, wrllc and the estimate's
-    ``summary_row(prefix="llc_")``; (H_block, K, C, draws) traces nbeta * (L(w) - L(w*)))."""
+    """wrLLC of every head of ``block`` at every checkpoint of :func:`head_llc_steps`, on
+    the LLC's training windows -> (one row per head and checkpoint: step, layer, head, wrllc
+    and the estimate's ``summary_row(prefix="llc_")``; (H_block, K, C, draws) traces
+    nbeta * (L(w) - L(w*)))."""
+    data = llc_data(cfg, split_tokens(tokens, cfg["val_fraction"])[0], seed)
+    steps = head_llc_steps(cfg)
+    return _estimate(cfg, seed, head_blocks(cfg)[block], steps, data, vocab, snapshots, device, log)
+
+
+def estimate_plain_text(
+    cfg: dict, seed: int, tokens: np.ndarray, vocab: int, snapshots, device, log
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """The data-refined side: every head's wrLLC at the last checkpoint on the same training
+    windows without their repeated spans (natural text only); rows and traces as
+    :func:`estimate_block` (K = 1). Without ``repeat_spans`` the windows are the same."""
+    data = llc_data(cfg, split_tokens(tokens, cfg["val_fraction"])[0], seed, spans=False)
+    last = head_llc_steps(cfg)[-1:]
+    return _estimate(cfg, seed, all_heads(cfg), last, data, vocab, snapshots, device, log)
+
+
+def _estimate(cfg, seed, heads, steps, data, vocab, snapshots, device, log):
     from sltrepro.llc import SamplerSettings, estimate_llc
 
-    heads = head_blocks(cfg)[block]
-    steps = head_llc_steps(cfg)
-    data = llc_data(cfg, split_tokens(tokens, cfg["val_fraction"])[0], seed)
     model = build_model(cfg, vocab)
     settings = SamplerSettings.from_config(cfg["head_llc"])
     rows, traces = [], []
@@ -170,11 +185,29 @@ def induction_gap(final: pd.DataFrame, induction: list[int]) -> dict:
     }
 
 
+def data_refined(final: pd.DataFrame, plain: pd.DataFrame) -> pd.DataFrame:
+    """Per head at the last checkpoint: the wrLLC on the training windows (repeated spans
+    in) and on the same windows as plain text, their standard errors and the ratio
+    spans / plain (``final``: every head's last row of the curve table, with its type)."""
+    keys = ["layer", "head"]
+
+    def side(rows: pd.DataFrame, name: str) -> pd.DataFrame:
+        values = {f"wrllc_{name}": rows["wrllc"], f"se_{name}": standard_error(rows)}
+        return rows[keys].assign(**values)
+
+    both = final[[*keys, "type"]].merge(side(final, "spans"), on=keys)
+    both = both.merge(side(plain, "plain"), on=keys)
+    both["spans_over_plain"] = both["wrllc_spans"] / both["wrllc_plain"]
+    return both
+
+
 def summarize(
-    table: pd.DataFrame, checkpoints: pd.DataFrame, cfg: dict
-) -> tuple[dict, pd.DataFrame]:
-    """The wrLLC metrics (keys ``lm_wrllc_*`` and ``lm_head_llc_*``) and the head table with
-    each head's type, from the estimate blocks (``table``, concatenated) and the LM
+    table: pd.DataFrame, plain: pd.DataFrame, checkpoints: pd.DataFrame, cfg: dict
+) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
+    """The metrics (``lm_wrllc_*`` and ``lm_head_llc_*`` of the curves, the data-refined
+    ``lm_drllc_*`` and ``lm_head_plain_llc_*``), the curve table with each head's type, and
+    the data-refined table (:func:`data_refined`), from the estimate blocks (``table``,
+    concatenated), the plain-text estimates at the last checkpoint (``plain``) and the LM
     analysis table (``checkpoints``)."""
     types = head_types(checkpoints, cfg)
     table = table.sort_values(["layer", "head", "step"], kind="stable").reset_index(drop=True)
@@ -204,7 +237,16 @@ def summarize(
     # layer's heads at the last step (lm_head_claims_llc_*)
     metrics.update(health_metrics(table, "lm_head_", _labels(table), row_prefix="llc_"))
     metrics.update(health_metrics(final, "lm_head_claims_", _labels(final), row_prefix="llc_"))
-    return metrics, table
+    refined = data_refined(table[table["step"] == steps[-1]], plain)
+    last = refined[refined["layer"] == last_layer]
+    for name, picked in (
+        ("induction", last["type"] == "induction"),
+        ("other", last["type"] != "induction"),
+    ):
+        ratios = last.loc[picked, "spans_over_plain"]
+        metrics[f"lm_drllc_spans_over_plain_{name}"] = float(ratios.mean()) if len(ratios) else None
+    metrics.update(health_metrics(plain, "lm_head_plain_", _labels(plain), row_prefix="llc_"))
+    return metrics, table, refined
 
 
 def _labels(table: pd.DataFrame) -> list[str]:

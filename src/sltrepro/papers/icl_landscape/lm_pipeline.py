@@ -169,13 +169,16 @@ def make_eval_data(cfg: dict, tokens: np.ndarray, vocab: int, seed: int) -> Eval
     )
 
 
-def llc_data(cfg: dict, train: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+def llc_data(
+    cfg: dict, train: torch.Tensor, seed: int, *, spans: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(inputs, targets), each (``llc.sequences``, context): the fixed training windows every
-    LLC of the LM reads (the whole model's and each head's), repeated spans included."""
+    LLC of the LM reads (the whole model's and each head's), repeated spans included; with
+    ``spans=False`` the same windows as plain text (the data-refined LLC's other subset)."""
     windows = corpus.fixed_windows(train, cfg["llc"]["sequences"], cfg["context"] + 1)
-    spans = corpus.RepeatSpans.from_config(cfg.get("repeat_spans"))
-    if spans is not None:
-        windows = spans.apply(windows, torch.Generator().manual_seed(seed))
+    repeat = corpus.RepeatSpans.from_config(cfg.get("repeat_spans")) if spans else None
+    if repeat is not None:
+        windows = repeat.apply(windows, torch.Generator().manual_seed(seed))
     return windows[:, :-1], windows[:, 1:]
 
 

@@ -155,7 +155,7 @@ def main():
             warnings.simplefilter("ignore", RuntimeWarning)  # short runs are not healthy
             run_pair(models[:2], loss_fn, data, settings.replace(num_draws=2), seeds[:2])  # warm
             for _ in range(args.repeats):
-                times.append(run_pair(models, loss_fn, data, settings, seeds))
+                times.append(run_pair(models, loss_fn, data, settings, seeds[: len(models)]))
         traj = statistics.median(t[0] for t in times)
         sep = statistics.median(t[1] for t in times)
         diff = max(t[2] for t in times)

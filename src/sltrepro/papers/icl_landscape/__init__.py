@@ -182,38 +182,24 @@ def lm_analyze(ctx) -> dict:
     return result.metrics
 
 
+def _head_estimates(ctx, estimate, *where) -> None:
+    """Run one of head_llc's estimates (``where``: its block, if any) -> llc, traces."""
+    tokens, vocab = _tokens(ctx)
+    args = (_language(ctx), ctx.config["seed"], *where, tokens, vocab, ctx.input("checkpoints"))
+    table, traces = estimate(*args, ctx.device, ctx.log)
+    table.to_csv(ctx.output("llc"), index=False)
+    np.save(ctx.output("traces"), traces)
+
+
 def lm_head_llc(ctx) -> None:
     """--opt block=B: the weight-refined LLC of one block of heads at every head-LLC
     checkpoint -> llc (one row per head and checkpoint), traces."""
-    tokens, vocab = _tokens(ctx)
-    table, traces = head_llc.estimate_block(
-        _language(ctx),
-        ctx.config["seed"],
-        ctx.opt("block", int),
-        tokens,
-        vocab,
-        ctx.input("checkpoints"),
-        ctx.device,
-        ctx.log,
-    )
-    table.to_csv(ctx.output("llc"), index=False)
-    np.save(ctx.output("traces"), traces)
+    _head_estimates(ctx, head_llc.estimate_block, ctx.opt("block", int))
 
 
 def lm_head_plain_llc(ctx) -> None:
     """Every head's wrLLC at the last checkpoint on plain-text windows -> llc, traces."""
-    tokens, vocab = _tokens(ctx)
-    table, traces = head_llc.estimate_plain_text(
-        _language(ctx),
-        ctx.config["seed"],
-        tokens,
-        vocab,
-        ctx.input("checkpoints"),
-        ctx.device,
-        ctx.log,
-    )
-    table.to_csv(ctx.output("llc"), index=False)
-    np.save(ctx.output("traces"), traces)
+    _head_estimates(ctx, head_llc.estimate_plain_text)
 
 
 def lm_heads(ctx) -> dict:

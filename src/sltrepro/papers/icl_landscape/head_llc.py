@@ -39,7 +39,7 @@ from sltrepro.health import health_metrics
 from sltrepro.models.attn_lm import head_mask
 from sltrepro.train.lm import next_token_loss, snapshot_path
 
-from .lm_pipeline import build_model, checkpoint_steps, llc_data, split_tokens
+from .lm_pipeline import build_model, checkpoint_steps, llc_data, split_tokens, standard_error
 
 
 def head_llc_steps(cfg: dict) -> list[int]:
@@ -138,11 +138,6 @@ def head_types(checkpoints: pd.DataFrame, cfg: dict) -> dict[tuple[int, int], st
     return types
 
 
-def standard_error(table: pd.DataFrame) -> pd.Series:
-    """The standard error of each estimate: the spread of its live chains over sqrt(chains)."""
-    return table["llc_std"] / np.sqrt(table["llc_num_chains"] - table["llc_diverged_chains"])
-
-
 def heterogeneity_p(values: np.ndarray, errors: np.ndarray) -> float:
     """P-value of Cochran's Q: are these estimates (with these standard errors) one value?
     Q = sum((x - x_w)^2 / se^2) with x_w the inverse-variance mean is chi^2(n - 1) when they
@@ -162,7 +157,7 @@ def induction_gap(final: pd.DataFrame, induction: list[int]) -> dict:
     heads of the layer whose gap is at most this one (1 / C(heads, k) when it is the lowest).
     """
     values = final.set_index("head")["wrllc"]
-    errors = standard_error(final).set_axis(final["head"])
+    errors = final.set_index("head")["wrllc_se"]
 
     def gap(picked) -> float:
         return float(values[list(picked)].mean() - values.drop(list(picked)).mean())
@@ -212,6 +207,7 @@ def summarize(
     types = head_types(checkpoints, cfg)
     table = table.sort_values(["layer", "head", "step"], kind="stable").reset_index(drop=True)
     table.insert(3, "type", [types[key] for key in zip(table["layer"], table["head"], strict=True)])
+    table.insert(5, "wrllc_se", standard_error(table))
     last_layer = cfg["n_layers"] - 1
     steps = sorted(table["step"].unique())
     layer = table[table["layer"] == last_layer]
@@ -228,10 +224,10 @@ def summarize(
     if 0 < len(induction) < cfg["n_heads"]:  # a gap needs heads on both sides
         metrics.update(induction_gap(final, induction))
     metrics["lm_wrllc_last_layer_heterogeneity_p_final"] = heterogeneity_p(
-        final["wrllc"].to_numpy(), standard_error(final).to_numpy()
+        final["wrllc"].to_numpy(), final["wrllc_se"].to_numpy()
     )
     metrics["lm_wrllc_last_layer_heterogeneity_p_first"] = heterogeneity_p(
-        first["wrllc"].to_numpy(), standard_error(first).to_numpy()
+        first["wrllc"].to_numpy(), first["wrllc_se"].to_numpy()
     )
     # every estimate (lm_head_llc_*) and the claims' gate: those they read, the last
     # layer's heads at the last step (lm_head_claims_llc_*)

@@ -98,10 +98,15 @@ def head_llc_panels(heads: pd.DataFrame, stages: list[dict], n_layers: int, path
     for layer, ax in zip(range(n_layers), np.atleast_1d(axes), strict=True):
         for (head, kind), rows in heads[heads["layer"] == layer].groupby(["head", "type"]):
             x = rows["step"] + 1
-            se = rows["llc_std"] / np.sqrt(rows["llc_num_chains"] - rows["llc_diverged_chains"])
             colour, style = HEAD_COLOURS[kind], HEAD_STYLES[head % len(HEAD_STYLES)]
             ax.errorbar(
-                x, rows["wrllc"], yerr=se, color=colour, ls=style, lw=1, label=f"h{head} ({kind})"
+                x,
+                rows["wrllc"],
+                yerr=rows["wrllc_se"],
+                color=colour,
+                ls=style,
+                lw=1,
+                label=f"h{head} ({kind})",
             )
             bad = ~rows["llc_healthy"].astype(bool)
             ax.plot(x[bad], rows["wrllc"][bad], "o", mfc="white", mec=colour, ms=4)

@@ -324,6 +324,12 @@ def evaluate_block(
 
 
 # -- step 4: stages, essential dynamics, claims' metrics -------------------------------------
+def standard_error(rows: pd.DataFrame) -> pd.Series:
+    """The standard error of each LLC estimate of ``rows`` (``summary_row(prefix="llc_")``
+    columns): the spread of its live chains over sqrt(chains)."""
+    return rows["llc_std"] / np.sqrt(rows["llc_num_chains"] - rows["llc_diverged_chains"])
+
+
 def head_max(table: pd.DataFrame, kind: str, layer: int) -> np.ndarray:
     """(T,) the largest score of ``kind`` ("prev"/"induction") over the heads of a layer."""
     return table.filter(regex=rf"^{kind}_l{layer}h\d+$").max(axis=1).to_numpy()
@@ -510,8 +516,7 @@ def analyze(
     steps = table["step"].to_numpy(dtype=float)
     stage_cfg = dict(cfg["stages"])
     ed_components, ed_smooth = stage_cfg.pop("ed_components"), stage_cfg.pop("ed_smooth")
-    # the standard error of each estimate: the spread of its chains over sqrt(chains)
-    sem = table["llc_std"] / np.sqrt(table["llc_num_chains"] - table["llc_diverged_chains"])
+    sem = standard_error(table)
     found, fit = stages.detect_stages(
         steps, table["llc"].to_numpy(), llc_sem=sem.to_numpy(), seed=seed, **stage_cfg
     )

@@ -8,10 +8,14 @@ such as 5 or 59 can be asked for), one checkpoint per call, with each setting of
 ``SETTINGS`` (or those ``--settings`` picks by index) and the cpu profile's data and
 sampler keys otherwise. Prints, per setting and checkpoint: seconds,
 LLC, chain spread, R-hat, bulk ESS, the equilibration budget nbeta*eps*T and the health
-verdict with its reasons. Run at one thread so the seconds are per core:
+verdict with its reasons. ``--checkpoints`` reads the checkpoints of a run the DAG trained
+(its ``checkpoints.pt``) instead of training a stand-in, for the late minima of the full-length
+run. Run at one thread so the seconds are per core:
 
     nice -n 10 .venv/bin/python benchmarks/icl_llc_cost.py            # ~15 min at load 2-4
     nice -n 10 .venv/bin/python benchmarks/icl_llc_cost.py --settings 1 --at 2 5 59
+    .venv/bin/python benchmarks/icl_llc_cost.py --settings 4 5 --at 12000 24000 \
+        --checkpoints results/cpu/icl_landscape/regression/train/seed0/checkpoints.pt
 """
 
 import argparse
@@ -30,6 +34,11 @@ SETTINGS = [
     ("4 x (100 + 400), paired", {"num_draws": 400, "num_burnin": 100, "paired": True}),
     ("4 x (100 + 400), unpaired", {"num_draws": 400, "num_burnin": 100, "paired": False}),
     ("4 x (200 + 800), paired", {"num_draws": 800, "num_burnin": 200, "paired": True}),
+    ("4 x (300 + 1200), paired", {"num_draws": 1200, "num_burnin": 300, "paired": True}),
+    ("4 x (400 + 800), paired", {"num_draws": 800, "num_burnin": 400, "paired": True}),
+    ("4 x (400 + 400), paired", {"num_draws": 400, "num_burnin": 400, "paired": True}),
+    ("4 x (100 + 400), paired, eps 1e-3", dict(num_draws=400, num_burnin=100, step_size=1e-3)),
+    ("4 x (200 + 800), paired, eps 1e-3", dict(num_draws=800, num_burnin=200, step_size=1e-3)),
 ]
 
 
@@ -39,24 +48,29 @@ def main():
     parser.add_argument("--config", default="papers/icl_landscape/config.yaml")
     parser.add_argument("--at", type=int, nargs="*", help="checkpoint steps to estimate")
     parser.add_argument("--settings", type=int, nargs="*", help="indices into SETTINGS")
+    parser.add_argument("--checkpoints", help="a trained run's checkpoints.pt (skips training)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     cfg = yaml.safe_load(open(args.config))["cpu"]["regression"]
-    spec = TrainSpec(
-        steps=args.steps,
-        batch_size=cfg["batch_size"],
-        peak_lr=cfg["peak_lr"],
-        num_log_checkpoints=cfg["num_log_checkpoints"],
-        num_linear_checkpoints=2,
-        num_tasks=None,
-        noise_var=cfg["noise_var"],
-    )
-    torch.manual_seed(0)
-    model = pipeline.ICLTransformer()
-    start = time.perf_counter()
-    with tempfile.TemporaryDirectory() as tmp:
-        states = train(model, spec, tmp, seed=0)["checkpoints"]
-    print(f"trained {args.steps} steps in {time.perf_counter() - start:.0f} s (1 thread)")
+    if args.checkpoints:
+        states = torch.load(args.checkpoints, weights_only=False)
+        args.steps = max(states)
+    else:
+        spec = TrainSpec(
+            steps=args.steps,
+            batch_size=cfg["batch_size"],
+            peak_lr=cfg["peak_lr"],
+            num_log_checkpoints=cfg["num_log_checkpoints"],
+            num_linear_checkpoints=2,
+            num_tasks=None,
+            noise_var=cfg["noise_var"],
+        )
+        torch.manual_seed(0)
+        model = pipeline.ICLTransformer()
+        start = time.perf_counter()
+        with tempfile.TemporaryDirectory() as tmp:
+            states = train(model, spec, tmp, seed=0)["checkpoints"]
+        print(f"trained {args.steps} steps in {time.perf_counter() - start:.0f} s (1 thread)")
     xs, ys, _ = pipeline.fixed_batch(cfg, cfg["llc"]["num_samples"], pipeline.LLC_DATA_SEED)
     data = (pipeline.encode(xs, ys), ys)
     picked = [SETTINGS[i] for i in args.settings] if args.settings else SETTINGS

@@ -159,3 +159,89 @@ def test_prior_mean_phase_at_step_0_does_not_count():
     assert stage_metrics(table, [], [], null)["yhat_sq_min_before_icl"] is False
     table["yhat_sq"] = [0.2, 0.01, 0.3, 2.0]
     assert stage_metrics(table, [], [], null)["yhat_sq_min_before_icl"] is True
+
+
+def test_schedule_peak_can_move():
+    """The learning-rate control's schedule: the same triangle with its peak moved."""
+    assert triangle_lr(75, 100, 1.0, peak_fraction=0.75) == 1.0
+    assert triangle_lr(50, 100, 1.0, 0.75) == pytest.approx(2 / 3)
+    assert triangle_lr(90, 100, 1.0, 0.75) == pytest.approx(0.4)
+    assert triangle_lr(100, 100, 1.0, 0.75) == 0
+    # the default is the paper's half-way peak, exactly
+    assert all(
+        triangle_lr(s, 24_000, 3e-3) == triangle_lr(s, 24_000, 3e-3, 0.5)
+        for s in range(0, 24_001, 7)
+    )
+
+
+def test_run_names_and_the_controls_train_spec():
+    from sltrepro.papers.icl_landscape.pipeline import parse_run, train_spec
+
+    assert parse_run("seed3") == (3, False)
+    assert parse_run("lr_control_seed0") == (0, True)
+    for bad in ("seed", "lr_control_3", "control_seed1", "seedx"):
+        with pytest.raises(ValueError, match="expected seedN"):
+            parse_run(bad)
+    cfg = dict(
+        steps=100,
+        batch_size=8,
+        peak_lr=1e-3,
+        num_log_checkpoints=3,
+        num_linear_checkpoints=2,
+        num_tasks=None,
+        noise_var=0.125,
+        lr_control={"peak_fraction": 0.75},
+    )
+    assert train_spec(cfg).peak_fraction == 0.5
+    assert train_spec(cfg, lr_control=True).peak_fraction == 0.75
+
+
+def _rise_then_fall(steps, fall_at):
+    """An LLC curve that rises steeply to step ~1,000, then slowly (in log time) to a
+    maximum at ``fall_at`` and then falls."""
+    t = np.log1p(steps)
+    knee, peak = np.log1p(1_000), np.log1p(fall_at)
+    slow = 40 * np.clip(t - knee, 0, peak - knee) / (t[-1] - knee)
+    return (
+        100 / (1 + np.exp(-2 * (t - 5))) + slow - 60 * np.clip(t - peak, 0, None) / (t[-1] - peak)
+    )
+
+
+def test_lr_control_comparison_reads_the_shift_of_the_type_b_stage():
+    """A fall that starts later in the control shows as a positive shift of the first type-B
+    stage; identical curves show none, and no significant difference of the curves."""
+    from sltrepro.papers.icl_landscape.pipeline import compare_lr_control, llc_stages
+
+    cfg = {
+        "steps": 20_000,
+        "lr_control": {"peak_fraction": 0.75},
+        "llc": {"num_chains": 4},
+        "stages": dict(plateau_tol=0.1, min_gap=0.3, min_change=0.05, min_z=2.0),
+    }
+    steps = np.array(checkpoint_steps(20_000, 25, 15))
+
+    def table(fall_at):
+        return pd.DataFrame(
+            {
+                "step": steps,
+                "llc": _rise_then_fall(steps, fall_at),
+                "llc_chain_std": 1.0,
+                "healthy": True,
+            }
+        )
+
+    main = table(3_000)
+    main_stages = [
+        {"start": s.start, "end": s.end, "type": s.type} for s in llc_stages(cfg, main)[0]
+    ]
+    assert "B" in [s["type"] for s in main_stages]
+    same, _, _ = compare_lr_control(cfg, main, main_stages, table(3_000))
+    assert same["lr_control_first_B_shift"] == 0
+    assert same["lr_control_llc_diff_z_max"] == 0
+    assert same["lr_control_peak_step"] == 15_000 and same["lr_control_peak_shift"] == 5_000
+    later, summary, fit = compare_lr_control(cfg, main, main_stages, table(9_000))
+    assert later["lr_control_first_B_shift"] > 2_000
+    assert later["lr_control_llc_diff_z_max"] > 10
+    assert summary["stages"][-1]["type"] == "B" and len(fit) > len(steps)
+    with pytest.raises(ValueError, match="checkpoints differ"):
+        compare_lr_control(cfg, main, main_stages, table(3_000).iloc[1:])

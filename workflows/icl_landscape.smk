@@ -1,6 +1,9 @@
 # Hoogland et al. 2024, "The Developmental Landscape of In-Context Learning".
 # Part 1, the regression half (rules icl_landscape_*): train -> LLC per block of checkpoints
-# -> probe -> analyze (stages, essential dynamics) -> regression/metrics.json.
+# -> probe -> analyze (stages, essential dynamics) -> regression/metrics.json. A training run
+# is named seedN, or lr_control_seedN for the learning-rate control (issue 18 §4, when the
+# profile's regression block has `lr_control:`): the first seed again with the schedule's
+# peak moved, compared with the main run by icl_landscape_lr_control.
 # Part 2, the language-model half (rules icl_landscape_lm_*), is in icl_landscape_lm.smk,
 # included below; icl_landscape_metrics merges the metrics of both halves.
 ICL = paper_rules("icl_landscape")
@@ -24,18 +27,23 @@ ICL_TRAIN_KEYS = [
     )
 ]
 ICL_FIGURES = [f"{ICL_R}/figures/{name}.png" for name in ICL_FIGURE_NAMES]
+ICL_LR_CONTROL = "lr_control" in ICL_REG
+ICL_CONTROL_RUN = f"lr_control_seed{ICL_SEEDS[0]}"
+ICL_RUN = r"(lr_control_)?seed\d+"
+# the control also reads its schedule
+ICL_CONTROL_KEYS = ["regression.lr_control"]
 
 
 rule icl_landscape_train:
     output:
-        checkpoints=f"{ICL_R}/train/seed{{seed}}/checkpoints.pt",
-        history=f"{ICL_R}/train/seed{{seed}}/history.csv",
+        checkpoints=f"{ICL_R}/train/{{run}}/checkpoints.pt",
+        history=f"{ICL_R}/train/{{run}}/history.csv",
     log:
-        ICL.log("train_seed{seed}"),
+        ICL.log("train_{run}"),
     benchmark:
-        ICL.benchmark("train_seed{seed}")
+        ICL.benchmark("train_{run}")
     wildcard_constraints:
-        seed=r"\d+",
+        run=ICL_RUN,
     conda:
         ENV
     threads: 1
@@ -43,12 +51,15 @@ rule icl_landscape_train:
         mem_mb=2000,
         runtime=600,
     params:
-        reads=ICL.reads(*ICL_TRAIN_KEYS),
+        reads=lambda w: ICL.reads(
+            *ICL_TRAIN_KEYS,
+            *(ICL_CONTROL_KEYS if w.run.startswith("lr_control_") else []),
+        ),
     shell:
         ICL.step(
             "train",
-            f"{ICL_R}/train/seed{{wildcards.seed}}",
-            "--opt seed={wildcards.seed}",
+            f"{ICL_R}/train/{{wildcards.run}}",
+            "--opt run={wildcards.run}",
             outputs=["checkpoints", "history"],
         )
 
@@ -57,14 +68,14 @@ rule icl_landscape_llc:
     input:
         checkpoints=rules.icl_landscape_train.output.checkpoints,
     output:
-        llc=f"{ICL_R}/llc/seed{{seed}}/block{{block}}.csv",
-        traces=f"{ICL_R}/llc/seed{{seed}}/block{{block}}_traces.npy",
+        llc=f"{ICL_R}/llc/{{run}}/block{{block}}.csv",
+        traces=f"{ICL_R}/llc/{{run}}/block{{block}}_traces.npy",
     log:
-        ICL.log("llc_seed{seed}_block{block}"),
+        ICL.log("llc_{run}_block{block}"),
     benchmark:
-        ICL.benchmark("llc_seed{seed}_block{block}")
+        ICL.benchmark("llc_{run}_block{block}")
     wildcard_constraints:
-        seed=r"\d+",
+        run=ICL_RUN,
         block=r"\d+",
     conda:
         ENV
@@ -77,8 +88,8 @@ rule icl_landscape_llc:
     shell:
         ICL.step(
             "llc",
-            f"{ICL_R}/llc/seed{{wildcards.seed}}",
-            "--opt seed={wildcards.seed} --opt block={wildcards.block}",
+            f"{ICL_R}/llc/{{wildcards.run}}",
+            "--opt run={wildcards.run} --opt block={wildcards.block}",
             inputs=["checkpoints"],
             outputs=["llc", "traces"],
         )
@@ -88,14 +99,14 @@ rule icl_landscape_probe:
     input:
         checkpoints=rules.icl_landscape_train.output.checkpoints,
     output:
-        probe=f"{ICL_R}/probe/seed{{seed}}/probe.csv",
-        outputs=f"{ICL_R}/probe/seed{{seed}}/outputs.npy",
+        probe=f"{ICL_R}/probe/{{run}}/probe.csv",
+        outputs=f"{ICL_R}/probe/{{run}}/outputs.npy",
     log:
-        ICL.log("probe_seed{seed}"),
+        ICL.log("probe_{run}"),
     benchmark:
-        ICL.benchmark("probe_seed{seed}")
+        ICL.benchmark("probe_{run}")
     wildcard_constraints:
-        seed=r"\d+",
+        run=ICL_RUN,
     conda:
         ENV
     threads: 1
@@ -112,8 +123,8 @@ rule icl_landscape_probe:
     shell:
         ICL.step(
             "probe",
-            f"{ICL_R}/probe/seed{{wildcards.seed}}",
-            "--opt seed={wildcards.seed}",
+            f"{ICL_R}/probe/{{wildcards.run}}",
+            "--opt run={wildcards.run}",
             inputs=["checkpoints"],
             outputs=["probe", "outputs"],
         )
@@ -123,9 +134,18 @@ rule icl_landscape_analyze:
     input:
         # in the config's seed order (llc: every block of a seed in turn); the step pairs
         # them with the seeds by position
-        llc=expand(rules.icl_landscape_llc.output.llc, seed=ICL_SEEDS, block=ICL_BLOCKS),
-        probe=expand(rules.icl_landscape_probe.output.probe, seed=ICL_SEEDS),
-        outputs=expand(rules.icl_landscape_probe.output.outputs, seed=ICL_SEEDS),
+        llc=expand(
+            rules.icl_landscape_llc.output.llc,
+            run=[f"seed{s}" for s in ICL_SEEDS],
+            block=ICL_BLOCKS,
+        ),
+        probe=expand(
+            rules.icl_landscape_probe.output.probe, run=[f"seed{s}" for s in ICL_SEEDS]
+        ),
+        outputs=expand(
+            rules.icl_landscape_probe.output.outputs,
+            run=[f"seed{s}" for s in ICL_SEEDS],
+        ),
     output:
         metrics=f"{ICL_R}/metrics.json",
         baselines=f"{ICL_R}/baselines.csv",
@@ -154,6 +174,40 @@ rule icl_landscape_analyze:
         )
 
 
+# the learning-rate control against the first seed's main run
+rule icl_landscape_lr_control:
+    input:
+        main_table=rules.icl_landscape_analyze.output.tables[0],
+        main_stages=rules.icl_landscape_analyze.output.stages[0],
+        llc=expand(
+            rules.icl_landscape_llc.output.llc, run=ICL_CONTROL_RUN, block=ICL_BLOCKS
+        ),
+        probe=expand(rules.icl_landscape_probe.output.probe, run=ICL_CONTROL_RUN),
+    output:
+        metrics=f"{ICL_R}/lr_control/metrics.json",
+        table=f"{ICL_R}/lr_control/checkpoints.csv",
+        fit=f"{ICL_R}/lr_control/llc_fit.csv",
+        stages=f"{ICL_R}/lr_control/stages.json",
+    log:
+        ICL.log("lr_control"),
+    benchmark:
+        ICL.benchmark("lr_control")
+    conda:
+        ENV
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    params:
+        reads=ICL.reads("regression"),
+    shell:
+        ICL.step(
+            "lr_control",
+            f"{ICL_R}/lr_control",
+            inputs=["main_table", "main_stages", "llc", "probe"],
+            outputs=["metrics", "table", "fit", "stages"],
+        )
+
+
 # the figures of the first seed
 rule icl_landscape_figures:
     input:
@@ -163,10 +217,20 @@ rule icl_landscape_figures:
         stages=rules.icl_landscape_analyze.output.stages[0],
         baselines=rules.icl_landscape_analyze.output.baselines,
         llc=expand(
-            rules.icl_landscape_llc.output.llc, seed=ICL_SEEDS[0], block=ICL_BLOCKS
+            rules.icl_landscape_llc.output.llc,
+            run=f"seed{ICL_SEEDS[0]}",
+            block=ICL_BLOCKS,
         ),
         llc_traces=expand(
-            rules.icl_landscape_llc.output.traces, seed=ICL_SEEDS[0], block=ICL_BLOCKS
+            rules.icl_landscape_llc.output.traces,
+            run=f"seed{ICL_SEEDS[0]}",
+            block=ICL_BLOCKS,
+        ),
+        # the learning-rate control's LLC curve and fit, drawn beside the main run's
+        control=(
+            [f"{ICL_R}/lr_control/checkpoints.csv", f"{ICL_R}/lr_control/llc_fit.csv"]
+            if ICL_LR_CONTROL
+            else []
         ),
     output:
         [report_figure(ICL.paper, path, part="regression") for path in ICL_FIGURES],
@@ -185,7 +249,8 @@ rule icl_landscape_figures:
         ICL.step(
             "figures",
             f"{ICL_R}/figures",
-            inputs=["table", "fit", "ed", "stages", "baselines", "llc", "llc_traces"],
+            inputs=["table", "fit", "ed", "stages", "baselines", "llc", "llc_traces"]
+            + (["control"] if ICL_LR_CONTROL else []),
         )
 
 
@@ -198,6 +263,11 @@ rule icl_landscape_metrics:
             rules.icl_landscape_analyze.output.metrics,
             rules.icl_landscape_lm_analyze.output.metrics,
             rules.icl_landscape_lm_heads.output.metrics,
+            *(
+                [rules.icl_landscape_lr_control.output.metrics]
+                if ICL_LR_CONTROL
+                else []
+            ),
         ],
     output:
         metrics=f"{ICL.out}/metrics.json",

@@ -38,12 +38,15 @@ class TrainSpec:
     """Size M of a finite task pool; None for a fresh task per sequence."""
     log_every: int = 100
     save_every: int = 1000
+    peak_fraction: float = 0.5
+    """Where the one-cycle schedule peaks, as a fraction of ``steps`` (the paper: half-way;
+    the learning-rate control moves it)."""
 
 
-def triangle_lr(step: int, total: int, peak: float) -> float:
-    """One-cycle triangle: 0 at step 0, ``peak`` at total / 2, 0 at ``total``."""
-    half = total / 2
-    return peak * (step / half if step <= half else max(total - step, 0) / half)
+def triangle_lr(step: int, total: int, peak: float, peak_fraction: float = 0.5) -> float:
+    """One-cycle triangle: 0 at step 0, ``peak`` at ``peak_fraction * total``, 0 at ``total``."""
+    top = peak_fraction * total
+    return peak * (step / top if step <= top else max(total - step, 0) / (total - top))
 
 
 def checkpoint_steps(total: int, num_log: int, num_linear: int) -> list[int]:
@@ -89,7 +92,7 @@ def train(model: ICLTransformer, spec: TrainSpec, outdir: Path, *, seed: int, lo
     if start == 0 and 0 in wanted:
         keep(0)
     for step in progress(range(start, spec.steps), desc="train", total=spec.steps, initial=start):
-        lr = triangle_lr(step, spec.steps, spec.peak_lr)
+        lr = triangle_lr(step, spec.steps, spec.peak_lr, spec.peak_fraction)
         for group in opt.param_groups:
             group["lr"] = lr
         xs, ys, _ = sample_batch(

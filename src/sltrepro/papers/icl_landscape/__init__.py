@@ -22,10 +22,16 @@ def _regression(ctx) -> dict:
     return ctx.config["regression"]
 
 
+def _run(ctx) -> tuple[int, bool]:
+    """--opt run=seedS or run=lr_control_seedS -> (S, whether it is the LR control)."""
+    return pipeline.parse_run(ctx.opt("run"))
+
+
 def train(ctx) -> None:
-    """--opt seed=S: one training run -> checkpoints ({step: state_dict}), history."""
+    """--opt run=R: one training run -> checkpoints ({step: state_dict}), history."""
+    seed, lr_control = _run(ctx)
     states, history = pipeline.train_seed(
-        _regression(ctx), ctx.opt("seed", int), ctx.resume_dir, ctx.log
+        _regression(ctx), seed, ctx.resume_dir, ctx.log, lr_control=lr_control
     )
     torch.save(states, ctx.output("checkpoints"))
     history.to_csv(ctx.output("history"), index=False)
@@ -36,11 +42,12 @@ def _states(ctx) -> dict:
 
 
 def llc(ctx) -> None:
-    """--opt seed=S --opt block=B: the LLC of one block of checkpoints -> llc, traces."""
+    """--opt run=R --opt block=B: the LLC of one block of checkpoints -> llc, traces (the
+    LR control's on the same data and chain seeds as its seed's main run)."""
     table, traces = pipeline.llc_block(
         _regression(ctx),
         _states(ctx),
-        ctx.opt("seed", int),
+        _run(ctx)[0],
         ctx.opt("block", int),
         ctx.device,
         ctx.log,
@@ -50,8 +57,8 @@ def llc(ctx) -> None:
 
 
 def probe(ctx) -> None:
-    """--opt seed=S: behaviour and structure of every checkpoint -> probe, outputs."""
-    table, outputs = pipeline.probe_seed(_regression(ctx), _states(ctx), ctx.opt("seed", int))
+    """--opt run=R: behaviour and structure of every checkpoint -> probe, outputs."""
+    table, outputs = pipeline.probe_seed(_regression(ctx), _states(ctx), _run(ctx)[0])
     table.to_csv(ctx.output("probe"), index=False)
     np.save(ctx.output("outputs"), outputs)
 
@@ -87,12 +94,32 @@ def analyze(ctx) -> dict:
     return pipeline.summarize(cfg, per_seed, base)
 
 
+def lr_control(ctx) -> dict:
+    """The learning-rate control (its LLC blocks and probe) against the first seed's main
+    run (its checkpoint table and stages) -> the control's table, fit, stages, metrics."""
+    cfg = _regression(ctx)
+    llc_blocks = [pd.read_csv(p) for p in ctx.input_list("llc")]
+    table = pipeline.seed_table(llc_blocks, pd.read_csv(ctx.input("probe")))
+    main_stages = json.loads(ctx.input("main_stages").read_text())["stages"]
+    out, summary, fit = pipeline.compare_lr_control(
+        cfg, pd.read_csv(ctx.input("main_table")), main_stages, table
+    )
+    table.to_csv(ctx.output("table"), index=False)
+    fit.to_csv(ctx.output("fit"), index=False)
+    ctx.output("stages").write_text(json.dumps(summary, indent=2))
+    ctx.log.info("LR control: %s", out)
+    return {f"regression_{k}": v for k, v in out.items()}
+
+
 def regression_figures(ctx) -> None:
     """The figures of one seed (the rule passes the first seed's tables, LLC blocks and
-    their traces)."""
+    their traces, and the learning-rate control's table and fit when there is one)."""
     # figures imports matplotlib and seaborn (~2.5 s of CPU): only the figure steps pay it
     from . import figures
 
+    control = None
+    if "control" in ctx.named_inputs:
+        control = tuple(pd.read_csv(p) for p in ctx.input_list("control"))
     figures.draw_all(
         pd.read_csv(ctx.input("table")),
         pd.read_csv(ctx.input("fit")),
@@ -102,6 +129,7 @@ def regression_figures(ctx) -> None:
         pd.concat([pd.read_csv(path) for path in ctx.input_list("llc")]),
         np.concatenate([np.load(path) for path in ctx.input_list("llc_traces")]),
         ctx.outdir,
+        control,
     )
 
 
@@ -239,6 +267,7 @@ STEPS = {
     "llc": llc,
     "probe": probe,
     "analyze": analyze,
+    "lr_control": lr_control,
     "figures": regression_figures,
     "metrics": metrics,
     "lm_train": lm_train,

@@ -35,15 +35,46 @@ def shade_stages(ax, stages: list[dict]) -> None:
     ax.set_xscale("log")
 
 
-def llc_and_loss(table: pd.DataFrame, fit: pd.DataFrame, stages: list[dict], path: Path) -> None:
+def llc_and_loss(
+    table: pd.DataFrame,
+    fit: pd.DataFrame,
+    stages: list[dict],
+    path: Path,
+    control: tuple[pd.DataFrame, pd.DataFrame] | None = None,
+) -> None:
+    """``control``: the learning-rate control's checkpoint table and GP fit, drawn beside
+    the main run (grey) when given."""
     fig, (ax_llc, ax_loss) = plots.figure(1, 2, width=5.0)
     x = table["step"] + 1
     ax_llc.plot(x, table["llc"], "o", ms=3, label="LLC (mean of per-token)")
     ax_llc.plot(np.exp(fit["log_step"]), fit["llc_fit"], "k-", lw=1, label="GP fit")
+    if control is not None:
+        control_table, control_fit = control
+        ax_llc.plot(
+            control_table["step"] + 1,
+            control_table["llc"],
+            "s",
+            ms=2.5,
+            color="grey",
+            label="LR control",
+        )
+        ax_llc.plot(
+            np.exp(control_fit["log_step"]),
+            control_fit["llc_fit"],
+            "-",
+            lw=1,
+            color="grey",
+            label="LR control GP fit",
+        )
+        ax_loss.plot(
+            control_table["step"] + 1, control_table["loss"], "-", color="grey", label="LR control"
+        )
     ax_llc.set(xlabel="step + 1", ylabel=r"$\hat\lambda$", title="LLC")
     ax_llc.legend(fontsize=7, loc="lower right")
     ax_loss.plot(x, table["loss"], "-", label="test loss")
     ax_loss.set(xlabel="step + 1", ylabel="MSE", title="Loss")
+    if control is not None:
+        ax_loss.legend(fontsize=7)
     for ax in (ax_llc, ax_loss):
         shade_stages(ax, stages)
     plots.save(fig, path)
@@ -132,11 +163,12 @@ def draw_all(
     llc: pd.DataFrame,
     llc_traces: np.ndarray,
     outdir: Path,
+    control: tuple[pd.DataFrame, pd.DataFrame] | None = None,
 ) -> None:
     """The figures of one seed (its checkpoint table, GP fit, stages and essential
     dynamics, the baselines, and its LLC rows with their (M, C, D) traces, in the same
-    order) into ``outdir``."""
-    llc_and_loss(table, fit, stages, outdir / "llc_stages.png")
+    order) into ``outdir``; ``control``: the learning-rate control's table and fit."""
+    llc_and_loss(table, fit, stages, outdir / "llc_stages.png", control)
     trace_figure(llc, llc_traces, outdir / "llc_traces.png")
     metric_panels(table, base, stages, outdir / "metrics.png")
     pc_pairs(ed, stages, outdir / "essential_dynamics.png")

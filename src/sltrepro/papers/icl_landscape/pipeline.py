@@ -20,6 +20,12 @@ Method:
    OLS, Bayes-optimal ridge) on the evaluation batch, and the metrics the claims read.
 5. ``metrics`` merges the halves' metrics into the paper's metrics.json.
 
+The learning-rate control (issue 18 §4, when the block has ``lr_control:``): the first seed
+trained again with the one-cycle peak moved to ``lr_control.peak_fraction`` of training,
+its LLC estimated at the same checkpoints on the same data and chain seeds, and its stages
+set beside the main run's (:func:`compare_lr_control`): a type-B stage that follows the
+schedule moves with the peak, one that follows the development does not.
+
 The functions here never see the step context: they take the ``regression:`` config block,
 tables and arrays, and return tables, arrays and dicts; ``__init__.py`` reads and writes
 the files.
@@ -56,8 +62,9 @@ ICL_ONSET = -0.5
 # -- config ------------------------------------------------------------------------------
 
 
-def train_spec(cfg: dict) -> TrainSpec:
-    """The TrainSpec of a ``regression:`` config block."""
+def train_spec(cfg: dict, lr_control: bool = False) -> TrainSpec:
+    """The TrainSpec of a ``regression:`` config block; with ``lr_control``, that of the
+    learning-rate control (the schedule's peak at ``lr_control.peak_fraction``)."""
     return TrainSpec(
         steps=cfg["steps"],
         batch_size=cfg["batch_size"],
@@ -66,7 +73,22 @@ def train_spec(cfg: dict) -> TrainSpec:
         num_linear_checkpoints=cfg["num_linear_checkpoints"],
         num_tasks=cfg["num_tasks"],
         noise_var=cfg["noise_var"],
+        peak_fraction=cfg["lr_control"]["peak_fraction"] if lr_control else 0.5,
     )
+
+
+LR_CONTROL_PREFIX = "lr_control_"
+
+
+def parse_run(run: str) -> tuple[int, bool]:
+    """The name of a training run (the DAG's folder under train/, llc/ and probe/) ->
+    (seed, whether it is the learning-rate control): "seed3" -> (3, False),
+    "lr_control_seed0" -> (0, True)."""
+    lr_control = run.startswith(LR_CONTROL_PREFIX)
+    name = run.removeprefix(LR_CONTROL_PREFIX)
+    if not name.startswith("seed") or not name[4:].isdigit():
+        raise ValueError(f"run {run!r}: expected seedN or {LR_CONTROL_PREFIX}seedN")
+    return int(name[4:]), lr_control
 
 
 def all_checkpoint_steps(cfg: dict) -> list[int]:
@@ -94,14 +116,17 @@ def load_model(state: dict) -> ICLTransformer:
 # -- 1. train ------------------------------------------------------------------------------
 
 
-def train_seed(cfg: dict, seed: int, workdir: Path, log=None) -> tuple[dict, pd.DataFrame]:
-    """Train one seed -> ({step: state_dict}, history (step, lr, loss)).
+def train_seed(
+    cfg: dict, seed: int, workdir: Path, log=None, lr_control: bool = False
+) -> tuple[dict, pd.DataFrame]:
+    """Train one seed (with ``lr_control``, on the control's schedule) -> ({step:
+    state_dict}, history (step, lr, loss)).
 
     Resumes from ``workdir/resume.pt`` when a run was interrupted and removes it when done.
     """
     torch.manual_seed(seed)  # the initialisation
     model = ICLTransformer()
-    out = train(model, train_spec(cfg), workdir, seed=seed, log=log)
+    out = train(model, train_spec(cfg, lr_control), workdir, seed=seed, log=log)
     (Path(workdir) / "resume.pt").unlink(missing_ok=True)
     return out["checkpoints"], pd.DataFrame(out["history"], columns=["step", "lr", "loss"])
 
@@ -314,6 +339,27 @@ class SeedAnalysis:
     """stages, GP kernel, turning-point steps, explained variance ratios"""
 
 
+def llc_sem(cfg: dict, table: pd.DataFrame) -> np.ndarray:
+    """The standard error of each checkpoint's LLC: the spread of its chains over
+    sqrt(chains)."""
+    return table["llc_chain_std"].to_numpy() / np.sqrt(cfg["llc"]["num_chains"])
+
+
+def llc_stages(cfg: dict, table: pd.DataFrame) -> tuple[list[stg.Stage], stg.LLCCurveFit]:
+    """The stages of one run's LLC curve (``table``: step, llc, llc_chain_std) and the GP
+    fit they are read from."""
+    st = cfg["stages"]
+    return stg.detect_stages(
+        table["step"].to_numpy(),
+        table["llc"],
+        plateau_tol=st["plateau_tol"],
+        min_gap=st["min_gap"],
+        min_change=st["min_change"],
+        min_z=st["min_z"],
+        llc_sem=llc_sem(cfg, table),
+    )
+
+
 def analyze_seed(
     cfg: dict, seed: int, table: pd.DataFrame, outputs: np.ndarray, base: pd.DataFrame, log
 ) -> SeedAnalysis:
@@ -323,17 +369,8 @@ def analyze_seed(
         raise ValueError(f"seed {seed}: checkpoints without an LLC: {table.step[table.llc.isna()]}")
     steps = table["step"].to_numpy()
     st = cfg["stages"]
-    # the standard error of each estimate: the spread of its chains over sqrt(chains)
-    sem = table["llc_chain_std"].to_numpy() / np.sqrt(cfg["llc"]["num_chains"])
-    stages, fit = stg.detect_stages(
-        steps,
-        table["llc"],
-        plateau_tol=st["plateau_tol"],
-        min_gap=st["min_gap"],
-        min_change=st["min_change"],
-        min_z=st["min_z"],
-        llc_sem=sem,
-    )
+    sem = llc_sem(cfg, table)
+    stages, fit = llc_stages(cfg, table)
     ed = stg.essential_dynamics(outputs, n_components=st["ed_components"])
     turns = stg.turning_points(steps, ed.coords, smooth=st["ed_smooth"])
     fit_table = pd.DataFrame(
@@ -380,6 +417,55 @@ def analyze_seed(
     out["final_icl_score"] = float(final["icl_score"])
     out["final_ln_final_collapse"] = float(final["ln_final_collapse"])
     return SeedAnalysis(out, table, fit_table, coords, summary)
+
+
+def first_type_b_start(stages: list[dict]) -> float | None:
+    """The step where the first type-B stage starts; None when the LLC never falls."""
+    return next((s["start"] for s in stages if s["type"] == "B"), None)
+
+
+def compare_lr_control(
+    cfg: dict, main: pd.DataFrame, main_stages: list[dict], control: pd.DataFrame
+) -> tuple[dict, dict, pd.DataFrame]:
+    """The learning-rate control against the main run of the same seed (both tables from
+    :func:`seed_table`, checkpoints at the same steps; ``main_stages`` the main run's
+    stages as :func:`analyze_seed` writes them).
+
+    Returns the metrics (keys ``lr_control_*``, unprefixed), the control's stage summary
+    and its GP fit. A type-B stage that follows the schedule starts later by about the
+    peak's shift (``lr_control_peak_shift``); one that follows the development starts at
+    the same step. ``lr_control_llc_diff_z_max`` is the largest difference of the two
+    curves at one checkpoint in standard errors (both estimates healthy).
+    """
+    if not np.array_equal(main["step"].to_numpy(), control["step"].to_numpy()):
+        raise ValueError("the learning-rate control's checkpoints differ from the main run's")
+    stages, fit = llc_stages(cfg, control)
+    summary = {"stages": [asdict(s) for s in stages], "kernel": fit.kernel}
+    main_peak = cfg["steps"] // 2
+    control_peak = round(cfg["lr_control"]["peak_fraction"] * cfg["steps"])
+    main_b, control_b = first_type_b_start(main_stages), first_type_b_start(summary["stages"])
+    out = {
+        "lr_control_peak_step": control_peak,
+        "lr_control_peak_shift": control_peak - main_peak,
+        "lr_control_num_stages": len(stages),
+        "lr_control_num_B_stages": stg.stage_string(stages).count("B"),
+        "lr_control_first_B_start": control_b,
+        "first_B_start": main_b,
+        "lr_control_first_B_shift": None if None in (main_b, control_b) else control_b - main_b,
+        "lr_control_llc_healthy_fraction": float(control["healthy"].astype(bool).mean()),
+    }
+    both = (main["healthy"].astype(bool) & control["healthy"].astype(bool)).to_numpy()
+    diff = control["llc"].to_numpy() - main["llc"].to_numpy()
+    z = np.abs(diff) / np.hypot(llc_sem(cfg, main), llc_sem(cfg, control))
+    if both.any():
+        worst = int(np.flatnonzero(both)[np.argmax(z[both])])
+        out["lr_control_llc_diff_z_max"] = float(z[worst])
+        out["lr_control_llc_diff_z_max_step"] = int(main["step"].iloc[worst])
+        out["lr_control_llc_diff_at_z_max"] = float(diff[worst])
+    fit_table = pd.DataFrame(
+        {"log_step": fit.log_steps, "llc_fit": fit.mean, "llc_fit_std": fit.std}
+    )
+    return out, summary, fit_table
 
 
 def _ratio(value: float, se: float) -> float | None:

@@ -27,6 +27,7 @@ ICL_TRAIN_KEYS = [
     )
 ]
 ICL_FIGURES = [f"{ICL_R}/figures/{name}.png" for name in ICL_FIGURE_NAMES]
+ICL_MAIN_RUNS = [f"seed{seed}" for seed in ICL_SEEDS]
 ICL_LR_CONTROL = "lr_control" in ICL_REG
 ICL_CONTROL_RUN = f"lr_control_seed{ICL_SEEDS[0]}"
 ICL_RUN = r"(lr_control_)?seed\d+"
@@ -136,15 +137,13 @@ rule icl_landscape_analyze:
         # them with the seeds by position
         llc=expand(
             rules.icl_landscape_llc.output.llc,
-            run=[f"seed{s}" for s in ICL_SEEDS],
+            run=ICL_MAIN_RUNS,
             block=ICL_BLOCKS,
         ),
-        probe=expand(
-            rules.icl_landscape_probe.output.probe, run=[f"seed{s}" for s in ICL_SEEDS]
-        ),
+        probe=expand(rules.icl_landscape_probe.output.probe, run=ICL_MAIN_RUNS),
         outputs=expand(
             rules.icl_landscape_probe.output.outputs,
-            run=[f"seed{s}" for s in ICL_SEEDS],
+            run=ICL_MAIN_RUNS,
         ),
     output:
         metrics=f"{ICL_R}/metrics.json",
@@ -218,12 +217,12 @@ rule icl_landscape_figures:
         baselines=rules.icl_landscape_analyze.output.baselines,
         llc=expand(
             rules.icl_landscape_llc.output.llc,
-            run=f"seed{ICL_SEEDS[0]}",
+            run=ICL_MAIN_RUNS[0],
             block=ICL_BLOCKS,
         ),
         llc_traces=expand(
             rules.icl_landscape_llc.output.traces,
-            run=f"seed{ICL_SEEDS[0]}",
+            run=ICL_MAIN_RUNS[0],
             block=ICL_BLOCKS,
         ),
         # the learning-rate control's LLC curve and fit, drawn beside the main run's

@@ -63,7 +63,7 @@ def main():
     parser.add_argument("--samples", type=int, default=2000)
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.child:
+    if args.child is not None:
         print(json.dumps(child(args.child, args.batch, args.draws, args.samples)))
         return
     rows = []

@@ -10,7 +10,8 @@ sampler keys otherwise. Prints, per setting and checkpoint: seconds,
 LLC, chain spread, R-hat, bulk ESS, the equilibration budget nbeta*eps*T and the health
 verdict with its reasons. ``--checkpoints`` reads the checkpoints of a run the DAG trained
 (its ``checkpoints.pt``) instead of training a stand-in, for the late minima of the full-length
-run. Run at one thread so the seconds are per core:
+run; the data and chain seeds are those of the DAG's seed-0 estimates. Run at one thread so
+the seconds are per core:
 
     nice -n 10 .venv/bin/python benchmarks/icl_llc_cost.py            # ~15 min at load 2-4
     nice -n 10 .venv/bin/python benchmarks/icl_llc_cost.py --settings 1 --at 2 5 59

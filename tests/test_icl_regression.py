@@ -214,6 +214,12 @@ def test_lr_control_comparison_reads_the_shift_of_the_type_b_stage():
 
     cfg = {
         "steps": 20_000,
+        "batch_size": 8,
+        "peak_lr": 1e-3,
+        "num_log_checkpoints": 25,
+        "num_linear_checkpoints": 15,
+        "num_tasks": None,
+        "noise_var": 0.125,
         "lr_control": {"peak_fraction": 0.75},
         "llc": {"num_chains": 4},
         "stages": dict(plateau_tol=0.1, min_gap=0.3, min_change=0.05, min_z=2.0),

@@ -339,11 +339,11 @@ def estimate_llc(
 
     Notes
     -----
-    Memory grows by about 6-8 float32 copies of the sampled parameters per chain (the
-    chain's weights, their gradient, the noise, the pull towards w* and the update's
-    temporaries, plus activations of one minibatch), over a fixed 7-12 copies: measured
-    at 2M parameters by ``benchmarks/bench_memory.py`` (6.3 copies per chain at batch 10,
-    7.5-8.0 at batch 500).
+    Memory grows by about 6-8 float32 copies of the sampled parameters per chain, over a
+    fixed 7-12 copies: measured at 2M parameters by ``benchmarks/bench_memory.py`` (6.3
+    copies per chain at batch 10, 7.5-8.0 at batch 500, so the minibatch's activations
+    account for 1-2 of them; how the rest splits between the chain's weights, gradient,
+    noise and the update's temporaries was not measured).
     """
     start_time = time.perf_counter()
     cfg = (settings or SamplerSettings()).replace(**overrides)

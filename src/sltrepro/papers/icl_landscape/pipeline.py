@@ -91,6 +91,12 @@ def parse_run(run: str) -> tuple[int, bool]:
     return int(name[4:]), lr_control
 
 
+def lr_peak_step(cfg: dict, lr_control: bool = False) -> int:
+    """The step where the one-cycle schedule peaks (of the control with ``lr_control``)."""
+    spec = train_spec(cfg, lr_control)
+    return int(spec.peak_fraction * spec.steps)
+
+
 def all_checkpoint_steps(cfg: dict) -> list[int]:
     spec = train_spec(cfg)
     return checkpoint_steps(spec.steps, spec.num_log_checkpoints, spec.num_linear_checkpoints)
@@ -345,6 +351,11 @@ def llc_sem(cfg: dict, table: pd.DataFrame) -> np.ndarray:
     return table["llc_chain_std"].to_numpy() / np.sqrt(cfg["llc"]["num_chains"])
 
 
+def _fit_table(fit: stg.LLCCurveFit) -> pd.DataFrame:
+    """The GP fit as the table the figures read: log_step, llc_fit, llc_fit_std."""
+    return pd.DataFrame({"log_step": fit.log_steps, "llc_fit": fit.mean, "llc_fit_std": fit.std})
+
+
 def llc_stages(cfg: dict, table: pd.DataFrame) -> tuple[list[stg.Stage], stg.LLCCurveFit]:
     """The stages of one run's LLC curve (``table``: step, llc, llc_chain_std) and the GP
     fit they are read from."""
@@ -373,9 +384,7 @@ def analyze_seed(
     stages, fit = llc_stages(cfg, table)
     ed = stg.essential_dynamics(outputs, n_components=st["ed_components"])
     turns = stg.turning_points(steps, ed.coords, smooth=st["ed_smooth"])
-    fit_table = pd.DataFrame(
-        {"log_step": fit.log_steps, "llc_fit": fit.mean, "llc_fit_std": fit.std}
-    )
+    fit_table = _fit_table(fit)
     coords = pd.DataFrame(ed.coords, columns=[f"pc{i + 1}" for i in range(ed.coords.shape[1])])
     coords.insert(0, "step", steps)
     coords["turning_point"] = np.isin(np.arange(len(steps)), turns)
@@ -431,7 +440,8 @@ def compare_lr_control(
     :func:`seed_table`, checkpoints at the same steps; ``main_stages`` the main run's
     stages as :func:`analyze_seed` writes them).
 
-    Returns the metrics (keys ``lr_control_*``, unprefixed), the control's stage summary
+    Returns the metrics (unprefixed: ``lr_control_*`` and the main run's
+    ``first_B_start``), the control's stage summary
     and its GP fit. A type-B stage that follows the schedule starts later by about the
     peak's shift (``lr_control_peak_shift``); one that follows the development starts at
     the same step. ``lr_control_llc_diff_z_max`` is the largest difference of the two
@@ -441,8 +451,7 @@ def compare_lr_control(
         raise ValueError("the learning-rate control's checkpoints differ from the main run's")
     stages, fit = llc_stages(cfg, control)
     summary = {"stages": [asdict(s) for s in stages], "kernel": fit.kernel}
-    main_peak = cfg["steps"] // 2
-    control_peak = round(cfg["lr_control"]["peak_fraction"] * cfg["steps"])
+    main_peak, control_peak = lr_peak_step(cfg), lr_peak_step(cfg, lr_control=True)
     main_b, control_b = first_type_b_start(main_stages), first_type_b_start(summary["stages"])
     out = {
         "lr_control_peak_step": control_peak,
@@ -462,9 +471,7 @@ def compare_lr_control(
         out["lr_control_llc_diff_z_max"] = float(z[worst])
         out["lr_control_llc_diff_z_max_step"] = int(main["step"].iloc[worst])
         out["lr_control_llc_diff_at_z_max"] = float(diff[worst])
-    fit_table = pd.DataFrame(
-        {"log_step": fit.log_steps, "llc_fit": fit.mean, "llc_fit_std": fit.std}
-    )
+    fit_table = _fit_table(fit)
     return out, summary, fit_table
 
 
@@ -493,7 +500,7 @@ def summarize(cfg: dict, per_seed: dict, base: pd.DataFrame) -> dict:
         metrics["llc_rise_se"] = float(rises.std(ddof=1) / np.sqrt(len(rises)))
         metrics["llc_rise_z"] = _ratio(metrics["llc_rise"], metrics["llc_rise_se"])
     # the one-cycle schedule peaks half-way: a boundary there may be the schedule's doing
-    metrics["lr_peak_step"] = cfg["steps"] // 2
+    metrics["lr_peak_step"] = lr_peak_step(cfg)
     metrics["num_params"] = num_params(ICLTransformer())
     metrics["ridge_mean_mse"] = float(base["ridge"].mean())
     metrics["ridge_mse_pos1"] = float(base["ridge"].iloc[0])

@@ -9,6 +9,14 @@ import pytest
 import torch
 
 from sltrepro.models.icl_transformer import ICLTransformer, encode, num_params
+from sltrepro.papers.icl_landscape.pipeline import (
+    across_seeds,
+    all_checkpoint_steps,
+    block_steps,
+    is_replicate,
+    llc_rows,
+    llc_steps,
+)
 from sltrepro.tasks.regression import (
     ols_expected_mse,
     ols_predictions,
@@ -221,6 +229,8 @@ def test_lr_control_comparison_reads_the_shift_of_the_type_b_stage():
         "num_tasks": None,
         "noise_var": 0.125,
         "lr_control": {"peak_fraction": 0.75},
+        "seeds": [0],
+        "replicate_checkpoint_every": 1,
         "llc": {"num_chains": 4},
         "stages": dict(plateau_tol=0.1, min_gap=0.3, min_change=0.05, min_z=2.0),
     }
@@ -251,3 +261,114 @@ def test_lr_control_comparison_reads_the_shift_of_the_type_b_stage():
     assert summary["stages"][-1]["type"] == "B" and len(fit) > len(steps)
     with pytest.raises(ValueError, match="checkpoints differ"):
         compare_lr_control(cfg, main, main_stages, table(3_000).iloc[1:])
+    # a control with its LLC at every third checkpoint (the cpu profile's replicates) reads
+    # the same shift, and compares the curves at its own checkpoints only
+    sparse = {**cfg, "replicate_checkpoint_every": 3}
+    control = table(9_000)
+    control.loc[~control["step"].isin(llc_steps(sparse, replicate=True)), "llc"] = np.nan
+    coarse, _, _ = compare_lr_control(sparse, main, main_stages, control)
+    assert coarse["lr_control_first_B_shift"] > 2_000
+    assert coarse["lr_control_llc_diff_z_max_step"] in llc_steps(sparse, replicate=True)
+    with pytest.raises(ValueError, match="LLC checkpoints missing"):
+        compare_lr_control(cfg, main, main_stages, control)
+
+
+def _grid_cfg(every: int) -> dict:
+    return {
+        "steps": 24_000,
+        "batch_size": 8,
+        "peak_lr": 1e-3,
+        "num_log_checkpoints": 25,
+        "num_linear_checkpoints": 15,
+        "num_tasks": None,
+        "noise_var": 0.125,
+        "seeds": [0, 1, 2],
+        "replicate_checkpoint_every": every,
+        "llc": {"num_chains": 4, "blocks": 2},
+    }
+
+
+def test_replicates_estimate_every_nth_checkpoint_and_the_last():
+    """The first seed's main run reads every checkpoint; later seeds and the control every
+    n-th and the last, and their blocks split exactly those."""
+    cfg = _grid_cfg(3)
+    every = all_checkpoint_steps(cfg)
+    assert is_replicate(cfg, 0) is False
+    assert is_replicate(cfg, 1) and is_replicate(cfg, 0, lr_control=True)
+    assert llc_steps(cfg) == every
+    sparse = llc_steps(cfg, replicate=True)
+    assert sparse[:3] == every[:9:3] and sparse[-1] == every[-1]
+    assert len(sparse) == len(every[::3]) + (every[-1] not in every[::3])
+    blocks = [block_steps(cfg, b, replicate=True) for b in range(2)]
+    assert sorted(blocks[0] + blocks[1]) == sparse
+    assert llc_steps(_grid_cfg(1), replicate=True) == every
+
+
+def test_a_run_needs_an_llc_at_exactly_its_checkpoints():
+    """A replicate's table carries an LLC at its grid only; a missing block or a stray
+    estimate is an error naming the steps, not a silently thinner curve."""
+    cfg = _grid_cfg(3)
+    steps = all_checkpoint_steps(cfg)
+    sparse = llc_steps(cfg, replicate=True)
+    table = pd.DataFrame({"step": steps, "llc": [1.0 if s in sparse else np.nan for s in steps]})
+    assert llc_rows(cfg, table, True, "seed1")["step"].tolist() == sparse
+    with pytest.raises(ValueError, match=r"seed0: LLC checkpoints missing \[1, 2"):
+        llc_rows(cfg, table, False, "seed0")
+    table.loc[table["step"] == sparse[1], "llc"] = np.nan
+    with pytest.raises(ValueError, match=rf"missing \[{sparse[1]}\]"):
+        llc_rows(cfg, table, True, "seed1")
+    table["llc"] = 1.0
+    with pytest.raises(ValueError, match=r"unexpected \[1, 2"):
+        llc_rows(cfg, table, True, "seed1")
+
+
+def test_stage_order_across_seeds_needs_two_stages_and_one_order():
+    def seed(types, bounds):
+        return {
+            "stage_types": types,
+            "num_stages": len(types),
+            **{f"boundary{i + 1}_step": b for i, b in enumerate(bounds)},
+        }
+
+    same = across_seeds([seed("AAB", [900, 40_000]), seed("AAB", [1_100, 30_000])] * 2)
+    assert same["stage_order_agrees"] is True
+    assert same["stage_types_by_seed"] == "AAB, AAB, AAB, AAB"
+    assert same["boundary1_step_seed_mean"] == 1_000
+    assert same["boundary1_step_seed_min"] == 900 and same["boundary2_step_seed_max"] == 40_000
+    assert same["boundary2_step_seed_sd"] == pytest.approx(np.std([40e3, 30e3] * 2, ddof=1))
+    # one rising trend in every seed: the same string, but no order to agree on
+    single = across_seeds([seed("A", [])] * 3)
+    assert single["stage_order_agrees"] is False
+    assert not any(k.startswith("boundary") for k in single)
+    mixed = across_seeds([seed("AAB", [900, 40_000]), seed("AB", [2_000]), seed("", [])])
+    assert mixed["stage_order_agrees"] is False
+    assert mixed["stage_types_by_seed"] == "AAB, AB, -"
+    assert (mixed["num_stages_seed_min"], mixed["num_stages_seed_max"]) == (0, 3)
+
+
+def test_llc_figure_draws_the_replicates_and_a_sparse_control(tmp_path):
+    """llc_stages.png with the later seeds and a control whose LLC is missing (NaN) at the
+    checkpoints it skips, as the cpu profile writes them."""
+    from sltrepro.papers.icl_landscape.figures import llc_and_loss
+
+    steps = np.array(checkpoint_steps(2_000, 10, 5))
+    llc = _rise_then_fall(steps, 1_500)
+
+    def table(llc):
+        return pd.DataFrame({"step": steps, "llc": llc, "loss": 4.0 - np.log1p(steps) / 4})
+
+    fit = pd.DataFrame(
+        {"log_step": np.log1p(steps), "llc_fit": llc, "llc_fit_std": np.ones_like(llc)}
+    )
+    sparse = np.where(np.arange(len(steps)) % 3 == 0, llc, np.nan)
+    stages = [{"start": 0.0, "end": 2_000.0, "type": "A"}]
+    path = tmp_path / "llc_stages.png"
+    llc_and_loss(
+        table(llc),
+        fit,
+        stages,
+        path,
+        control=(table(sparse), fit),
+        replicates={1: (table(sparse), fit), 2: (table(sparse + 1), fit)},
+    )
+    assert path.stat().st_size > 10_000

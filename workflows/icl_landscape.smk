@@ -3,7 +3,9 @@
 # -> probe -> analyze (stages, essential dynamics) -> regression/metrics.json. A training run
 # is named seedN, or lr_control_seedN for the learning-rate control (issue 18 §4, when the
 # profile's regression block has `lr_control:`): the first seed again with the schedule's
-# peak moved, compared with the main run by icl_landscape_lr_control.
+# peak moved, compared with the main run by icl_landscape_lr_control. The first seed's main
+# run is the reference, with an LLC at every checkpoint; the replicates (later seeds, the
+# control) estimate it at every `replicate_checkpoint_every`-th (issue 18 §3).
 # Part 2, the language-model half (rules icl_landscape_lm_*), is in icl_landscape_lm.smk,
 # included below; icl_landscape_metrics merges the metrics of both halves.
 ICL = paper_rules("icl_landscape")
@@ -33,6 +35,8 @@ ICL_CONTROL_RUN = f"lr_control_seed{ICL_SEEDS[0]}"
 ICL_RUN = r"(lr_control_)?seed\d+"
 # the control also reads its schedule
 ICL_CONTROL_KEYS = ["regression.lr_control"]
+# the replicates' LLC (later seeds, the control) reads its checkpoint grid
+ICL_REPLICATE_KEYS = ["regression.replicate_checkpoint_every"]
 
 
 rule icl_landscape_train:
@@ -85,12 +89,20 @@ rule icl_landscape_llc:
         mem_mb=4000,
         runtime=600,
     params:
-        reads=ICL.reads(*ICL_TRAIN_KEYS, "regression.llc"),
+        # a replicate (a later seed, the LR control) reads its sparser checkpoint grid; the
+        # first seed's main run does not, so an edit of that grid leaves it alone
+        reads=lambda w: ICL.reads(
+            *ICL_TRAIN_KEYS,
+            "regression.llc",
+            *(ICL_REPLICATE_KEYS if w.run != ICL_MAIN_RUNS[0] else []),
+        ),
+        replicate=lambda w: int(w.run != ICL_MAIN_RUNS[0]),
     shell:
         ICL.step(
             "llc",
             f"{ICL_R}/llc/{{wildcards.run}}",
-            "--opt run={wildcards.run} --opt block={wildcards.block}",
+            "--opt run={wildcards.run} --opt block={wildcards.block}"
+            " --opt replicate={params.replicate}",
             inputs=["checkpoints"],
             outputs=["llc", "traces"],
         )
@@ -231,6 +243,9 @@ rule icl_landscape_figures:
             if ICL_LR_CONTROL
             else []
         ),
+        # the later seeds' LLC curves, drawn beside the first seed's
+        replicate_tables=rules.icl_landscape_analyze.output.tables[1:],
+        replicate_fits=rules.icl_landscape_analyze.output.fits[1:],
     output:
         [report_figure(ICL.paper, path, part="regression") for path in ICL_FIGURES],
     log:
@@ -243,13 +258,14 @@ rule icl_landscape_figures:
         mem_mb=1000,
         runtime=5,
     params:
-        reads=ICL.reads(),
+        reads=ICL.reads("regression.seeds"),
     shell:
         ICL.step(
             "figures",
             f"{ICL_R}/figures",
             inputs=["table", "fit", "ed", "stages", "baselines", "llc", "llc_traces"]
-            + (["control"] if ICL_LR_CONTROL else []),
+            + (["control"] if ICL_LR_CONTROL else [])
+            + (["replicate_tables", "replicate_fits"] if len(ICL_SEEDS) > 1 else []),
         )
 
 

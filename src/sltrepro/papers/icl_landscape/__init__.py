@@ -42,8 +42,9 @@ def _states(ctx) -> dict:
 
 
 def llc(ctx) -> None:
-    """--opt run=R --opt block=B: the LLC of one block of checkpoints -> llc, traces (the
-    LR control's on the same data and chain seeds as its seed's main run)."""
+    """--opt run=R --opt block=B --opt replicate=0|1: the LLC of one block of checkpoints
+    -> llc, traces (the LR control's on the same data and chain seeds as its seed's main
+    run; a replicate's at its sparser checkpoints, pipeline.llc_steps)."""
     table, traces = pipeline.llc_block(
         _regression(ctx),
         _states(ctx),
@@ -51,6 +52,7 @@ def llc(ctx) -> None:
         ctx.opt("block", int),
         ctx.device,
         ctx.log,
+        replicate=bool(ctx.opt("replicate", int)),
     )
     table.to_csv(ctx.output("llc"), index=False)
     np.save(ctx.output("traces"), traces)
@@ -113,13 +115,23 @@ def lr_control(ctx) -> dict:
 
 def regression_figures(ctx) -> None:
     """The figures of one seed (the rule passes the first seed's tables, LLC blocks and
-    their traces, and the learning-rate control's table and fit when there is one)."""
+    their traces, the learning-rate control's table and fit when there is one, and the
+    later seeds' tables and fits in the config's seed order when there are several)."""
     # figures imports matplotlib and seaborn (~2.5 s of CPU): only the figure steps pay it
     from . import figures
 
-    control = None
+    control = replicates = None
     if "control" in ctx.named_inputs:
         control = tuple(pd.read_csv(p) for p in ctx.input_list("control"))
+    if "replicate_tables" in ctx.named_inputs:
+        pairs = zip(
+            ctx.input_list("replicate_tables"), ctx.input_list("replicate_fits"), strict=True
+        )
+        later = _regression(ctx)["seeds"][1:]
+        replicates = {
+            seed: (pd.read_csv(t), pd.read_csv(f))
+            for seed, (t, f) in zip(later, pairs, strict=True)
+        }
     figures.draw_all(
         pd.read_csv(ctx.input("table")),
         pd.read_csv(ctx.input("fit")),
@@ -130,6 +142,7 @@ def regression_figures(ctx) -> None:
         np.concatenate([np.load(path) for path in ctx.input_list("llc_traces")]),
         ctx.outdir,
         control,
+        replicates,
     )
 
 

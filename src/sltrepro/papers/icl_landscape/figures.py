@@ -41,13 +41,27 @@ def llc_and_loss(
     stages: list[dict],
     path: Path,
     control: tuple[pd.DataFrame, pd.DataFrame] | None = None,
+    replicates: dict[int, tuple[pd.DataFrame, pd.DataFrame]] | None = None,
 ) -> None:
     """``control``: the learning-rate control's checkpoint table and GP fit, drawn beside
-    the main run (grey) when given."""
+    the main run (grey) when given; ``replicates``: {seed: (table, fit)} of the later
+    seeds, drawn as thin coloured fits with their estimates."""
     fig, (ax_llc, ax_loss) = plots.figure(1, 2, width=5.0)
     x = table["step"] + 1
     ax_llc.plot(x, table["llc"], "o", ms=3, label="LLC (mean of per-token)")
     ax_llc.plot(np.exp(fit["log_step"]), fit["llc_fit"], "k-", lw=1, label="GP fit")
+    for i, (seed, (seed_table, seed_fit)) in enumerate((replicates or {}).items()):
+        colour = f"C{i + 2}"
+        ax_llc.plot(seed_table["step"] + 1, seed_table["llc"], "^", ms=2.5, color=colour)
+        ax_llc.plot(
+            np.exp(seed_fit["log_step"]),
+            seed_fit["llc_fit"],
+            "-",
+            lw=0.8,
+            color=colour,
+            label=f"seed {seed}",
+        )
+        ax_loss.plot(seed_table["step"] + 1, seed_table["loss"], "-", lw=0.8, color=colour)
     if control is not None:
         control_table, control_fit = control
         ax_llc.plot(
@@ -164,11 +178,13 @@ def draw_all(
     llc_traces: np.ndarray,
     outdir: Path,
     control: tuple[pd.DataFrame, pd.DataFrame] | None = None,
+    replicates: dict[int, tuple[pd.DataFrame, pd.DataFrame]] | None = None,
 ) -> None:
     """The figures of one seed (its checkpoint table, GP fit, stages and essential
     dynamics, the baselines, and its LLC rows with their (M, C, D) traces, in the same
-    order) into ``outdir``; ``control``: the learning-rate control's table and fit."""
-    llc_and_loss(table, fit, stages, outdir / "llc_stages.png", control)
+    order) into ``outdir``; ``control``: the learning-rate control's table and fit;
+    ``replicates``: {seed: (table, fit)} of the later seeds, beside it in llc_stages."""
+    llc_and_loss(table, fit, stages, outdir / "llc_stages.png", control, replicates)
     trace_figure(llc, llc_traces, outdir / "llc_traces.png")
     metric_panels(table, base, stages, outdir / "metrics.png")
     pc_pairs(ed, stages, outdir / "essential_dynamics.png")

@@ -7,10 +7,13 @@ Method:
    linear regression (D = 4, K = 8, sigma^2 = 0.125, a fresh task per sequence), Adam with the
    one-cycle triangle learning rate; checkpoints at the union of log-spaced and linear steps.
 2. ``llc`` (one job per seed and block of checkpoints): the LLC of every checkpoint with the
-   shared SGLD estimator on a fixed set of sequences. The loss is the per-token MSE; the
-   plotted LLC is the mean of the K per-token LLCs (each token with its own posterior when
-   ``per_token_posteriors``, else the K components read on one posterior of the mean loss,
-   whose mean is then exactly the LLC of the mean loss).
+   shared SGLD estimator on a fixed set of sequences (of the replicates, the later seeds
+   and the learning-rate control, at every ``replicate_checkpoint_every``-th checkpoint:
+   the first seed is the reference curve, the replicates test its stage order and
+   spread). The loss is the per-token MSE; the plotted LLC is the mean of the K per-token
+   LLCs (each token with its own posterior when ``per_token_posteriors``, else the K
+   components read on one posterior of the mean loss, whose mean is then exactly the LLC
+   of the mean loss).
 3. ``probe`` (one job per seed): behaviour and structure of every checkpoint on one fixed
    evaluation batch: loss by context position, ICL score (loss at the last position minus
    the first), E[y_hat^2], LayerNorm weight collapse, singular values of the token
@@ -22,7 +25,7 @@ Method:
 
 The learning-rate control (issue 18 §4, when the block has ``lr_control:``): the first seed
 trained again with the one-cycle peak moved to ``lr_control.peak_fraction`` of training,
-its LLC estimated at the same checkpoints on the same data and chain seeds, and its stages
+its LLC estimated at the replicate checkpoints on the same data and chain seeds, and its stages
 set beside the main run's (:func:`compare_lr_control`): a type-B stage that follows the
 schedule moves with the peak, one that follows the development does not.
 
@@ -102,9 +105,27 @@ def all_checkpoint_steps(cfg: dict) -> list[int]:
     return checkpoint_steps(spec.steps, spec.num_log_checkpoints, spec.num_linear_checkpoints)
 
 
-def block_steps(cfg: dict, block: int) -> list[int]:
-    """Checkpoints of LLC job ``block``: every ``blocks``-th one, so blocks cost about the same."""
-    return all_checkpoint_steps(cfg)[block :: cfg["llc"]["blocks"]]
+def is_replicate(cfg: dict, seed: int, lr_control: bool = False) -> bool:
+    """Whether a run is a replicate (a later seed, or the learning-rate control): its LLC is
+    read at every ``replicate_checkpoint_every``-th checkpoint only; the first seed's main
+    run, the reference, at every one."""
+    return lr_control or seed != cfg["seeds"][0]
+
+
+def llc_steps(cfg: dict, replicate: bool = False) -> list[int]:
+    """The checkpoints whose LLC a run estimates: all of them, or for a replicate every
+    ``replicate_checkpoint_every``-th and the last (the LLC rise reads the first and last)."""
+    steps = all_checkpoint_steps(cfg)
+    if not replicate:
+        return steps
+    sparse = steps[:: cfg["replicate_checkpoint_every"]]
+    return sparse if sparse[-1] == steps[-1] else [*sparse, steps[-1]]
+
+
+def block_steps(cfg: dict, block: int, replicate: bool = False) -> list[int]:
+    """Checkpoints of LLC job ``block``: every ``blocks``-th of :func:`llc_steps`, so blocks
+    cost about the same."""
+    return llc_steps(cfg, replicate)[block :: cfg["llc"]["blocks"]]
 
 
 def fixed_batch(cfg: dict, size: int, seed: int):
@@ -194,13 +215,15 @@ def _llc_row(results: list, per_token_posteriors: bool) -> dict:
 
 
 def llc_block(
-    cfg: dict, states: dict, seed: int, block: int, device, log
+    cfg: dict, states: dict, seed: int, block: int, device, log, replicate: bool = False
 ) -> tuple[pd.DataFrame, np.ndarray]:
-    """LLC of the M checkpoints (``states``: {step: state_dict}) in one block: one row each,
-    and their (M, C, D) LLC traces."""
+    """LLC of the M checkpoints (``states``: {step: state_dict}) in one block of a run (of
+    a replicate: :func:`llc_steps`): one row each, and their (M, C, D) LLC traces. A
+    checkpoint's chain seeds depend on the seed and step only, so a replicate's estimates
+    are those a dense run would give at the same checkpoints (up to float rounding)."""
     xs, ys, _ = fixed_batch(cfg, cfg["llc"]["num_samples"], LLC_DATA_SEED + seed)
     data = (encode(xs, ys), ys)
-    todo = block_steps(cfg, block)
+    todo = block_steps(cfg, block, replicate)
     models = [load_model(states[step]) for step in todo]
     seeds = [seed * 100_003 + step for step in todo]
     llcs, traces = checkpoint_llcs(models, data, cfg["llc"], seeds, device)
@@ -292,6 +315,7 @@ def stage_metrics(
     kinds = stg.stage_string(stages)
     bounds = stg.boundaries(stages)
     out = {
+        "stage_types": kinds,
         "num_stages": len(stages),
         "num_A_stages": kinds.count("A"),
         "num_B_stages": kinds.count("B"),
@@ -345,6 +369,18 @@ class SeedAnalysis:
     """stages, GP kernel, turning-point steps, explained variance ratios"""
 
 
+def llc_rows(cfg: dict, table: pd.DataFrame, replicate: bool, run: str) -> pd.DataFrame:
+    """The rows of a run's checkpoint table that carry an LLC; raises ValueError unless
+    they are exactly the run's :func:`llc_steps` (a missing or stray block)."""
+    estimated = table[table["llc"].notna()].reset_index(drop=True)
+    expected = llc_steps(cfg, replicate)
+    if estimated["step"].tolist() != expected:
+        missing = sorted(set(expected) - set(estimated["step"]))
+        stray = sorted(set(estimated["step"]) - set(expected))
+        raise ValueError(f"{run}: LLC checkpoints missing {missing}, unexpected {stray}")
+    return estimated
+
+
 def llc_sem(cfg: dict, table: pd.DataFrame) -> np.ndarray:
     """The standard error of each checkpoint's LLC: the spread of its chains over
     sqrt(chains)."""
@@ -375,13 +411,13 @@ def analyze_seed(
     cfg: dict, seed: int, table: pd.DataFrame, outputs: np.ndarray, base: pd.DataFrame, log
 ) -> SeedAnalysis:
     """Stages, essential dynamics and metrics of one seed (``table`` from :func:`seed_table`,
-    ``outputs`` from :func:`probe_seed`)."""
-    if table["llc"].isna().any():
-        raise ValueError(f"seed {seed}: checkpoints without an LLC: {table.step[table.llc.isna()]}")
+    ``outputs`` from :func:`probe_seed`). The LLC-based metrics read the checkpoints with an
+    LLC (:func:`llc_steps`), the behavioural ones every checkpoint."""
+    estimated = llc_rows(cfg, table, is_replicate(cfg, seed), f"seed {seed}")
     steps = table["step"].to_numpy()
     st = cfg["stages"]
-    sem = llc_sem(cfg, table)
-    stages, fit = llc_stages(cfg, table)
+    sem = llc_sem(cfg, estimated)
+    stages, fit = llc_stages(cfg, estimated)
     ed = stg.essential_dynamics(outputs, n_components=st["ed_components"])
     turns = stg.turning_points(steps, ed.coords, smooth=st["ed_smooth"])
     fit_table = _fit_table(fit)
@@ -400,19 +436,19 @@ def analyze_seed(
     final = table.iloc[-1]
     out["final_loss"] = float(final["loss"])
     out["final_loss_over_ridge"] = float(final["loss"] / base["ridge"].mean())
-    out["llc_init"] = float(table["llc"].iloc[0])
-    out["llc_final"] = float(final["llc"])
-    out["llc_max"] = float(table["llc"].max())
+    out["llc_init"] = float(estimated["llc"].iloc[0])
+    out["llc_final"] = float(estimated["llc"].iloc[-1])
+    out["llc_max"] = float(estimated["llc"].max())
     out["llc_rise"] = out["llc_final"] - out["llc_init"]
     # one seed: the rise against the standard errors of its two estimates (summarize uses
     # the spread across seeds when there are several)
     out["llc_rise_se"] = float(np.hypot(sem[0], sem[-1]))
     out["llc_rise_z"] = _ratio(out["llc_rise"], out["llc_rise_se"])
     # the health verdict of every checkpoint's LLC estimate (sltrepro.llc_diagnostics)
-    out["llc_healthy"] = bool(table["healthy"].astype(bool).all())
-    labels = [f"step {s}" for s in table["step"]]
-    out |= health_metrics(table.rename(columns={"llc": "llc_mean"}), "", labels=labels)
-    out["llc_healthy_fraction"] = float(table["healthy"].astype(bool).mean())
+    out["llc_healthy"] = bool(estimated["healthy"].astype(bool).all())
+    labels = [f"step {s}" for s in estimated["step"]]
+    out |= health_metrics(estimated.rename(columns={"llc": "llc_mean"}), "", labels=labels)
+    out["llc_healthy_fraction"] = float(estimated["healthy"].astype(bool).mean())
     out["yhat_sq_min_ratio"] = float(table["yhat_sq"].min() / base["prior_mean"].mean())
     # the untrained model's value: the null the prior-mean claim must beat
     out["yhat_sq_init_ratio"] = float(table["yhat_sq"].iloc[0] / base["prior_mean"].mean())
@@ -437,18 +473,21 @@ def compare_lr_control(
     cfg: dict, main: pd.DataFrame, main_stages: list[dict], control: pd.DataFrame
 ) -> tuple[dict, dict, pd.DataFrame]:
     """The learning-rate control against the main run of the same seed (both tables from
-    :func:`seed_table`, checkpoints at the same steps; ``main_stages`` the main run's
-    stages as :func:`analyze_seed` writes them).
+    :func:`seed_table`, the control's LLC at the replicate checkpoints; ``main_stages`` the
+    main run's stages as :func:`analyze_seed` writes them).
 
     Returns the metrics (unprefixed: ``lr_control_*`` and the main run's
     ``first_B_start``), the control's stage summary
     and its GP fit. A type-B stage that follows the schedule starts later by about the
     peak's shift (``lr_control_peak_shift``); one that follows the development starts at
     the same step. ``lr_control_llc_diff_z_max`` is the largest difference of the two
-    curves at one checkpoint in standard errors (both estimates healthy).
+    curves at one of the control's checkpoints in standard errors (both estimates healthy).
     """
     if not np.array_equal(main["step"].to_numpy(), control["step"].to_numpy()):
         raise ValueError("the learning-rate control's checkpoints differ from the main run's")
+    seed = cfg["seeds"][0]
+    control = llc_rows(cfg, control, True, f"{LR_CONTROL_PREFIX}seed{seed}")
+    main = main[main["step"].isin(control["step"])].reset_index(drop=True)
     stages, fit = llc_stages(cfg, control)
     summary = {"stages": [asdict(s) for s in stages], "kernel": fit.kernel}
     main_peak, control_peak = lr_peak_step(cfg), lr_peak_step(cfg, lr_control=True)
@@ -480,13 +519,36 @@ def _ratio(value: float, se: float) -> float | None:
     return value / se if se > 0 else None
 
 
+def across_seeds(per_seed: list[dict]) -> dict:
+    """The stage order and boundary positions over several seeds' metrics (of
+    :func:`analyze_seed`): ``stage_order_agrees`` is True when every seed has the same
+    sequence of stage types and at least two stages (one stage in each has no order to
+    agree on); ``boundary<i>_step_seed_{mean,sd,min,max}`` for each boundary every seed has."""
+    types = [m["stage_types"] for m in per_seed]
+    counts = [m["num_stages"] for m in per_seed]
+    out = {
+        "stage_types_by_seed": ", ".join(t or "-" for t in types),
+        "num_stages_seed_min": min(counts),
+        "num_stages_seed_max": max(counts),
+        "stage_order_agrees": len(set(types)) == 1 and min(counts) >= 2,
+    }
+    for i in range(1, min(min(counts), 5)):
+        steps = np.array([m[f"boundary{i}_step"] for m in per_seed], dtype=float)
+        out[f"boundary{i}_step_seed_mean"] = float(steps.mean())
+        out[f"boundary{i}_step_seed_sd"] = float(steps.std(ddof=1))
+        out[f"boundary{i}_step_seed_min"] = float(steps.min())
+        out[f"boundary{i}_step_seed_max"] = float(steps.max())
+    return out
+
+
 def summarize(cfg: dict, per_seed: dict, base: pd.DataFrame) -> dict:
     """The regression half's metrics (keys prefixed ``regression_``) from ``per_seed``
     ({seed: metrics of :func:`analyze_seed`}, in the config's seed order) and the baselines.
 
     Metrics are those of the first seed; booleans also get ``<name>_all_seeds``. With
     several seeds the LLC rise is the mean over seeds and its z-score uses their spread
-    (``llc_rise_seeds`` says how many; 1: the estimates' standard errors).
+    (``llc_rise_seeds`` says how many; 1: the estimates' standard errors), and
+    :func:`across_seeds` adds the stage order and boundary spread.
     """
     seeds = cfg["seeds"]
     metrics = dict(per_seed[seeds[0]])
@@ -499,6 +561,7 @@ def summarize(cfg: dict, per_seed: dict, base: pd.DataFrame) -> dict:
         metrics["llc_rise"] = float(rises.mean())
         metrics["llc_rise_se"] = float(rises.std(ddof=1) / np.sqrt(len(rises)))
         metrics["llc_rise_z"] = _ratio(metrics["llc_rise"], metrics["llc_rise_se"])
+        metrics |= across_seeds([per_seed[s] for s in seeds])
     # the one-cycle schedule peaks half-way: a boundary there may be the schedule's doing
     metrics["lr_peak_step"] = lr_peak_step(cfg)
     metrics["num_params"] = num_params(ICLTransformer())

@@ -63,12 +63,18 @@ def mse_by_position(preds: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
     return (preds - ys).pow(2).mean(0)
 
 
-def train(model: ICLTransformer, spec: TrainSpec, outdir: Path, *, seed: int, log=None) -> dict:
-    """Train ``model`` in place; returns {"checkpoints": {step: state_dict}, "history": rows}.
+def train(
+    model: ICLTransformer, spec: TrainSpec, outdir: Path, *, seed: int, log=None, device="cpu"
+) -> dict:
+    """Train ``model`` in place on ``device``; returns {"checkpoints": {step: state_dict},
+    "history": rows}, the checkpoints' tensors on the CPU.
 
-    history rows: (step, lr, training loss of that step's batch).
+    history rows: (step, lr, training loss of that step's batch). Batches are drawn on the
+    CPU from the seed's generator whatever the device, so every device trains on the same
+    data.
     """
     resume_path = Path(outdir) / "resume.pt"
+    model.to(device)
     gen = torch.Generator().manual_seed(seed)
     pool = task_pool(spec.num_tasks, spec.dim, generator=gen) if spec.num_tasks else None
     opt = torch.optim.Adam(model.parameters(), lr=0.0, betas=spec.betas)
@@ -87,7 +93,7 @@ def train(model: ICLTransformer, spec: TrainSpec, outdir: Path, *, seed: int, lo
             log.info("resuming from step %d (%d checkpoints kept)", start, len(saved))
 
     def keep(step):
-        saved[step] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        saved[step] = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
 
     if start == 0 and 0 in wanted:
         keep(0)
@@ -103,7 +109,8 @@ def train(model: ICLTransformer, spec: TrainSpec, outdir: Path, *, seed: int, lo
             generator=gen,
             pool=pool,
         )
-        loss = mse_by_position(model(encode(xs, ys)), ys).mean()
+        tokens, ys = encode(xs, ys).to(device), ys.to(device)
+        loss = mse_by_position(model(tokens), ys).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

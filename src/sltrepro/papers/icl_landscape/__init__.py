@@ -31,7 +31,7 @@ def train(ctx) -> None:
     """--opt run=R: one training run -> checkpoints ({step: state_dict}), history."""
     seed, lr_control = _run(ctx)
     states, history = pipeline.train_seed(
-        _regression(ctx), seed, ctx.resume_dir, ctx.log, lr_control=lr_control
+        _regression(ctx), seed, ctx.resume_dir, ctx.log, lr_control=lr_control, device=ctx.device
     )
     torch.save(states, ctx.output("checkpoints"))
     history.to_csv(ctx.output("history"), index=False)

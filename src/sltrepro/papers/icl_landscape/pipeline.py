@@ -144,16 +144,17 @@ def load_model(state: dict) -> ICLTransformer:
 
 
 def train_seed(
-    cfg: dict, seed: int, workdir: Path, log=None, lr_control: bool = False
+    cfg: dict, seed: int, workdir: Path, log=None, lr_control: bool = False, device="cpu"
 ) -> tuple[dict, pd.DataFrame]:
-    """Train one seed (with ``lr_control``, on the control's schedule) -> ({step:
-    state_dict}, history (step, lr, loss)).
+    """Train one seed on ``device`` (with ``lr_control``, on the control's schedule) ->
+    ({step: state_dict on the CPU}, history (step, lr, loss)).
 
     Resumes from ``workdir/resume.pt`` when a run was interrupted and removes it when done.
     """
-    torch.manual_seed(seed)  # the initialisation
+    torch.manual_seed(seed)  # the initialisation, on the CPU whatever the device
     model = ICLTransformer()
-    out = train(model, train_spec(cfg, lr_control), workdir, seed=seed, log=log)
+    spec = train_spec(cfg, lr_control)
+    out = train(model, spec, workdir, seed=seed, log=log, device=device)
     (Path(workdir) / "resume.pt").unlink(missing_ok=True)
     return out["checkpoints"], pd.DataFrame(out["history"], columns=["step", "lr", "loss"])
 

@@ -557,6 +557,12 @@ def summarize(cfg: dict, per_seed: dict, base: pd.DataFrame) -> dict:
         if isinstance(value, bool):
             metrics[f"{key}_all_seeds"] = all(per_seed[s].get(key) is True for s in seeds)
     metrics["llc_rise_seeds"] = len(seeds)
+    # why llc_healthy_all_seeds is False, for the claims' gate reasons
+    metrics["llc_health_reasons_all_seeds"] = "; ".join(
+        f"seed {s}: {per_seed[s]['llc_health_reasons']}"
+        for s in seeds
+        if per_seed[s].get("llc_health_reasons")
+    )
     if len(seeds) > 1:
         rises = np.array([per_seed[s]["llc_rise"] for s in seeds])
         metrics["llc_rise"] = float(rises.mean())

@@ -10,13 +10,15 @@ sampler keys otherwise. Prints, per setting and checkpoint: seconds,
 LLC, chain spread, R-hat, bulk ESS, the equilibration budget nbeta*eps*T and the health
 verdict with its reasons. ``--checkpoints`` reads the checkpoints of a run the DAG trained
 (its ``checkpoints.pt``) instead of training a stand-in, for the late minima of the full-length
-run; the data and chain seeds are those of the DAG's seed-0 estimates. Run at one thread so
-the seconds are per core:
+run; the data and chain seeds are those of the DAG's estimates for ``--seed`` (default 0; the
+training stand-in is always seed 0's). Run at one thread so the seconds are per core:
 
     nice -n 10 .venv/bin/python benchmarks/icl_llc_cost.py            # ~15 min at load 2-4
     nice -n 10 .venv/bin/python benchmarks/icl_llc_cost.py --settings 1 --at 2 5 59
     .venv/bin/python benchmarks/icl_llc_cost.py --settings 4 5 --at 12000 24000 \
         --checkpoints results/cpu/icl_landscape/regression/train/seed0/checkpoints.pt
+    .venv/bin/python benchmarks/icl_llc_cost.py --settings 5 9 --at 44 155 547 --seed 1 \
+        --checkpoints results/cpu/icl_landscape/regression/train/seed1/checkpoints.pt
 """
 
 import argparse
@@ -40,6 +42,7 @@ SETTINGS = [
     ("4 x (400 + 400), paired", {"num_draws": 400, "num_burnin": 400, "paired": True}),
     ("4 x (100 + 400), paired, eps 1e-3", dict(num_draws=400, num_burnin=100, step_size=1e-3)),
     ("4 x (200 + 800), paired, eps 1e-3", dict(num_draws=800, num_burnin=200, step_size=1e-3)),
+    ("4 x (400 + 1600), paired", {"num_draws": 1600, "num_burnin": 400, "paired": True}),
 ]
 
 
@@ -50,6 +53,9 @@ def main():
     parser.add_argument("--at", type=int, nargs="*", help="checkpoint steps to estimate")
     parser.add_argument("--settings", type=int, nargs="*", help="indices into SETTINGS")
     parser.add_argument("--checkpoints", help="a trained run's checkpoints.pt (skips training)")
+    parser.add_argument(
+        "--seed", type=int, default=0, help="the run's training seed: its LLC data and chain seeds"
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     cfg = yaml.safe_load(open(args.config))["cpu"]["regression"]
@@ -72,15 +78,15 @@ def main():
         with tempfile.TemporaryDirectory() as tmp:
             states = train(model, spec, tmp, seed=0)["checkpoints"]
         print(f"trained {args.steps} steps in {time.perf_counter() - start:.0f} s (1 thread)")
-    xs, ys, _ = pipeline.fixed_batch(cfg, cfg["llc"]["num_samples"], pipeline.LLC_DATA_SEED)
-    data = (pipeline.encode(xs, ys), ys)
+    data = pipeline.llc_data(cfg, args.seed)
     picked = [SETTINGS[i] for i in args.settings] if args.settings else SETTINGS
     for name, overrides in picked:
         llc_cfg = {**cfg["llc"], **overrides}
         for step in args.at or (0, args.steps):
             model = pipeline.load_model(states[step])
             start = time.perf_counter()
-            (row,), _ = pipeline.checkpoint_llcs([model], data, llc_cfg, [step], "cpu")
+            chain = [pipeline.chain_seed(args.seed, step)]
+            (row,), _ = pipeline.checkpoint_llcs([model], data, llc_cfg, chain, "cpu")
             seconds = time.perf_counter() - start
             print(
                 f"{name:42s} step {step:5d}: {seconds:6.1f} s  LLC {row['llc']:6.2f} "

@@ -215,6 +215,17 @@ def _llc_row(results: list, per_token_posteriors: bool) -> dict:
     return row
 
 
+def llc_data(cfg: dict, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The fixed LLC data set of a training seed: (tokens, ys)."""
+    xs, ys, _ = fixed_batch(cfg, cfg["llc"]["num_samples"], LLC_DATA_SEED + seed)
+    return encode(xs, ys), ys
+
+
+def chain_seed(seed: int, step: int) -> int:
+    """The chain seed of a checkpoint's LLC estimate: its training seed's and step's only."""
+    return seed * 100_003 + step
+
+
 def llc_block(
     cfg: dict, states: dict, seed: int, block: int, device, log, replicate: bool = False
 ) -> tuple[pd.DataFrame, np.ndarray]:
@@ -222,11 +233,10 @@ def llc_block(
     a replicate: :func:`llc_steps`): one row each, and their (M, C, D) LLC traces. A
     checkpoint's chain seeds depend on the seed and step only, so a replicate's estimates
     are those a dense run would give at the same checkpoints (up to float rounding)."""
-    xs, ys, _ = fixed_batch(cfg, cfg["llc"]["num_samples"], LLC_DATA_SEED + seed)
-    data = (encode(xs, ys), ys)
+    data = llc_data(cfg, seed)
     todo = block_steps(cfg, block, replicate)
     models = [load_model(states[step]) for step in todo]
-    seeds = [seed * 100_003 + step for step in todo]
+    seeds = [chain_seed(seed, step) for step in todo]
     llcs, traces = checkpoint_llcs(models, data, cfg["llc"], seeds, device)
     rows = []
     for step, row in zip(todo, llcs, strict=True):

@@ -41,9 +41,9 @@ import torch
 
 from sltrepro.config import load_profile
 from sltrepro.models.attn_lm import AttnOnlyLM
-from sltrepro.models.dln import sample_widths
 from sltrepro.models.icl_transformer import ICLTransformer
 from sltrepro.models.modular_transformer import TransformerShape, param_shapes
+from sltrepro.papers.llc_at_scale.pipeline import architecture_widths
 
 MEASURED_CPU = {
     # measured dense rates on the 2-core dev machines (GFLOP/s), and where they come from
@@ -174,14 +174,7 @@ def llc_at_scale(cfg, a) -> list[Stage]:
         flops = steps = kern = 0.0
         biggest = 0
         for _ in range(fam["count"]):
-            gen = torch.Generator().manual_seed(cfg["seed"] * 1_000_003 + index)
-            w = sample_widths(
-                gen,
-                min_width=fam["min_width"],
-                max_width=fam["max_width"],
-                min_depth=fam["min_depth"],
-                max_depth=fam["max_depth"],
-            )
+            w = architecture_widths(cfg, index)
             index += 1
             P, L, c = dln_params(w), len(w) - 1, fam["num_chains"]
             biggest = max(biggest, P)

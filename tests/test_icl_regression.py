@@ -204,6 +204,24 @@ def test_run_names_and_the_controls_train_spec():
     assert train_spec(cfg, lr_control=True).peak_fraction == 0.75
 
 
+def _regression_cfg(**overrides) -> dict:
+    """A small ``regression:`` block (three seeds, every checkpoint estimated) with
+    ``overrides``."""
+    return {
+        "steps": 24_000,
+        "batch_size": 8,
+        "peak_lr": 1e-3,
+        "num_log_checkpoints": 25,
+        "num_linear_checkpoints": 15,
+        "num_tasks": None,
+        "noise_var": 0.125,
+        "seeds": [0, 1, 2],
+        "replicate_checkpoint_every": 1,
+        "llc": {"num_chains": 4, "blocks": 2},
+        **overrides,
+    }
+
+
 def _rise_then_fall(steps, fall_at):
     """An LLC curve that rises steeply to step ~1,000, then slowly (in log time) to a
     maximum at ``fall_at`` and then falls."""
@@ -220,20 +238,12 @@ def test_lr_control_comparison_reads_the_shift_of_the_type_b_stage():
     stage; identical curves show none, and no significant difference of the curves."""
     from sltrepro.papers.icl_landscape.pipeline import compare_lr_control, llc_stages
 
-    cfg = {
-        "steps": 20_000,
-        "batch_size": 8,
-        "peak_lr": 1e-3,
-        "num_log_checkpoints": 25,
-        "num_linear_checkpoints": 15,
-        "num_tasks": None,
-        "noise_var": 0.125,
-        "lr_control": {"peak_fraction": 0.75},
-        "seeds": [0],
-        "replicate_checkpoint_every": 1,
-        "llc": {"num_chains": 4},
-        "stages": dict(plateau_tol=0.1, min_gap=0.3, min_change=0.05, min_z=2.0),
-    }
+    cfg = _regression_cfg(
+        steps=20_000,
+        lr_control={"peak_fraction": 0.75},
+        seeds=[0],
+        stages=dict(plateau_tol=0.1, min_gap=0.3, min_change=0.05, min_z=2.0),
+    )
     steps = np.array(checkpoint_steps(20_000, 25, 15))
 
     def table(fall_at):
@@ -273,25 +283,10 @@ def test_lr_control_comparison_reads_the_shift_of_the_type_b_stage():
         compare_lr_control(cfg, main, main_stages, control)
 
 
-def _grid_cfg(every: int) -> dict:
-    return {
-        "steps": 24_000,
-        "batch_size": 8,
-        "peak_lr": 1e-3,
-        "num_log_checkpoints": 25,
-        "num_linear_checkpoints": 15,
-        "num_tasks": None,
-        "noise_var": 0.125,
-        "seeds": [0, 1, 2],
-        "replicate_checkpoint_every": every,
-        "llc": {"num_chains": 4, "blocks": 2},
-    }
-
-
 def test_replicates_estimate_every_nth_checkpoint_and_the_last():
     """The first seed's main run reads every checkpoint; later seeds and the control every
     n-th and the last, and their blocks split exactly those."""
-    cfg = _grid_cfg(3)
+    cfg = _regression_cfg(replicate_checkpoint_every=3)
     every = all_checkpoint_steps(cfg)
     assert is_replicate(cfg, 0) is False
     assert is_replicate(cfg, 1) and is_replicate(cfg, 0, lr_control=True)
@@ -301,13 +296,13 @@ def test_replicates_estimate_every_nth_checkpoint_and_the_last():
     assert len(sparse) == len(every[::3]) + (every[-1] not in every[::3])
     blocks = [block_steps(cfg, b, replicate=True) for b in range(2)]
     assert sorted(blocks[0] + blocks[1]) == sparse
-    assert llc_steps(_grid_cfg(1), replicate=True) == every
+    assert llc_steps(_regression_cfg(), replicate=True) == every
 
 
 def test_a_run_needs_an_llc_at_exactly_its_checkpoints():
     """A replicate's table carries an LLC at its grid only; a missing block or a stray
     estimate is an error naming the steps, not a silently thinner curve."""
-    cfg = _grid_cfg(3)
+    cfg = _regression_cfg(replicate_checkpoint_every=3)
     steps = all_checkpoint_steps(cfg)
     sparse = llc_steps(cfg, replicate=True)
     table = pd.DataFrame({"step": steps, "llc": [1.0 if s in sparse else np.nan for s in steps]})

@@ -103,8 +103,8 @@ def family_of(config: dict, index: int) -> dict:
     raise ValueError(f"architecture index out of range: the profile has {total} architectures")
 
 
-def sample_architecture(config: dict, index: int) -> Architecture:
-    """Architecture ``index`` of the profile, reproducible from (config seed, index)."""
+def _draw_widths(config: dict, index: int) -> tuple[dict, int, torch.Generator, list[int]]:
+    """Architecture ``index``'s family, seed, generator and widths (drawn first from it)."""
     family = family_of(config, index)
     seed = config["seed"] * 1_000_003 + index
     gen = torch.Generator().manual_seed(seed)
@@ -115,6 +115,18 @@ def sample_architecture(config: dict, index: int) -> Architecture:
         min_depth=family["min_depth"],
         max_depth=family["max_depth"],
     )
+    return family, seed, gen, widths
+
+
+def architecture_widths(config: dict, index: int) -> list[int]:
+    """The widths of architecture ``index``, as :func:`sample_architecture` draws them,
+    without its weights (cheap at any size)."""
+    return _draw_widths(config, index)[3]
+
+
+def sample_architecture(config: dict, index: int) -> Architecture:
+    """Architecture ``index`` of the profile, reproducible from (config seed, index)."""
+    family, seed, gen, widths = _draw_widths(config, index)
     # a family may cut every layer (rank_cut_prob 1): rank bottlenecks, where Aoyagi's
     # lambda and the rank count differ most
     cut_prob = family.get("rank_cut_prob", config["rank_cut_prob"])

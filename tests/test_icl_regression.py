@@ -367,3 +367,49 @@ def test_llc_figure_draws_the_replicates_and_a_sparse_control(tmp_path):
         replicates={1: (table(sparse), fit), 2: (table(sparse + 1), fit)},
     )
     assert path.stat().st_size > 10_000
+
+
+def test_an_unhealthy_estimate_is_rerun_with_more_chains(monkeypatch):
+    """Only the checkpoints that fail the gate are estimated again, with each of
+    ``rerun_chains`` in turn until they pass; the table says how many chains each estimate
+    ran, the traces are NaN past them, and the standard error divides by them."""
+    import logging
+
+    from sltrepro.papers.icl_landscape import pipeline
+
+    # a fake estimator: step 3 is healthy with 8 chains, step 7 never; the others at once
+    needs = {0: 4, 3: 8, 7: 99}
+    calls = []
+
+    def fake_llcs(models, data, llc_cfg, seeds, device):
+        chains = llc_cfg["num_chains"]
+        calls.append((chains, list(models)))
+        rows = [
+            {"llc": 1.0, "llc_chain_std": 2.0, "num_chains": chains, "healthy": chains >= needs[m]}
+            for m in models
+        ]
+        return rows, np.ones((len(models), chains, 5), np.float32)
+
+    monkeypatch.setattr(pipeline, "checkpoint_llcs", fake_llcs)
+    monkeypatch.setattr(pipeline, "load_model", lambda state: state)
+    monkeypatch.setattr(pipeline, "llc_data", lambda cfg, seed: None)
+    monkeypatch.setattr(pipeline, "block_steps", lambda cfg, block, replicate: [0, 3, 7])
+    cfg = _regression_cfg(llc={"num_chains": 4, "blocks": 1, "rerun_chains": [8, 16]})
+    log = logging.getLogger("test")
+    table, traces = pipeline.llc_block(cfg, {0: 0, 3: 3, 7: 7}, 0, 0, "cpu", log)
+    assert calls == [(4, [0, 3, 7]), (8, [3, 7]), (16, [7])]
+    assert table["num_chains"].tolist() == [4, 8, 16]
+    assert table["healthy"].tolist() == [True, True, False]
+    assert traces.shape == (3, 16, 5)
+    assert np.isnan(traces[0, 4:]).all() and not np.isnan(traces[0, :4]).any()
+    assert not np.isnan(traces[2]).any()
+    np.testing.assert_allclose(pipeline.llc_sem(cfg, table), 2.0 / np.sqrt([4, 8, 16]))
+
+    healthy_at_once = _regression_cfg(llc={"num_chains": 4, "blocks": 1, "rerun_chains": []})
+    calls.clear()
+    table, traces = pipeline.llc_block(healthy_at_once, {0: 0, 3: 3, 7: 7}, 0, 0, "cpu", log)
+    assert calls == [(4, [0, 3, 7])] and traces.shape == (3, 4, 5)
+
+    falling = _regression_cfg(llc={"num_chains": 4, "blocks": 1, "rerun_chains": [8, 8]})
+    with pytest.raises(ValueError, match="must rise above num_chains"):
+        pipeline.llc_block(falling, {}, 0, 0, "cpu", log)

@@ -34,6 +34,7 @@ tables and arrays, and return tables, arrays and dicts; ``__init__.py`` reads an
 the files.
 """
 
+import itertools
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -203,6 +204,7 @@ def _llc_row(results: list, per_token_posteriors: bool) -> dict:
         std = results[0].llc_std
     rows = [r.summary_row() for r in results]
     row = {"llc": float(per_token.mean()), "llc_chain_std": std}
+    row["num_chains"] = results[0].num_chains
     row["diverged_chains"] = sum(r["diverged_chains"] for r in rows)
     row["mala_acceptance"] = float(np.nanmean([r["mala_acceptance"] for r in rows]))
     row["healthy"] = all(r["healthy"] for r in rows)
@@ -230,19 +232,50 @@ def llc_block(
     cfg: dict, states: dict, seed: int, block: int, device, log, replicate: bool = False
 ) -> tuple[pd.DataFrame, np.ndarray]:
     """LLC of the M checkpoints (``states``: {step: state_dict}) in one block of a run (of
-    a replicate: :func:`llc_steps`): one row each, and their (M, C, D) LLC traces. A
-    checkpoint's chain seeds depend on the seed and step only, so a replicate's estimates
-    are those a dense run would give at the same checkpoints (up to float rounding)."""
+    a replicate: :func:`llc_steps`): one row each, and their (M, C, D) LLC traces, C the
+    most chains any estimate may use (NaN rows for the chains an estimate did not run).
+
+    An estimate that fails the health gate is estimated again from scratch with each chain
+    count of ``llc.rerun_chains`` in turn until it passes (the last one is kept, healthy or
+    not; its ``num_chains`` says which): the steep early checkpoints mix slowest, and more
+    chains there cost less than more chains everywhere. A checkpoint's chain seeds depend on
+    the seed and step only, so a replicate's estimates are those a dense run would give at
+    the same checkpoints (up to float rounding)."""
+    llc_cfg = cfg["llc"]
+    chain_counts = [llc_cfg["num_chains"], *llc_cfg["rerun_chains"]]
+    if any(a >= b for a, b in itertools.pairwise(chain_counts)):
+        raise ValueError(
+            f"llc.rerun_chains {llc_cfg['rerun_chains']} must rise above num_chains "
+            f"{llc_cfg['num_chains']}: each re-estimate adds chains"
+        )
     data = llc_data(cfg, seed)
     todo = block_steps(cfg, block, replicate)
     models = [load_model(states[step]) for step in todo]
     seeds = [chain_seed(seed, step) for step in todo]
-    llcs, traces = checkpoint_llcs(models, data, cfg["llc"], seeds, device)
+    llcs, first = checkpoint_llcs(models, data, llc_cfg, seeds, device)
+    traces = list(first)
+    for chains in llc_cfg["rerun_chains"]:
+        redo = [i for i, row in enumerate(llcs) if not row["healthy"]]
+        if not redo:
+            break
+        unhealthy = [todo[i] for i in redo]
+        log.info("seed %d: %d chains again at the unhealthy steps %s", seed, chains, unhealthy)
+        again, again_traces = checkpoint_llcs(
+            [models[i] for i in redo],
+            data,
+            {**llc_cfg, "num_chains": chains},
+            [seeds[i] for i in redo],
+            device,
+        )
+        for i, row, trace in zip(redo, again, again_traces, strict=True):
+            llcs[i], traces[i] = row, trace
+    padded = np.full((len(todo), chain_counts[-1], first.shape[-1]), np.nan, np.float32)
     rows = []
-    for step, row in zip(todo, llcs, strict=True):
+    for i, (step, row, trace) in enumerate(zip(todo, llcs, traces, strict=True)):
+        padded[i, : len(trace)] = trace
         rows.append({"step": step, **row})
-        log.info("seed %d step %d: LLC %.2f", seed, step, row["llc"])
-    return pd.DataFrame(rows), traces
+        log.info("seed %d step %d: LLC %.2f (%d chains)", seed, step, row["llc"], len(trace))
+    return pd.DataFrame(rows), padded
 
 
 # -- 3. probe ------------------------------------------------------------------------------
@@ -394,8 +427,10 @@ def llc_rows(cfg: dict, table: pd.DataFrame, replicate: bool, run: str) -> pd.Da
 
 def llc_sem(cfg: dict, table: pd.DataFrame) -> np.ndarray:
     """The standard error of each checkpoint's LLC: the spread of its chains over
-    sqrt(chains)."""
-    return table["llc_chain_std"].to_numpy() / np.sqrt(cfg["llc"]["num_chains"])
+    sqrt(chains), with the chains it ran (``num_chains``: more where it was re-estimated;
+    tables without the column ran the config's)."""
+    chains = table["num_chains"] if "num_chains" in table else cfg["llc"]["num_chains"]
+    return table["llc_chain_std"].to_numpy() / np.sqrt(np.asarray(chains, dtype=float))
 
 
 def _fit_table(fit: stg.LLCCurveFit) -> pd.DataFrame:

@@ -156,11 +156,17 @@ def test_masked_out_coordinates_never_move(sampler):
     assert (seen[:, selected] != w_star[selected]).all(1).sum() == 2 * 29
 
 
+ULPS = 1e-5  # relative: float32 rounding of a different summation order, not a change
+
+
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")  # short runs: health is not the point
 @pytest.mark.parametrize("sampler", ["sgld", "rmsprop_sgld", "sgnht"])
 def test_whole_tensor_mask_equals_freezing_it_and_full_mask_equals_none(sampler):
     """Selecting whole tensors is freezing the others (requires_grad=False): the same chains,
-    traces, MALA rates and dimension counts. Selecting everything is no restriction."""
+    traces, MALA rates and dimension counts. Selecting everything is no restriction. "The
+    same" is up to float32 rounding (a few ulps: the two paths sum the update in different
+    kernels, which AVX-512 and AVX2 round differently); a coordinate that moved when it
+    should not would differ by orders of magnitude more."""
     gen = torch.Generator().manual_seed(2)
     x = torch.randn(300, 3, generator=gen)
     y = torch.tanh(x @ torch.randn(3, 1, generator=gen)) + torch.randn(300, 1, generator=gen)
@@ -179,13 +185,13 @@ def test_whole_tensor_mask_equals_freezing_it_and_full_mask_equals_none(sampler)
     frozen_model = net()
     frozen_model[2].requires_grad_(False)
     frozen = estimate_llc(frozen_model, NLL, data, **kw)
-    np.testing.assert_array_equal(masked.loss_trace, frozen.loss_trace)
-    np.testing.assert_array_equal(masked.mala_acceptance, frozen.mala_acceptance)
+    np.testing.assert_allclose(masked.loss_trace, frozen.loss_trace, rtol=ULPS, atol=0)
+    np.testing.assert_allclose(masked.mala_acceptance, frozen.mala_acceptance, rtol=ULPS, atol=0)
     assert masked.num_params == frozen.num_params == 16
     everything = {k: torch.ones_like(p, dtype=torch.bool) for k, p in model.named_parameters()}
     full = estimate_llc(model, NLL, data, restrict=everything, **kw)
     plain = estimate_llc(model, NLL, data, **kw)
-    np.testing.assert_array_equal(full.loss_trace, plain.loss_trace)
+    np.testing.assert_allclose(full.loss_trace, plain.loss_trace, rtol=ULPS, atol=0)
     assert full.num_params == plain.num_params == 21
 
 

@@ -216,6 +216,7 @@ def _regression_cfg(**overrides) -> dict:
         "num_tasks": None,
         "noise_var": 0.125,
         "seeds": [0, 1, 2],
+        "reference_checkpoint_every": 1,
         "replicate_checkpoint_every": 1,
         "llc": {"num_chains": 4, "blocks": 2},
         **overrides,
@@ -284,8 +285,9 @@ def test_lr_control_comparison_reads_the_shift_of_the_type_b_stage():
 
 
 def test_replicates_estimate_every_nth_checkpoint_and_the_last():
-    """The first seed's main run reads every checkpoint; later seeds and the control every
-    n-th and the last, and their blocks split exactly those."""
+    """The first seed's main run reads every n-th checkpoint and the last; later seeds and
+    the control every m-th and the last, a subset of the reference's, and their blocks
+    split exactly those. An m that is not a multiple of n is an error."""
     cfg = _regression_cfg(replicate_checkpoint_every=3)
     every = all_checkpoint_steps(cfg)
     assert is_replicate(cfg, 0) is False
@@ -297,6 +299,12 @@ def test_replicates_estimate_every_nth_checkpoint_and_the_last():
     blocks = [block_steps(cfg, b, replicate=True) for b in range(2)]
     assert sorted(blocks[0] + blocks[1]) == sparse
     assert llc_steps(_regression_cfg(), replicate=True) == every
+    cpu_grid = _regression_cfg(reference_checkpoint_every=3, replicate_checkpoint_every=6)
+    reference, replicate = llc_steps(cpu_grid), llc_steps(cpu_grid, replicate=True)
+    assert reference == [*every[::3], every[-1]] and len(reference) == 14
+    assert replicate == [*every[::6], every[-1]] and set(replicate) <= set(reference)
+    with pytest.raises(ValueError, match="must be a multiple of reference_checkpoint_every"):
+        llc_steps(_regression_cfg(reference_checkpoint_every=2, replicate_checkpoint_every=3))
 
 
 def test_a_run_needs_an_llc_at_exactly_its_checkpoints():

@@ -4,8 +4,9 @@
 # is named seedN, or lr_control_seedN for the learning-rate control (issue 18 §4, when the
 # profile's regression block has `lr_control:`): the first seed again with the schedule's
 # peak moved, compared with the main run by icl_landscape_lr_control. The first seed's main
-# run is the reference, with an LLC at every checkpoint; the replicates (later seeds, the
-# control) estimate it at every `replicate_checkpoint_every`-th (issue 18 §3).
+# run is the reference, with an LLC at every `reference_checkpoint_every`-th checkpoint;
+# the replicates (later seeds, the control) at every `replicate_checkpoint_every`-th
+# (issue 18 §3).
 # Part 2, the language-model half (rules icl_landscape_lm_*), is in icl_landscape_lm.smk,
 # included below; icl_landscape_metrics merges the metrics of both halves.
 ICL = paper_rules("icl_landscape")
@@ -35,8 +36,11 @@ ICL_CONTROL_RUN = f"lr_control_seed{ICL_SEEDS[0]}"
 ICL_RUN = r"(lr_control_)?seed\d+"
 # the control also reads its schedule
 ICL_CONTROL_KEYS = ["regression.lr_control"]
-# the replicates' LLC (later seeds, the control) reads its checkpoint grid
-ICL_REPLICATE_KEYS = ["regression.replicate_checkpoint_every"]
+# an LLC job reads both checkpoint grids (the replicates' must lie inside the reference's)
+ICL_GRID_KEYS = [
+    "regression.reference_checkpoint_every",
+    "regression.replicate_checkpoint_every",
+]
 
 
 rule icl_landscape_train:
@@ -89,13 +93,7 @@ rule icl_landscape_llc:
         mem_mb=4000,
         runtime=600,
     params:
-        # a replicate (a later seed, the LR control) reads its sparser checkpoint grid; the
-        # first seed's main run does not, so an edit of that grid leaves it alone
-        reads=lambda w: ICL.reads(
-            *ICL_TRAIN_KEYS,
-            "regression.llc",
-            *(ICL_REPLICATE_KEYS if w.run != ICL_MAIN_RUNS[0] else []),
-        ),
+        reads=ICL.reads(*ICL_TRAIN_KEYS, "regression.llc", *ICL_GRID_KEYS),
         replicate=lambda w: int(w.run != ICL_MAIN_RUNS[0]),
     shell:
         ICL.step(

@@ -7,13 +7,13 @@ Method:
    linear regression (D = 4, K = 8, sigma^2 = 0.125, a fresh task per sequence), Adam with the
    one-cycle triangle learning rate; checkpoints at the union of log-spaced and linear steps.
 2. ``llc`` (one job per seed and block of checkpoints): the LLC of every checkpoint with the
-   shared SGLD estimator on a fixed set of sequences (of the replicates, the later seeds
-   and the learning-rate control, at every ``replicate_checkpoint_every``-th checkpoint:
-   the first seed is the reference curve, the replicates test its stage order and
-   spread). The loss is the per-token MSE; the plotted LLC is the mean of the K per-token
-   LLCs (each token with its own posterior when ``per_token_posteriors``, else the K
-   components read on one posterior of the mean loss, whose mean is then exactly the LLC
-   of the mean loss).
+   shared SGLD estimator on a fixed set of sequences, at every
+   ``reference_checkpoint_every``-th checkpoint of the first seed (the reference curve) and
+   every ``replicate_checkpoint_every``-th of the replicates, the later seeds and the
+   learning-rate control, which test its stage order and spread. The loss is the
+   per-token MSE; the plotted LLC is the mean of the K per-token LLCs (each token with its
+   own posterior when ``per_token_posteriors``, else the K components read on one
+   posterior of the mean loss, whose mean is then exactly the LLC of the mean loss).
 3. ``probe`` (one job per seed): behaviour and structure of every checkpoint on one fixed
    evaluation batch: loss by context position, ICL score (loss at the last position minus
    the first), E[y_hat^2], LayerNorm weight collapse, singular values of the token
@@ -108,18 +108,25 @@ def all_checkpoint_steps(cfg: dict) -> list[int]:
 
 def is_replicate(cfg: dict, seed: int, lr_control: bool = False) -> bool:
     """Whether a run is a replicate (a later seed, or the learning-rate control): its LLC is
-    read at every ``replicate_checkpoint_every``-th checkpoint only; the first seed's main
-    run, the reference, at every one."""
+    read on the ``replicate_checkpoint_every`` grid; the first seed's main run, the
+    reference, on the denser ``reference_checkpoint_every`` one."""
     return lr_control or seed != cfg["seeds"][0]
 
 
 def llc_steps(cfg: dict, replicate: bool = False) -> list[int]:
-    """The checkpoints whose LLC a run estimates: all of them, or for a replicate every
-    ``replicate_checkpoint_every``-th and the last (the LLC rise reads the first and last)."""
+    """The checkpoints whose LLC a run estimates: every ``reference_checkpoint_every``-th
+    (a replicate: every ``replicate_checkpoint_every``-th) and the last, since the LLC rise
+    reads the first and last. The replicates' grid must lie inside the reference's, so that
+    the learning-rate control is compared with the main run where both have an estimate."""
+    reference, every = cfg["reference_checkpoint_every"], cfg["replicate_checkpoint_every"]
+    if every % reference:
+        raise ValueError(
+            f"replicate_checkpoint_every {every} must be a multiple of "
+            f"reference_checkpoint_every {reference}: the replicates' LLC checkpoints must "
+            "be a subset of the reference's"
+        )
     steps = all_checkpoint_steps(cfg)
-    if not replicate:
-        return steps
-    sparse = steps[:: cfg["replicate_checkpoint_every"]]
+    sparse = steps[:: every if replicate else reference]
     return sparse if sparse[-1] == steps[-1] else [*sparse, steps[-1]]
 
 

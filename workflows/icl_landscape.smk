@@ -36,11 +36,11 @@ ICL_CONTROL_RUN = f"lr_control_seed{ICL_SEEDS[0]}"
 ICL_RUN = r"(lr_control_)?seed\d+"
 # the control also reads its schedule
 ICL_CONTROL_KEYS = ["regression.lr_control"]
-# an LLC job reads the reference's checkpoint grid; a replicate's (later seeds, the
-# control) also its own, which must lie inside it, so an edit of the replicates' grid
-# leaves the reference's jobs alone
-ICL_REFERENCE_GRID_KEYS = ["regression.reference_checkpoint_every"]
-ICL_REPLICATE_GRID_KEYS = ["regression.replicate_checkpoint_every"]
+# an LLC job reads both checkpoint grids (the replicates' must lie inside the reference's)
+ICL_GRID_KEYS = [
+    "regression.reference_checkpoint_every",
+    "regression.replicate_checkpoint_every",
+]
 
 
 rule icl_landscape_train:
@@ -93,12 +93,7 @@ rule icl_landscape_llc:
         mem_mb=4000,
         runtime=600,
     params:
-        reads=lambda w: ICL.reads(
-            *ICL_TRAIN_KEYS,
-            "regression.llc",
-            *ICL_REFERENCE_GRID_KEYS,
-            *(ICL_REPLICATE_GRID_KEYS if w.run != ICL_MAIN_RUNS[0] else []),
-        ),
+        reads=ICL.reads(*ICL_TRAIN_KEYS, "regression.llc", *ICL_GRID_KEYS),
         replicate=lambda w: int(w.run != ICL_MAIN_RUNS[0]),
     shell:
         ICL.step(

@@ -17,7 +17,9 @@ the step count):
   1-layer modular-addition transformer (p = 53), efficiency-sweep nets on 800 examples.
 
 llc_at_scale's SGD endpoints are not stacked: each job trains one randomly drawn
-architecture, and different widths cannot share a tensor. icl_landscape trains one seed.
+architecture, and different widths cannot share a tensor. icl_landscape trains its seeds
+(cpu: regression 3 and a learning-rate control, LM 3) as separate jobs, one per core, not
+stacked; not measured here.
 
     nice -n 10 .venv/bin/python benchmarks/bench_train.py                # ~2-4 min, 2 cores
     nice -n 10 .venv/bin/python benchmarks/bench_train.py --steps 50 --repeats 1

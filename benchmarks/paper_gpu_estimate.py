@@ -456,8 +456,9 @@ def icl_regression(cfg, a) -> list[Stage]:
 
 
 def icl_language(cfg, a) -> list[Stage]:
-    """Hoogland et al., language model: 50k AdamW steps; one estimate_llc per checkpoint
-    (chains stacked), and per head one restricted estimate per checkpoint, in loops."""
+    """Hoogland et al., language model: 50k AdamW steps per seed; one estimate_llc per
+    checkpoint and seed (chains stacked), and per head of the reference seed one restricted
+    estimate per checkpoint, in loops."""
     from sltrepro.papers.icl_landscape.lm_pipeline import checkpoint_steps
 
     p, lm = "icl_landscape/language", cfg["language"]
@@ -487,8 +488,17 @@ def icl_language(cfg, a) -> list[Stage]:
         * transformer_flops(lm_shape(cl)[1], cl["context"], cl["n_layers"], cl["d_model"])
         / 1e9
     )
+    runs = len(lm["seeds"])  # one job per seed, one after another on one GPU
     out = [
-        Stage(p, "train (1 run)", P, lm["steps"] * lm["batch_size"] * seq, lm["steps"], 120, rate)
+        Stage(
+            p,
+            f"train ({runs} seeds, one by one)",
+            P,
+            runs * lm["steps"] * lm["batch_size"] * seq,
+            runs * lm["steps"],
+            120,
+            rate,
+        )
     ]
     n_ckpt = len(checkpoint_steps(lm))
     llc = lm["llc"]
@@ -496,10 +506,10 @@ def icl_language(cfg, a) -> list[Stage]:
     out.append(
         Stage(
             p,
-            f"llc ({n_ckpt} ckpts one by one, {llc['num_chains']} chains)",
+            f"llc ({runs} seeds x {n_ckpt} ckpts one by one, {llc['num_chains']} chains)",
             P,
-            n_ckpt * sampler_steps(llc) * rows * seq,
-            n_ckpt * sampler_steps(llc),
+            runs * n_ckpt * sampler_steps(llc) * rows * seq,
+            runs * n_ckpt * sampler_steps(llc),
             120,
             rate,
         )

@@ -84,3 +84,52 @@ def test_crossing_in_the_first_stage_has_no_before():
     assert out["lm_induction_cross_stage"] == 0
     assert out["lm_induction_score_before_cross_stage"] is None
     assert out["lm_bigram_min_before_induction_stage"] is False
+
+
+def seed_metrics(types: str, cross, prev_first: bool, healthy: bool = True) -> dict:
+    """The per-seed metrics across_seeds reads, of a seed with stages ``types``."""
+    bounds = [1000.0 * (i + 1) for i in range(len(types) - 1)]
+    return {
+        "lm_num_stages": len(types),
+        "lm_stage_types": types,
+        **{f"lm_boundary{i + 1}_step": b for i, b in enumerate(bounds)},
+        "lm_induction_cross_step": cross,
+        "lm_prev_token_before_induction": prev_first,
+        "lm_llc_healthy": healthy,
+        "lm_llc_health_reasons": "" if healthy else "1 of 9 failed: R-hat 1.3",
+        "lm_llc_final": 60.0,
+    }
+
+
+def test_across_seeds_claims_only_what_every_seed_shows():
+    out = lm_pipeline.across_seeds(
+        {0: seed_metrics("AAB", 7000.0, True), 5: seed_metrics("AAB", 9000.0, False)}
+    )
+    assert out["lm_seeds"] == 2
+    assert out["lm_prev_token_before_induction"] is True  # the reference seed's
+    assert out["lm_prev_token_before_induction_all_seeds"] is False
+    assert out["lm_induction_cross_step_seed_mean"] == pytest.approx(8000.0)
+    assert out["lm_induction_cross_step_seed_sd"] == pytest.approx(np.sqrt(2e6))
+    assert out["lm_stage_order_agrees"] is True
+    assert out["lm_boundary2_step_seed_max"] == 2000.0
+    assert out["lm_llc_healthy_all_seeds"] is True
+    assert out["lm_llc_health_reasons_all_seeds"] == ""
+
+
+def test_across_seeds_fails_on_one_disagreeing_or_unhealthy_seed():
+    out = lm_pipeline.across_seeds(
+        {
+            0: seed_metrics("AAB", 7000.0, True),
+            1: seed_metrics("AB", None, True, healthy=False),
+        }
+    )
+    assert out["lm_stage_order_agrees"] is False
+    assert out["lm_stage_types_by_seed"] == "AAB, AB"
+    # a seed without an induction head leaves no spread to claim on
+    assert out["lm_induction_cross_step_seed_max"] is None
+    assert out["lm_llc_healthy_all_seeds"] is False
+    assert out["lm_llc_health_reasons_all_seeds"] == "seed 1: 1 of 9 failed: R-hat 1.3"
+    # one stage in each seed is no order
+    single = lm_pipeline.across_seeds({0: seed_metrics("A", 7000.0, True)})
+    assert single["lm_stage_order_agrees"] is False
+    assert single["lm_llc_final_seed_sd"] is None

@@ -10,7 +10,6 @@ import torch
 
 from sltrepro.models.icl_transformer import ICLTransformer, encode, num_params
 from sltrepro.papers.icl_landscape.pipeline import (
-    across_seeds,
     all_checkpoint_steps,
     block_steps,
     is_replicate,
@@ -323,30 +322,6 @@ def test_a_run_needs_an_llc_at_exactly_its_checkpoints():
     table["llc"] = 1.0
     with pytest.raises(ValueError, match=r"unexpected \[1, 2"):
         llc_rows(cfg, table, True, "seed1")
-
-
-def test_stage_order_across_seeds_needs_two_stages_and_one_order():
-    def seed(types, bounds):
-        return {
-            "stage_types": types,
-            "num_stages": len(types),
-            **{f"boundary{i + 1}_step": b for i, b in enumerate(bounds)},
-        }
-
-    same = across_seeds([seed("AAB", [900, 40_000]), seed("AAB", [1_100, 30_000])] * 2)
-    assert same["stage_order_agrees"] is True
-    assert same["stage_types_by_seed"] == "AAB, AAB, AAB, AAB"
-    assert same["boundary1_step_seed_mean"] == 1_000
-    assert same["boundary1_step_seed_min"] == 900 and same["boundary2_step_seed_max"] == 40_000
-    assert same["boundary2_step_seed_sd"] == pytest.approx(np.std([40e3, 30e3] * 2, ddof=1))
-    # one rising trend in every seed: the same string, but no order to agree on
-    single = across_seeds([seed("A", [])] * 3)
-    assert single["stage_order_agrees"] is False
-    assert not any(k.startswith("boundary") for k in single)
-    mixed = across_seeds([seed("AAB", [900, 40_000]), seed("AB", [2_000]), seed("", [])])
-    assert mixed["stage_order_agrees"] is False
-    assert mixed["stage_types_by_seed"] == "AAB, AB, -"
-    assert (mixed["num_stages_seed_min"], mixed["num_stages_seed_max"]) == (0, 3)
 
 
 def test_llc_figure_draws_the_replicates_and_a_sparse_control(tmp_path):

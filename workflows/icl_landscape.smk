@@ -274,7 +274,7 @@ rule icl_landscape_metrics:
     input:
         parts=[
             rules.icl_landscape_analyze.output.metrics,
-            rules.icl_landscape_lm_analyze.output.metrics,
+            rules.icl_landscape_lm_seeds.output.metrics,
             rules.icl_landscape_lm_heads.output.metrics,
             *(
                 [rules.icl_landscape_lr_control.output.metrics]

@@ -1,13 +1,17 @@
 # Hoogland et al. 2024, part 2: the two-layer attention-only language model (rules
-# icl_landscape_lm_*). Included by workflows/icl_landscape.smk: train (corpus, tokenizer,
-# checkpoints) -> evaluate (metrics + LLC, one job per block of checkpoints) -> analyze
-# (stages, essential dynamics) -> language/metrics.json, merged by icl_landscape_metrics.
-# Uses ICL (paper_rules) of icl_landscape.smk.
+# icl_landscape_lm_*). Included by workflows/icl_landscape.smk: corpus (tokens, tokenizer)
+# -> per seed of `language.seeds`: train (checkpoints) -> evaluate (metrics + LLC, one job
+# per block of checkpoints) -> analyze (stages, essential dynamics) -> seeds (what every
+# seed shows) -> language/metrics.json, merged by icl_landscape_metrics. The per-head LLCs
+# and the figures are the reference seed's (the first). Uses ICL (paper_rules) of
+# icl_landscape.smk.
 ICL_LM_CFG = ICL.cfg["language"]
 ICL_LM_FIGURE_NAMES = figure_names(ICL.paper, "lm_figures")
 ICL_LM = f"{ICL.out}/language"
 ICL_LM_BLOCKS = range(ICL_LM_CFG["llc"]["blocks"])
 ICL_LM_HEAD_BLOCKS = range(ICL_LM_CFG["head_llc"]["blocks"])
+ICL_LM_SEEDS = ICL_LM_CFG["seeds"]
+ICL_LM_REFERENCE = f"{ICL_LM}/seed{ICL_LM_SEEDS[0]}"
 # What each step reads of `language:` (its rule's `reads`, its rerun trigger).
 ICL_LM_MODEL_KEYS = [
     "context",
@@ -20,20 +24,18 @@ ICL_LM_MODEL_KEYS = [
 ICL_LM_CHECKPOINT_KEYS = ["num_linear_checkpoints", "num_log_checkpoints", "steps"]
 # optional: a profile without repeated spans (smoke, paper) keeps the digests it had
 ICL_LM_SPAN_KEYS = ["repeat_spans"] if "repeat_spans" in ICL_LM_CFG else []
+ICL_LM_CORPUS_KEYS = [
+    "corpus",
+    "corpus_chars",
+    "text_field",
+    "tokenizer_chars",
+    "vocab_size",
+]
 ICL_LM_TRAIN_KEYS = (
     ICL_LM_MODEL_KEYS
     + ICL_LM_CHECKPOINT_KEYS
     + ICL_LM_SPAN_KEYS
-    + [
-        "batch_size",
-        "corpus",
-        "corpus_chars",
-        "lr",
-        "text_field",
-        "tokenizer_chars",
-        "vocab_size",
-        "weight_decay",
-    ]
+    + ["batch_size", "lr", "weight_decay"]
 )
 ICL_LM_EVALUATE_KEYS = (
     ICL_LM_MODEL_KEYS
@@ -58,17 +60,44 @@ ICL_LM_HEAD_LLC_KEYS = (
 ICL_LM_FIGURES = [f"{ICL_LM}/figures/{name}.png" for name in ICL_LM_FIGURE_NAMES]
 
 
-rule icl_landscape_lm_train:
+rule icl_landscape_lm_corpus:
     output:
-        history=f"{ICL_LM}/train/history.csv",
-        corpus=f"{ICL_LM}/train/corpus.json",
-        tokens=f"{ICL_LM}/train/tokens.npy",
-        tokenizer=f"{ICL_LM}/train/tokenizer.json",
-        checkpoints=directory(f"{ICL_LM}/train/checkpoints"),
+        corpus=f"{ICL_LM}/corpus/corpus.json",
+        tokens=f"{ICL_LM}/corpus/tokens.npy",
+        tokenizer=f"{ICL_LM}/corpus/tokenizer.json",
     log:
-        ICL.log("lm_train"),
+        ICL.log("lm_corpus"),
     benchmark:
-        ICL.benchmark("lm_train")
+        ICL.benchmark("lm_corpus")
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    params:
+        reads=ICL.reads(*[f"language.{k}" for k in ICL_LM_CORPUS_KEYS]),
+    shell:
+        ICL.step(
+            "lm_corpus",
+            f"{ICL_LM}/corpus",
+            outputs=["corpus", "tokens", "tokenizer"],
+        )
+
+
+rule icl_landscape_lm_train:
+    input:
+        tokens=rules.icl_landscape_lm_corpus.output.tokens,
+        corpus=rules.icl_landscape_lm_corpus.output.corpus,
+    output:
+        history=f"{ICL_LM}/seed{{seed}}/train/history.csv",
+        checkpoints=directory(f"{ICL_LM}/seed{{seed}}/train/checkpoints"),
+    log:
+        ICL.log("lm_train_seed{seed}"),
+    benchmark:
+        ICL.benchmark("lm_train_seed{seed}")
+    wildcard_constraints:
+        seed=r"\d+",
     conda:
         ENV
     threads: 1
@@ -76,29 +105,32 @@ rule icl_landscape_lm_train:
         mem_mb=4000,
         runtime=600,
     params:
-        reads=ICL.reads("seed", *[f"language.{k}" for k in ICL_LM_TRAIN_KEYS]),
+        reads=ICL.reads(*[f"language.{k}" for k in ICL_LM_TRAIN_KEYS]),
     shell:
         ICL.step(
             "lm_train",
-            f"{ICL_LM}/train",
-            outputs=["history", "corpus", "tokens", "tokenizer", "checkpoints"],
+            f"{ICL_LM}/seed{{wildcards.seed}}/train",
+            "--opt seed={wildcards.seed}",
+            inputs=["tokens", "corpus"],
+            outputs=["history", "checkpoints"],
         )
 
 
 rule icl_landscape_lm_evaluate:
     input:
-        tokens=rules.icl_landscape_lm_train.output.tokens,
-        corpus=rules.icl_landscape_lm_train.output.corpus,
+        tokens=rules.icl_landscape_lm_corpus.output.tokens,
+        corpus=rules.icl_landscape_lm_corpus.output.corpus,
         checkpoints=rules.icl_landscape_lm_train.output.checkpoints,
     output:
-        metrics=f"{ICL_LM}/evaluate/block{{block}}/metrics.csv",
-        outputs=f"{ICL_LM}/evaluate/block{{block}}/outputs.npy",
-        traces=f"{ICL_LM}/evaluate/block{{block}}/llc_traces.npy",
+        metrics=f"{ICL_LM}/seed{{seed}}/evaluate/block{{block}}/metrics.csv",
+        outputs=f"{ICL_LM}/seed{{seed}}/evaluate/block{{block}}/outputs.npy",
+        traces=f"{ICL_LM}/seed{{seed}}/evaluate/block{{block}}/llc_traces.npy",
     log:
-        ICL.log("lm_evaluate_block{block}"),
+        ICL.log("lm_evaluate_seed{seed}_block{block}"),
     benchmark:
-        ICL.benchmark("lm_evaluate_block{block}")
+        ICL.benchmark("lm_evaluate_seed{seed}_block{block}")
     wildcard_constraints:
+        seed=r"\d+",
         block=r"\d+",
     conda:
         ENV
@@ -107,12 +139,12 @@ rule icl_landscape_lm_evaluate:
         mem_mb=4000,
         runtime=600,
     params:
-        reads=ICL.reads("seed", *[f"language.{k}" for k in ICL_LM_EVALUATE_KEYS]),
+        reads=ICL.reads(*[f"language.{k}" for k in ICL_LM_EVALUATE_KEYS]),
     shell:
         ICL.step(
             "lm_evaluate",
-            f"{ICL_LM}/evaluate/block{{wildcards.block}}",
-            "--opt block={wildcards.block}",
+            f"{ICL_LM}/seed{{wildcards.seed}}/evaluate/block{{wildcards.block}}",
+            "--opt seed={wildcards.seed} --opt block={wildcards.block}",
             inputs=["tokens", "corpus", "checkpoints"],
             outputs=["metrics", "outputs", "traces"],
         )
@@ -120,49 +152,88 @@ rule icl_landscape_lm_evaluate:
 
 rule icl_landscape_lm_analyze:
     input:
-        # in block order: the step concatenates them and sorts by step
+        # every block of the job's seed, in block order: the step concatenates them and
+        # sorts by step ({seed} stays a wildcard)
         block_metrics=expand(
-            rules.icl_landscape_lm_evaluate.output.metrics, block=ICL_LM_BLOCKS
+            rules.icl_landscape_lm_evaluate.output.metrics,
+            block=ICL_LM_BLOCKS,
+            allow_missing=True,
         ),
         block_outputs=expand(
-            rules.icl_landscape_lm_evaluate.output.outputs, block=ICL_LM_BLOCKS
+            rules.icl_landscape_lm_evaluate.output.outputs,
+            block=ICL_LM_BLOCKS,
+            allow_missing=True,
         ),
         block_traces=expand(
-            rules.icl_landscape_lm_evaluate.output.traces, block=ICL_LM_BLOCKS
+            rules.icl_landscape_lm_evaluate.output.traces,
+            block=ICL_LM_BLOCKS,
+            allow_missing=True,
         ),
     output:
-        metrics=f"{ICL_LM}/metrics.json",
-        table=f"{ICL_LM}/checkpoints.csv",
-        stages=f"{ICL_LM}/stages.json",
-        ed=f"{ICL_LM}/essential_dynamics.csv",
-        fit=f"{ICL_LM}/llc_fit.csv",
-        traces=f"{ICL_LM}/llc_traces.npy",
+        metrics=f"{ICL_LM}/seed{{seed}}/analysis/metrics.json",
+        table=f"{ICL_LM}/seed{{seed}}/analysis/checkpoints.csv",
+        stages=f"{ICL_LM}/seed{{seed}}/analysis/stages.json",
+        ed=f"{ICL_LM}/seed{{seed}}/analysis/essential_dynamics.csv",
+        fit=f"{ICL_LM}/seed{{seed}}/analysis/llc_fit.csv",
+        traces=f"{ICL_LM}/seed{{seed}}/analysis/llc_traces.npy",
     log:
-        ICL.log("lm_analyze"),
+        ICL.log("lm_analyze_seed{seed}"),
     benchmark:
-        ICL.benchmark("lm_analyze")
+        ICL.benchmark("lm_analyze_seed{seed}")
+    wildcard_constraints:
+        seed=r"\d+",
     conda:
         ENV
     resources:
         mem_mb=2000,
         runtime=10,
     params:
-        # the whole block: the analysis is cheap, and reads settings of every step before it
-        reads=ICL.reads("seed", "language"),
+        # the whole block but `seeds`: the analysis is cheap and reads settings of every
+        # step before it; a seed added to the list adds jobs and reruns none
+        reads=ICL.reads(*[f"language.{k}" for k in ICL_LM_CFG if k != "seeds"]),
     shell:
         ICL.step(
             "lm_analyze",
-            ICL_LM,
+            f"{ICL_LM}/seed{{wildcards.seed}}/analysis",
+            "--opt seed={wildcards.seed}",
             inputs=["block_metrics", "block_outputs", "block_traces"],
             outputs=["metrics", "table", "stages", "ed", "fit", "traces"],
         )
 
 
+rule icl_landscape_lm_seeds:
+    input:
+        # in the order of `seeds`: the first is the reference
+        seed_metrics=expand(
+            rules.icl_landscape_lm_analyze.output.metrics, seed=ICL_LM_SEEDS
+        ),
+    output:
+        metrics=f"{ICL_LM}/metrics.json",
+    log:
+        ICL.log("lm_seeds"),
+    benchmark:
+        ICL.benchmark("lm_seeds")
+    conda:
+        ENV
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    params:
+        reads=ICL.reads("language.seeds"),
+    shell:
+        ICL.step(
+            "lm_seeds",
+            ICL_LM,
+            inputs=["seed_metrics"],
+            outputs=["metrics"],
+        )
+
+
 rule icl_landscape_lm_head_llc:
     input:
-        tokens=rules.icl_landscape_lm_train.output.tokens,
-        corpus=rules.icl_landscape_lm_train.output.corpus,
-        checkpoints=rules.icl_landscape_lm_train.output.checkpoints,
+        tokens=rules.icl_landscape_lm_corpus.output.tokens,
+        corpus=rules.icl_landscape_lm_corpus.output.corpus,
+        checkpoints=f"{ICL_LM_REFERENCE}/train/checkpoints",
     output:
         llc=f"{ICL_LM}/head_llc/block{{block}}/llc.csv",
         traces=f"{ICL_LM}/head_llc/block{{block}}/traces.npy",
@@ -179,12 +250,12 @@ rule icl_landscape_lm_head_llc:
         mem_mb=4000,
         runtime=600,
     params:
-        reads=ICL.reads("seed", *[f"language.{k}" for k in ICL_LM_HEAD_LLC_KEYS]),
+        reads=ICL.reads(*[f"language.{k}" for k in ICL_LM_HEAD_LLC_KEYS]),
     shell:
         ICL.step(
             "lm_head_llc",
             f"{ICL_LM}/head_llc/block{{wildcards.block}}",
-            "--opt block={wildcards.block}",
+            f"--opt seed={ICL_LM_SEEDS[0]} --opt block={{wildcards.block}}",
             inputs=["tokens", "corpus", "checkpoints"],
             outputs=["llc", "traces"],
         )
@@ -192,9 +263,9 @@ rule icl_landscape_lm_head_llc:
 
 rule icl_landscape_lm_head_plain_llc:
     input:
-        tokens=rules.icl_landscape_lm_train.output.tokens,
-        corpus=rules.icl_landscape_lm_train.output.corpus,
-        checkpoints=rules.icl_landscape_lm_train.output.checkpoints,
+        tokens=rules.icl_landscape_lm_corpus.output.tokens,
+        corpus=rules.icl_landscape_lm_corpus.output.corpus,
+        checkpoints=f"{ICL_LM_REFERENCE}/train/checkpoints",
     output:
         llc=f"{ICL_LM}/head_llc/plain_text/llc.csv",
         traces=f"{ICL_LM}/head_llc/plain_text/traces.npy",
@@ -209,11 +280,12 @@ rule icl_landscape_lm_head_plain_llc:
         mem_mb=4000,
         runtime=600,
     params:
-        reads=ICL.reads("seed", *[f"language.{k}" for k in ICL_LM_HEAD_LLC_KEYS]),
+        reads=ICL.reads(*[f"language.{k}" for k in ICL_LM_HEAD_LLC_KEYS]),
     shell:
         ICL.step(
             "lm_head_plain_llc",
             f"{ICL_LM}/head_llc/plain_text",
+            f"--opt seed={ICL_LM_SEEDS[0]}",
             inputs=["tokens", "corpus", "checkpoints"],
             outputs=["llc", "traces"],
         )
@@ -225,7 +297,7 @@ rule icl_landscape_lm_heads:
             rules.icl_landscape_lm_head_llc.output.llc, block=ICL_LM_HEAD_BLOCKS
         ),
         plain_llc=rules.icl_landscape_lm_head_plain_llc.output.llc,
-        checkpoints=rules.icl_landscape_lm_analyze.output.table,
+        checkpoints=f"{ICL_LM_REFERENCE}/analysis/checkpoints.csv",
     output:
         metrics=f"{ICL_LM}/heads/metrics.json",
         table=f"{ICL_LM}/heads/head_llc.csv",
@@ -257,12 +329,25 @@ rule icl_landscape_lm_heads:
 
 rule icl_landscape_lm_figures:
     input:
-        table=rules.icl_landscape_lm_analyze.output.table,
-        fit=rules.icl_landscape_lm_analyze.output.fit,
-        stages=rules.icl_landscape_lm_analyze.output.stages,
-        ed=rules.icl_landscape_lm_analyze.output.ed,
-        traces=rules.icl_landscape_lm_analyze.output.traces,
+        **(
+            {
+                "replicate_tables": expand(
+                    rules.icl_landscape_lm_analyze.output.table, seed=ICL_LM_SEEDS[1:]
+                ),
+                "replicate_fits": expand(
+                    rules.icl_landscape_lm_analyze.output.fit, seed=ICL_LM_SEEDS[1:]
+                ),
+            }
+            if len(ICL_LM_SEEDS) > 1
+            else {}
+        ),
+        table=f"{ICL_LM_REFERENCE}/analysis/checkpoints.csv",
+        fit=f"{ICL_LM_REFERENCE}/analysis/llc_fit.csv",
+        stages=f"{ICL_LM_REFERENCE}/analysis/stages.json",
+        ed=f"{ICL_LM_REFERENCE}/analysis/essential_dynamics.csv",
+        traces=f"{ICL_LM_REFERENCE}/analysis/llc_traces.npy",
         heads=rules.icl_landscape_lm_heads.output.table,
+        # the later seeds' LLC curves beside the reference's (only when there are any)
     output:
         [report_figure(ICL.paper, path, part="language") for path in ICL_LM_FIGURES],
     log:
@@ -275,10 +360,13 @@ rule icl_landscape_lm_figures:
         mem_mb=1000,
         runtime=5,
     params:
-        reads=ICL.reads("language.n_layers"),
+        reads=ICL.reads("language.n_layers", "language.seeds"),
     shell:
         ICL.step(
             "lm_figures",
             f"{ICL_LM}/figures",
-            inputs=["table", "fit", "stages", "ed", "traces", "heads"],
+            inputs=["table", "fit", "stages", "ed", "traces", "heads"]
+            + (
+                ["replicate_tables", "replicate_fits"] if len(ICL_LM_SEEDS) > 1 else []
+            ),
         )

@@ -113,6 +113,15 @@ def lr_control(ctx) -> dict:
     return {f"regression_{k}": v for k, v in out.items()}
 
 
+def _replicates(ctx, later: list[int]) -> dict[int, tuple[pd.DataFrame, pd.DataFrame]]:
+    """{seed: (table, fit)} of the later seeds from --input replicate_tables and
+    replicate_fits (both in the order of ``later``)."""
+    pairs = zip(ctx.input_list("replicate_tables"), ctx.input_list("replicate_fits"), strict=True)
+    return {
+        seed: (pd.read_csv(t), pd.read_csv(f)) for seed, (t, f) in zip(later, pairs, strict=True)
+    }
+
+
 def regression_figures(ctx) -> None:
     """The figures of one seed (the rule passes the first seed's tables, LLC blocks and
     their traces, the learning-rate control's table and fit when there is one, and the
@@ -124,14 +133,7 @@ def regression_figures(ctx) -> None:
     if "control" in ctx.named_inputs:
         control = tuple(pd.read_csv(p) for p in ctx.input_list("control"))
     if "replicate_tables" in ctx.named_inputs:
-        pairs = zip(
-            ctx.input_list("replicate_tables"), ctx.input_list("replicate_fits"), strict=True
-        )
-        later = _regression(ctx)["seeds"][1:]
-        replicates = {
-            seed: (pd.read_csv(t), pd.read_csv(f))
-            for seed, (t, f) in zip(later, pairs, strict=True)
-        }
+        replicates = _replicates(ctx, _regression(ctx)["seeds"][1:])
     figures.draw_all(
         pd.read_csv(ctx.input("table")),
         pd.read_csv(ctx.input("fit")),
@@ -159,21 +161,29 @@ def _language(ctx) -> dict:
     return ctx.config["language"]
 
 
-def lm_train(ctx) -> None:
-    """Corpus and tokenizer -> tokens, tokenizer, corpus; the LM's training -> history and
-    the folder of checkpoint weights (checkpoints)."""
-    cfg = _language(ctx)
-    data = lm_pipeline.prepare_data(cfg, ctx.log)
+def lm_corpus(ctx) -> None:
+    """Corpus and tokenizer (shared by every seed) -> tokens, tokenizer, corpus."""
+    data = lm_pipeline.prepare_data(_language(ctx), ctx.log)
     ctx.output("tokenizer").write_text(data.tokenizer_json)
     ctx.output("corpus").write_text(json.dumps(data.info, indent=2))
     np.save(ctx.output("tokens"), data.tokens)
+
+
+def _seed(ctx) -> int:
+    return ctx.opt("seed", int)
+
+
+def lm_train(ctx) -> None:
+    """--opt seed=S: the LM's training on the corpus -> history and the folder of
+    checkpoint weights (checkpoints)."""
+    tokens, vocab = _tokens(ctx)
     # Snakemake removes the outputs of an interrupted job before it reruns it, so training
     # writes into the resume folder (resuming from state.pt) and the finished snapshots
     # move to the output. The state goes first: a run killed in between retrains from the
     # start, skipping the snapshots it finds, and gives the same weights.
     work = ctx.resume_dir
     history = lm_pipeline.train(
-        cfg, ctx.config["seed"], data.tokens, data.info["vocab_size"], work, ctx.device, ctx.log
+        _language(ctx), _seed(ctx), tokens, vocab, work, ctx.device, ctx.log
     )
     history.to_csv(ctx.output("history"), index=False)
     (work / "state.pt").unlink()
@@ -186,12 +196,12 @@ def _tokens(ctx) -> tuple[np.ndarray, int]:
 
 
 def lm_evaluate(ctx) -> None:
-    """--opt block=B: metrics, LLC and essential-dynamics outputs of one block of
-    checkpoints -> metrics, outputs, traces (the LLC chains)."""
+    """--opt seed=S --opt block=B: metrics, LLC and essential-dynamics outputs of one block
+    of seed S's checkpoints -> metrics, outputs, traces (the LLC chains)."""
     tokens, vocab = _tokens(ctx)
     table, outputs, traces = lm_pipeline.evaluate_block(
         _language(ctx),
-        ctx.config["seed"],
+        _seed(ctx),
         ctx.opt("block", int),
         tokens,
         vocab,
@@ -205,11 +215,11 @@ def lm_evaluate(ctx) -> None:
 
 
 def lm_analyze(ctx) -> dict:
-    """Stages, essential dynamics and metrics from the evaluation blocks (in block order)
-    -> table, stages, ed, fit, traces and the LM half's metrics."""
+    """--opt seed=S: stages, essential dynamics and metrics of seed S from its evaluation
+    blocks (in block order) -> table, stages, ed, fit, traces and the seed's metrics."""
     result = lm_pipeline.analyze(
         _language(ctx),
-        ctx.config["seed"],
+        _seed(ctx),
         [pd.read_csv(p) for p in ctx.input_list("block_metrics")],
         [np.load(p) for p in ctx.input_list("block_outputs")],
         [np.load(p) for p in ctx.input_list("block_traces")],
@@ -223,10 +233,21 @@ def lm_analyze(ctx) -> dict:
     return result.metrics
 
 
+def lm_seeds(ctx) -> dict:
+    """The metrics of every seed (--input seed_metrics, in the order of ``seeds``) -> the LM
+    half's metrics: the reference seed's and what the seeds show together."""
+    per_seed = {
+        seed: json.loads(path.read_text())
+        for seed, path in zip(_language(ctx)["seeds"], ctx.input_list("seed_metrics"), strict=True)
+    }
+    return lm_pipeline.across_seeds(per_seed)
+
+
 def _head_estimates(ctx, estimate, *where) -> None:
-    """Run one of head_llc's estimates (``where``: its block, if any) -> llc, traces."""
+    """Run one of head_llc's estimates on the checkpoints of --opt seed=S (the reference
+    seed; ``where``: its block, if any) -> llc, traces."""
     tokens, vocab = _tokens(ctx)
-    args = (_language(ctx), ctx.config["seed"], *where, tokens, vocab, ctx.input("checkpoints"))
+    args = (_language(ctx), _seed(ctx), *where, tokens, vocab, ctx.input("checkpoints"))
     table, traces = estimate(*args, ctx.device, ctx.log)
     table.to_csv(ctx.output("llc"), index=False)
     np.save(ctx.output("traces"), traces)
@@ -259,10 +280,15 @@ def lm_heads(ctx) -> dict:
 
 
 def lm_draw(ctx) -> None:
-    """The LM figures from the analysis tables."""
+    """The LM figures from the reference seed's analysis tables (and the later seeds'
+    tables and fits, in the order of ``seeds``, when there are several)."""
     # lm_figures imports matplotlib and seaborn (~2.5 s of CPU): only the figure steps pay it
     from . import lm_figures
 
+    cfg = _language(ctx)
+    replicates = None
+    if "replicate_tables" in ctx.named_inputs:
+        replicates = _replicates(ctx, cfg["seeds"][1:])
     lm_figures.draw_all(
         pd.read_csv(ctx.input("table")),
         pd.read_csv(ctx.input("fit")),
@@ -270,8 +296,9 @@ def lm_draw(ctx) -> None:
         pd.read_csv(ctx.input("ed")),
         np.load(ctx.input("traces")),
         pd.read_csv(ctx.input("heads")),
-        _language(ctx)["n_layers"],
+        cfg["n_layers"],
         ctx.outdir,
+        replicates,
     )
 
 
@@ -283,9 +310,11 @@ STEPS = {
     "lr_control": lr_control,
     "figures": regression_figures,
     "metrics": metrics,
+    "lm_corpus": lm_corpus,
     "lm_train": lm_train,
     "lm_evaluate": lm_evaluate,
     "lm_analyze": lm_analyze,
+    "lm_seeds": lm_seeds,
     "lm_head_llc": lm_head_llc,
     "lm_head_plain_llc": lm_head_plain_llc,
     "lm_heads": lm_heads,

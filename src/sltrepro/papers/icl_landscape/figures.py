@@ -35,6 +35,23 @@ def shade_stages(ax, stages: list[dict]) -> None:
     ax.set_xscale("log")
 
 
+def draw_replicates(ax_llc, ax_loss, replicates: dict | None, loss_column: str) -> None:
+    """The later seeds ({seed: (table, fit)}) as thin coloured GP fits with their LLC
+    estimates, and their ``loss_column`` beside the main run's loss."""
+    for i, (seed, (seed_table, seed_fit)) in enumerate((replicates or {}).items()):
+        colour = f"C{i + 2}"
+        ax_llc.plot(seed_table["step"] + 1, seed_table["llc"], "^", ms=2.5, color=colour)
+        ax_llc.plot(
+            np.exp(seed_fit["log_step"]),
+            seed_fit["llc_fit"],
+            "-",
+            lw=0.8,
+            color=colour,
+            label=f"seed {seed}",
+        )
+        ax_loss.plot(seed_table["step"] + 1, seed_table[loss_column], "-", lw=0.8, color=colour)
+
+
 def llc_and_loss(
     table: pd.DataFrame,
     fit: pd.DataFrame,
@@ -50,18 +67,7 @@ def llc_and_loss(
     x = table["step"] + 1
     ax_llc.plot(x, table["llc"], "o", ms=3, label="LLC (mean of per-token)")
     ax_llc.plot(np.exp(fit["log_step"]), fit["llc_fit"], "k-", lw=1, label="GP fit")
-    for i, (seed, (seed_table, seed_fit)) in enumerate((replicates or {}).items()):
-        colour = f"C{i + 2}"
-        ax_llc.plot(seed_table["step"] + 1, seed_table["llc"], "^", ms=2.5, color=colour)
-        ax_llc.plot(
-            np.exp(seed_fit["log_step"]),
-            seed_fit["llc_fit"],
-            "-",
-            lw=0.8,
-            color=colour,
-            label=f"seed {seed}",
-        )
-        ax_loss.plot(seed_table["step"] + 1, seed_table["loss"], "-", lw=0.8, color=colour)
+    draw_replicates(ax_llc, ax_loss, replicates, "loss")
     if control is not None:
         control_table, control_fit = control
         ax_llc.plot(

@@ -13,14 +13,23 @@ import pandas as pd
 
 from sltrepro import plots
 
-from .figures import pc_pairs, shade_stages
+from .figures import draw_replicates, pc_pairs, shade_stages
 
 
-def llc_and_loss(table: pd.DataFrame, fit: pd.DataFrame, stages: list[dict], path: Path) -> None:
+def llc_and_loss(
+    table: pd.DataFrame,
+    fit: pd.DataFrame,
+    stages: list[dict],
+    path: Path,
+    replicates: dict[int, tuple[pd.DataFrame, pd.DataFrame]] | None = None,
+) -> None:
+    """The reference seed's LLC (bars: the chains' spread), its GP fit and validation loss
+    with its stages shaded; ``replicates``: {seed: (table, fit)} of the later seeds."""
     fig, (ax_llc, ax_loss) = plots.figure(1, 2, width=5.0)
     x = table["step"] + 1
     ax_llc.errorbar(x, table["llc"], yerr=table["llc_std"], fmt="o", ms=3, lw=0.8, label="LLC")
     ax_llc.plot(np.exp(fit["log_step"]), fit["llc_fit"], "k-", lw=1, label="GP fit")
+    draw_replicates(ax_llc, ax_loss, replicates, "val_loss")
     ax_llc.set(xlabel="step + 1", ylabel=r"$\hat\lambda$", title="LLC (attention-only LM)")
     ax_llc.legend(fontsize=7, loc="lower right")
     ax_loss.plot(x, table["val_loss"], "-")
@@ -129,10 +138,12 @@ def draw_all(
     heads: pd.DataFrame,
     n_layers: int,
     outdir: Path,
+    replicates: dict[int, tuple[pd.DataFrame, pd.DataFrame]] | None = None,
 ) -> None:
-    """The LM figures of :data:`FIGURES` (from the analysis tables, the (T, C, draws) LLC
-    traces and the heads' wrLLC table) into ``outdir``."""
-    llc_and_loss(table, fit, stages, outdir / "llc_stages.png")
+    """The LM figures of :data:`FIGURES` (from the reference seed's analysis tables, the
+    (T, C, draws) LLC traces and the heads' wrLLC table; the later seeds' tables and fits
+    beside its LLC curve) into ``outdir``."""
+    llc_and_loss(table, fit, stages, outdir / "llc_stages.png", replicates)
     metric_panels(table, stages, n_layers, outdir / "metrics.png")
     pc_pairs(ed, stages, outdir / "essential_dynamics.png")
     llc_trace_panels(table, traces, outdir / "llc_traces.png")

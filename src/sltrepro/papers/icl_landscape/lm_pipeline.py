@@ -19,6 +19,9 @@ Method, as in the paper:
    estimator); the model's log-probabilities on a fixed input set (essential dynamics).
 4. Stages (``lm_analyze``): the shared GP stage detection on LLC vs log step, the shared
    essential-dynamics PCA, and the metrics the claims read.
+5. Seeds (``lm_seeds``): steps 2-4 run for every seed of ``seeds``; the first is the
+   reference (its metrics, figures and the per-head LLCs), and the claims on stages read
+   what every seed shows (:func:`across_seeds`). The paper reports one LM run.
 
 The functions here never see the step context: they take the ``language:`` config block,
 token arrays, tables and folders of checkpoints, and return tables, arrays and dicts;
@@ -38,6 +41,7 @@ from torch.nn import functional as F
 from sltrepro import stages
 from sltrepro.health import health_metrics
 from sltrepro.models.attn_lm import AttnOnlyLM, induction_scores, previous_token_scores
+from sltrepro.seeds import all_seeds_flags, joined_reasons, spread, stage_order
 from sltrepro.tasks import corpus
 from sltrepro.train.icl import checkpoint_steps as log_linear_steps
 from sltrepro.train.lm import LMTrainConfig, next_token_loss, snapshot_path, train_lm
@@ -454,8 +458,11 @@ def summarize(table: pd.DataFrame, found: list, cfg: dict) -> dict:
     first = found[0]
     bigram = table["bigram_score"].to_numpy()
     bigram_min_step = float(steps[int(np.argmin(bigram))])
+    bounds = stages.boundaries(found)
     return {
         "lm_num_stages": len(found),
+        "lm_stage_types": stages.stage_string(found),
+        **{f"lm_boundary{i + 1}_step": b for i, b in enumerate(bounds[:4])},
         "lm_first_stage_type_a": first.type == "A",
         "lm_first_stage_end": first.end,
         "lm_first_stage_llc_rise": first.llc_end - first.llc_start,
@@ -484,6 +491,42 @@ def summarize(table: pd.DataFrame, found: list, cfg: dict) -> dict:
         "lm_llc_healthy_fraction": float(table["llc_healthy"].astype(bool).mean()),
         **health_metrics(table, "lm_", [f"step {s}" for s in table["step"]], row_prefix="llc_"),
     }
+
+
+# what the seeds' spread is reported for: the steps of the developmental events and the
+# sizes the claims and the README read
+SPREAD_KEYS = (
+    "induction_cross_step",
+    "prev_token_cross_step",
+    "induction_rise_step",
+    "induction_score_final",
+    "induction_score_before_cross_stage",
+    "icl_score_change_over_induction_rise",
+    "icl_score_change_over_induction_stage",
+    "bigram_min_step",
+    "first_stage_llc_rise",
+    "llc_final",
+    "val_loss_final",
+)
+
+
+def across_seeds(per_seed: dict[int, dict]) -> dict:
+    """The LM half's metrics over several seeds ({seed: metrics of :func:`summarize`}, the
+    reference seed first): the reference's metrics, ``<flag>_all_seeds`` for every boolean,
+    ``<key>_seed_{mean,sd,min,max}`` of :data:`SPREAD_KEYS`, the stage order across seeds
+    (:func:`sltrepro.seeds.stage_order`), ``lm_seeds`` (how many) and
+    ``lm_llc_health_reasons_all_seeds`` (why a seed's LLC estimates fail the health gate)."""
+    bare = [{k.removeprefix("lm_"): v for k, v in m.items()} for m in per_seed.values()]
+    out = (
+        bare[0]
+        | all_seeds_flags(bare)
+        | spread(bare, SPREAD_KEYS)
+        | stage_order(bare)
+        | {"seeds": len(bare)}
+    )
+    out = {f"lm_{k}": v for k, v in out.items()}
+    out["lm_llc_health_reasons_all_seeds"] = joined_reasons(per_seed, "lm_llc_health_reasons")
+    return out
 
 
 @dataclass

@@ -46,6 +46,7 @@ from sltrepro import stages as stg
 from sltrepro.health import health_metrics
 from sltrepro.llc import SamplerSettings, estimate_llc_trajectory
 from sltrepro.models.icl_transformer import ICLTransformer, encode, num_params
+from sltrepro.seeds import all_seeds_flags, joined_reasons, stage_order
 from sltrepro.tasks.regression import (
     ols_predictions,
     ridge_expected_mse,
@@ -572,28 +573,6 @@ def _ratio(value: float, se: float) -> float | None:
     return value / se if se > 0 else None
 
 
-def across_seeds(per_seed: list[dict]) -> dict:
-    """The stage order and boundary positions over several seeds' metrics (of
-    :func:`analyze_seed`): ``stage_order_agrees`` is True when every seed has the same
-    sequence of stage types and at least two stages (one stage in each has no order to
-    agree on); ``boundary<i>_step_seed_{mean,sd,min,max}`` for each boundary every seed has."""
-    types = [m["stage_types"] for m in per_seed]
-    counts = [m["num_stages"] for m in per_seed]
-    out = {
-        "stage_types_by_seed": ", ".join(t or "-" for t in types),
-        "num_stages_seed_min": min(counts),
-        "num_stages_seed_max": max(counts),
-        "stage_order_agrees": len(set(types)) == 1 and min(counts) >= 2,
-    }
-    for i in range(1, min(min(counts), 5)):
-        steps = np.array([m[f"boundary{i}_step"] for m in per_seed], dtype=float)
-        out[f"boundary{i}_step_seed_mean"] = float(steps.mean())
-        out[f"boundary{i}_step_seed_sd"] = float(steps.std(ddof=1))
-        out[f"boundary{i}_step_seed_min"] = float(steps.min())
-        out[f"boundary{i}_step_seed_max"] = float(steps.max())
-    return out
-
-
 def summarize(cfg: dict, per_seed: dict, base: pd.DataFrame) -> dict:
     """The regression half's metrics (keys prefixed ``regression_``) from ``per_seed``
     ({seed: metrics of :func:`analyze_seed`}, in the config's seed order) and the baselines.
@@ -601,26 +580,21 @@ def summarize(cfg: dict, per_seed: dict, base: pd.DataFrame) -> dict:
     Metrics are those of the first seed; booleans also get ``<name>_all_seeds``. With
     several seeds the LLC rise is the mean over seeds and its z-score uses their spread
     (``llc_rise_seeds`` says how many; 1: the estimates' standard errors), and
-    :func:`across_seeds` adds the stage order and boundary spread.
+    :func:`sltrepro.seeds.stage_order` adds the stage order and boundary spread.
     """
     seeds = cfg["seeds"]
-    metrics = dict(per_seed[seeds[0]])
-    for key, value in per_seed[seeds[0]].items():
-        if isinstance(value, bool):
-            metrics[f"{key}_all_seeds"] = all(per_seed[s].get(key) is True for s in seeds)
+    metrics = dict(per_seed[seeds[0]]) | all_seeds_flags([per_seed[s] for s in seeds])
     metrics["llc_rise_seeds"] = len(seeds)
     # why llc_healthy_all_seeds is False, for the claims' gate reasons
-    metrics["llc_health_reasons_all_seeds"] = "; ".join(
-        f"seed {s}: {per_seed[s]['llc_health_reasons']}"
-        for s in seeds
-        if per_seed[s].get("llc_health_reasons")
+    metrics["llc_health_reasons_all_seeds"] = joined_reasons(
+        {s: per_seed[s] for s in seeds}, "llc_health_reasons"
     )
     if len(seeds) > 1:
         rises = np.array([per_seed[s]["llc_rise"] for s in seeds])
         metrics["llc_rise"] = float(rises.mean())
         metrics["llc_rise_se"] = float(rises.std(ddof=1) / np.sqrt(len(rises)))
         metrics["llc_rise_z"] = _ratio(metrics["llc_rise"], metrics["llc_rise_se"])
-        metrics |= across_seeds([per_seed[s] for s in seeds])
+        metrics |= stage_order([per_seed[s] for s in seeds])
     # the one-cycle schedule peaks half-way: a boundary there may be the schedule's doing
     metrics["lr_peak_step"] = lr_peak_step(cfg)
     metrics["num_params"] = num_params(ICLTransformer())

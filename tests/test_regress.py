@@ -58,6 +58,25 @@ def test_a_boolean_that_flips_between_rounding_paths_is_not_a_detector():
     assert regress.compare(base, {"flag": True, "backing": 0.70}) != []
 
 
+def test_earlier_paths_widen_the_spread_of_what_they_measured_only():
+    """Another machine's paths, kept from an earlier calibration: they widen the metrics
+    they have, leave a metric added since alone, and are refused once a shared one moved."""
+    earlier_base = regress.baseline_from_runs(RUNS)
+    record = {"measured_at": "2026-12-02T04:37:23+00:00", "values": {"native": {"chaotic": 1.1}}}
+    now = [{**RUNS[0], "added": 3.0}, {**RUNS[1], "added": 3.01}]
+    kept = regress.earlier_paths(record, earlier_base, now[0])
+    assert kept == {"2026-12-02/native": {"chaotic": 1.1}}
+    # a name that already carries its date keeps it when kept again
+    assert list(regress.earlier_paths({**record, "values": kept}, earlier_base, now[0])) == [
+        "2026-12-02/native"
+    ]
+    table = regress.baseline_from_runs(now, list(kept.values())).set_index("metric")
+    assert table.loc["chaotic", "spread"] == pytest.approx(0.1)  # 1.0 .. 1.1
+    assert table.loc["added", "spread"] == pytest.approx(0.01)  # not made infinite
+    with pytest.raises(ConfigError, match="chaotic"):
+        regress.earlier_paths(record, earlier_base, {**now[0], "chaotic": 2.0})
+
+
 def test_baseline_round_trip_and_old_format_is_refused(tmp_path):
     path = tmp_path / "smoke.csv"
     regress.write_baseline(regress.baseline_from_runs(RUNS), path, {"paper": "toy"})

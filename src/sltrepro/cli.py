@@ -1,6 +1,7 @@
 """The ``sltrepro`` command: run pipeline steps, check claims, regress, report."""
 
 import argparse
+import json
 import logging
 import os
 import subprocess
@@ -85,6 +86,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --calibrate: rerun these rules (and what follows) in every rounding path's "
         "results; a code change Snakemake cannot see, e.g. in a summary step, needs this",
     )
+    reg.add_argument(
+        "--keep-earlier",
+        action="store_true",
+        help="with --calibrate: keep the rounding paths of the baseline's earlier calibration "
+        "(e.g. another CPU kind's) for the metrics they measured; refused when a shared "
+        "metric moved since then",
+    )
 
     rep = sub.add_parser(
         "report", help="write a paper's report.md (and its parts of the HTML report)"
@@ -148,7 +156,9 @@ def cmd_regress(args) -> int:
     papers = known_papers() if args.paper == "all" else [paper_dir(args.paper).name]
     if args.calibrate:
         for paper in papers:
-            calibrate(paper, args.profile, args.results, args.cores, args.forcerun)
+            calibrate(
+                paper, args.profile, args.results, args.cores, args.forcerun, args.keep_earlier
+            )
         return 0
     status = 0
     for paper in papers:
@@ -199,8 +209,15 @@ def _baseline_path(paper: str, profile: str) -> Path:
     return paper_dir(paper) / "baselines" / f"{profile}.csv"
 
 
-def calibrate(paper: str, profile: str, results: str, cores: int, forcerun=()) -> None:
-    """Run ``paper``'s DAG once per rounding path and write its baseline with the spreads."""
+def calibrate(
+    paper: str, profile: str, results: str, cores: int, forcerun=(), keep_earlier=False
+) -> None:
+    """Run ``paper``'s DAG once per rounding path and write its baseline with the spreads
+    (``keep_earlier``: with the earlier calibration's paths, :func:`regress.earlier_paths`)."""
+    target = _baseline_path(paper, profile)
+    record_path = target.with_suffix(".calibration.json")
+    if keep_earlier and not record_path.exists():
+        raise ConfigError(f"--keep-earlier: {record_path} does not exist")
     paths = regress.rounding_paths()
     print(f"{paper}: {len(paths)} rounding paths: {', '.join(p.name for p in paths)}")
     snakemake = Path(sys.executable).parent / "snakemake"
@@ -226,8 +243,13 @@ def calibrate(paper: str, profile: str, results: str, cores: int, forcerun=()) -
         seen = _observed(results_dir(profile, paper, root))
         runs.append(seen)
         per_path[path.name] = regress.flat_metrics(seen)
-    table = regress.baseline_from_runs(runs)
-    target = _baseline_path(paper, profile)
+    earlier = {}
+    if keep_earlier:
+        earlier = regress.earlier_paths(
+            json.loads(record_path.read_text()), regress.read_baseline(target), runs[0]
+        )
+        print(f"{paper}: keeping {len(earlier)} earlier paths: {', '.join(earlier)}")
+    table = regress.baseline_from_runs(runs, list(earlier.values()))
     regress.write_baseline(
         table,
         target,
@@ -238,7 +260,7 @@ def calibrate(paper: str, profile: str, results: str, cores: int, forcerun=()) -
             "machine": provenance.host_info(),
             "git": provenance.git_state(),
             "rounding_paths": {p.name: p.env for p in paths},
-            "values": per_path,
+            "values": per_path | earlier,
         },
     )
     noisy = table[table["spread"] > 0]

@@ -116,17 +116,21 @@ def observed(metrics: dict, claims_table: pd.DataFrame | None = None) -> dict:
     return seen
 
 
-def baseline_from_runs(runs: list[dict]) -> pd.DataFrame:
+def baseline_from_runs(runs: list[dict], earlier: list[dict] = ()) -> pd.DataFrame:
     """The baseline table of metrics.json dicts from several rounding paths, native first.
 
     The value is the native run's; the spread is the range over all runs. A metric that is
     null in some runs but not in others gets an infinite spread (nothing to compare).
+    ``earlier``: flat metrics of rounding paths an earlier calibration measured (another
+    machine's, see :func:`earlier_paths`); each widens the spread of the metrics it has and
+    says nothing of those it lacks (they did not exist then).
     """
     native = flat_metrics(runs[0])
     others = [flat_metrics(r) for r in runs[1:]]
     rows = []
     for metric in sorted(native):
         values = [native[metric], *(o.get(metric) for o in others)]
+        values += [e[metric] for e in earlier if metric in e]
         if all(v is None for v in values):
             spread = 0.0
         elif any(v is None for v in values):
@@ -144,6 +148,26 @@ def baseline_from_runs(runs: list[dict]) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows, columns=BASELINE_COLUMNS)
+
+
+def earlier_paths(record: dict, baseline: pd.DataFrame, native: dict) -> dict[str, dict]:
+    """The per-path values of an earlier calibration (``record``: its calibration.json) to
+    keep beside a new one, named ``<its date>/<path>`` (a name that already has a date keeps
+    it). Only valid while the code computes what it computed then, so the new native run
+    (``native``) must match the earlier ``baseline`` on every metric the two share; a
+    ConfigError lists what moved (then measure every machine kind again instead)."""
+    moved = [m for m in compare(baseline, native) if "new metric, not in the baseline" not in m]
+    moved = [m for m in moved if "in the baseline but not computed now" not in m]
+    if moved:
+        raise ConfigError(
+            "the earlier calibration's paths cannot be kept: these moved since then: "
+            + "; ".join(moved)
+        )
+    date = str(record["measured_at"])[:10]
+    return {
+        name if "/" in name else f"{date}/{name}": values
+        for name, values in record["values"].items()
+    }
 
 
 def tolerance(value, spread: float) -> float:

@@ -4,6 +4,8 @@ Side by side in one process, on the same checkpoints, data, settings and seeds:
 
 - ``trajectory``: :func:`sltrepro.llc.estimate_llc_trajectory`, the K * C chains in one
   stacked tensor;
+- ``grouped``: the same call with ``max_stacked_checkpoints=--group``, groups of G
+  checkpoints stacked one after another (fewer chains in the cache at a time);
 - ``separate``: K calls of :func:`sltrepro.llc.estimate_llc`, one per checkpoint (each
   batching its own C chains), which is what the papers did before.
 
@@ -15,8 +17,8 @@ batch 8 windows of 128 tokens, the cpu LLC settings), where a chain's activation
 (8 x 128 x 512 logits) fill the cache, so stacking checkpoints may not pay. The
 checkpoints are K independent initialisations (the cost of a step does not depend on
 where the parameters are). Prints the wall time of each (median over ``--repeats``
-side-by-side pairs), the speed ratio separate / trajectory, and the largest
-difference between the two runs' per-chain estimates (0 when bit-identical).
+side-by-side runs), the speed ratios separate / trajectory and separate / grouped, and the
+largest difference between the runs' per-chain estimates (0 when bit-identical).
 
     nice -n 10 .venv/bin/python benchmarks/bench_trajectory.py            # ~2-4 min, 2 cores
     nice -n 10 .venv/bin/python benchmarks/bench_trajectory.py --draws 5 --repeats 1
@@ -100,22 +102,38 @@ def lm_case(checkpoints: int, chains: int, draws: int):
     return models, next_token_loss, (windows[:, :-1], windows[:, 1:]), settings
 
 
-def run_pair(models, loss_fn, data, settings, seeds):
+def run_side_by_side(models, loss_fn, data, settings, seeds, group):
+    """(trajectory s, grouped s, separate s, largest per-chain difference to separate)."""
+
+    def trajectory(stack):
+        return estimate_llc_trajectory(
+            None,
+            models,
+            loss_fn,
+            data,
+            settings,
+            seed=seeds,
+            device="cpu",
+            verbose=False,
+            max_stacked_checkpoints=stack,
+        )
+
     t0 = time.perf_counter()
-    traj = estimate_llc_trajectory(
-        None, models, loss_fn, data, settings, seed=seeds, device="cpu", verbose=False
-    )
+    traj = trajectory(None)
     t1 = time.perf_counter()
+    grouped = trajectory(group)
+    t2 = time.perf_counter()
     separate = [
         estimate_llc(m, loss_fn, data, settings, seed=s, device="cpu", verbose=False)
         for m, s in zip(models, seeds, strict=True)
     ]
-    t2 = time.perf_counter()
+    t3 = time.perf_counter()
     diff = max(
         float(np.nanmax(np.abs(a.llc_per_chain - b.llc_per_chain)))
-        for a, b in zip(traj, separate, strict=True)
+        for run in (traj, grouped)
+        for a, b in zip(run, separate, strict=True)
     )
-    return t1 - t0, t2 - t1, diff
+    return t1 - t0, t2 - t1, t3 - t2, diff
 
 
 def main():
@@ -126,6 +144,7 @@ def main():
     parser.add_argument("--dln-draws", type=int, default=100, help="steps per chain (DLN)")
     parser.add_argument("--lm-checkpoints", type=int, default=4, help="checkpoints (LM)")
     parser.add_argument("--lm-draws", type=int, default=20, help="steps per chain (LM)")
+    parser.add_argument("--group", type=int, default=4, help="checkpoints per stack (grouped)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None, help="torch threads")
     args = parser.parse_args()
@@ -148,18 +167,28 @@ def main():
             lm_case(args.lm_checkpoints, c, args.lm_draws),
         ),
     ]
-    print(f"{'case':<62} {'trajectory s':>12} {'separate s':>11} {'ratio':>6} {'max |dLLC|':>10}")
+    print(
+        f"{'case':<62} {'trajectory s':>12} {f'grouped {args.group} s':>11} {'separate s':>11} "
+        f"{'ratio':>6} {'ratio G':>7} {'max |dLLC|':>10}"
+    )
     for name, (models, loss_fn, data, settings) in cases:
         times = []
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # short runs are not healthy
-            run_pair(models[:2], loss_fn, data, settings.replace(num_draws=2), seeds[:2])  # warm
+            warm = settings.replace(num_draws=2)
+            run_side_by_side(models[:2], loss_fn, data, warm, seeds[:2], 1)
             for _ in range(args.repeats):
-                times.append(run_pair(models, loss_fn, data, settings, seeds[: len(models)]))
-        traj = statistics.median(t[0] for t in times)
-        sep = statistics.median(t[1] for t in times)
-        diff = max(t[2] for t in times)
-        print(f"{name:<62} {traj:>12.2f} {sep:>11.2f} {sep / traj:>5.2f}x {diff:>10.3g}")
+                times.append(
+                    run_side_by_side(
+                        models, loss_fn, data, settings, seeds[: len(models)], args.group
+                    )
+                )
+        traj, grouped, sep = (statistics.median(t[i] for t in times) for i in range(3))
+        diff = max(t[3] for t in times)
+        print(
+            f"{name:<62} {traj:>12.2f} {grouped:>11.2f} {sep:>11.2f} {sep / traj:>5.2f}x "
+            f"{sep / grouped:>6.2f}x {diff:>10.3g}"
+        )
 
 
 if __name__ == "__main__":

@@ -184,6 +184,23 @@ def test_full_batch_one_seed_and_chain_groups():
         assert_same(a, b)
 
 
+def test_checkpoints_stacked_in_groups_equal_separate_calls():
+    """max_stacked_checkpoints=2 over 3 checkpoints (groups of 2 and 1) gives the numbers of
+    separate calls, as the whole stack does; a bad group size says so."""
+    nets, data = _dln_checkpoints()
+    seeds = [3, 11, 7]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        singles = _separate(nets, mse, data, BASE, seeds)
+        grouped = estimate_llc_trajectory(
+            None, nets, mse, data, BASE, seed=seeds, verbose=False, max_stacked_checkpoints=2
+        )
+    for traj, single in zip(grouped, singles, strict=True):
+        assert_same(traj, single)
+    with pytest.raises(ValueError, match="max_stacked_checkpoints"):
+        estimate_llc_trajectory(None, nets, mse, data, BASE, max_stacked_checkpoints=0)
+
+
 def test_state_dicts_with_a_template_model():
     nets, data = _dln_checkpoints()
     template = DeepLinearNetwork([3, 4, 4, 2])

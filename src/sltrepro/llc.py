@@ -377,6 +377,7 @@ def estimate_llc_trajectory(
     device: str | torch.device = "auto",
     restrict: Mapping[str, torch.Tensor] | None = None,
     verbose: bool = True,
+    max_stacked_checkpoints: int | None = None,
     **overrides,
 ) -> list[LLCResult]:
     """The LLC at each of K checkpoints of one model (e.g. along training), in one run.
@@ -405,12 +406,17 @@ def estimate_llc_trajectory(
         ``num_chains`` (and ``max_parallel_chains``) count chains per checkpoint.
     seed : int or sequence of K ints
         The seed of each checkpoint's estimate; an int is used for all of them.
+    max_stacked_checkpoints : int or None
+        Stack at most this many checkpoints' chains at a time (groups in checkpoint order,
+        one after another); None: all K. Past the cache, the activations of K * C chains
+        cost more than the per-call overhead stacking saves (``benchmarks/bench_trajectory.py``).
+        The results do not depend on it.
 
     Returns
     -------
     list of K LLCResult
-        In checkpoint order. ``seconds`` is the call's wall time divided by K (each
-        checkpoint's share of the shared run).
+        In checkpoint order. ``seconds`` is the wall time of the checkpoint's group divided
+        by its size (each checkpoint's share of the shared run).
 
     Raises
     ------
@@ -433,6 +439,9 @@ def estimate_llc_trajectory(
     seeds = [int(seed)] * len(checkpoints) if isinstance(seed, int) else [int(s) for s in seed]
     if len(seeds) != len(checkpoints):
         raise ValueError(f"{len(seeds)} seeds for {len(checkpoints)} checkpoints")
+    group = len(checkpoints) if max_stacked_checkpoints is None else max_stacked_checkpoints
+    if isinstance(group, bool) or not isinstance(group, int) or group < 1:
+        raise ValueError(f"max_stacked_checkpoints must be a positive int or None, got {group!r}")
     dev = resolve_device(device) if isinstance(device, str) else torch.device(device)
     fm = FlatModel(model, loss_fn, dev)
     free = _free_coordinates(fm, restrict)
@@ -441,13 +450,19 @@ def estimate_llc_trajectory(
     l0s = torch.stack([flat_full_loss(fm, w, x, y, cfg.eval_batch_size) for w in w0s])
     for l0 in l0s:
         _check_init_loss(l0)
-    run = _ChainRunner(fm, x, y, w0s, l0s, cfg, free)
-    parts = run.run_all(seeds, verbose)
-    seconds = (time.perf_counter() - start_time) / len(checkpoints)
-    results = [
-        _result(run, part, l0, seed=s, seconds=seconds)
-        for part, l0, s in zip(parts, l0s, seeds, strict=True)
-    ]
+    setup = time.perf_counter() - start_time
+    results = []
+    for first in range(0, len(checkpoints), group):
+        part_start = time.perf_counter()
+        picked = slice(first, first + group)
+        run = _ChainRunner(fm, x, y, w0s[picked], l0s[picked], cfg, free)
+        parts = run.run_all(seeds[picked], verbose)
+        size = len(parts)
+        seconds = (time.perf_counter() - part_start) / size + setup / len(checkpoints)
+        results += [
+            _result(run, part, l0, seed=s, seconds=seconds)
+            for part, l0, s in zip(parts, l0s[picked], seeds[picked], strict=True)
+        ]
     failed = [k for k, r in enumerate(results) if r.diverged.all()]
     for k, r in enumerate(results):
         if k not in failed:

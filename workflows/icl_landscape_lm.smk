@@ -10,8 +10,8 @@ ICL_LM_FIGURE_NAMES = figure_names(ICL.paper, "lm_figures")
 ICL_LM = f"{ICL.out}/language"
 ICL_LM_BLOCKS = range(ICL_LM_CFG["llc"]["blocks"])
 ICL_LM_HEAD_BLOCKS = range(ICL_LM_CFG["head_llc"]["blocks"])
+# the first seed is the reference: its per-head LLCs and figures (inputs: expand(..., seed=it))
 ICL_LM_SEEDS = ICL_LM_CFG["seeds"]
-ICL_LM_REFERENCE = f"{ICL_LM}/seed{ICL_LM_SEEDS[0]}"
 # What each step reads of `language:` (its rule's `reads`, its rerun trigger).
 ICL_LM_MODEL_KEYS = [
     "context",
@@ -233,7 +233,9 @@ rule icl_landscape_lm_head_llc:
     input:
         tokens=rules.icl_landscape_lm_corpus.output.tokens,
         corpus=rules.icl_landscape_lm_corpus.output.corpus,
-        checkpoints=f"{ICL_LM_REFERENCE}/train/checkpoints",
+        checkpoints=expand(
+            rules.icl_landscape_lm_train.output.checkpoints, seed=ICL_LM_SEEDS[0]
+        ),
     output:
         llc=f"{ICL_LM}/head_llc/block{{block}}/llc.csv",
         traces=f"{ICL_LM}/head_llc/block{{block}}/traces.npy",
@@ -265,7 +267,9 @@ rule icl_landscape_lm_head_plain_llc:
     input:
         tokens=rules.icl_landscape_lm_corpus.output.tokens,
         corpus=rules.icl_landscape_lm_corpus.output.corpus,
-        checkpoints=f"{ICL_LM_REFERENCE}/train/checkpoints",
+        checkpoints=expand(
+            rules.icl_landscape_lm_train.output.checkpoints, seed=ICL_LM_SEEDS[0]
+        ),
     output:
         llc=f"{ICL_LM}/head_llc/plain_text/llc.csv",
         traces=f"{ICL_LM}/head_llc/plain_text/traces.npy",
@@ -297,7 +301,9 @@ rule icl_landscape_lm_heads:
             rules.icl_landscape_lm_head_llc.output.llc, block=ICL_LM_HEAD_BLOCKS
         ),
         plain_llc=rules.icl_landscape_lm_head_plain_llc.output.llc,
-        checkpoints=f"{ICL_LM_REFERENCE}/analysis/checkpoints.csv",
+        checkpoints=expand(
+            rules.icl_landscape_lm_analyze.output.table, seed=ICL_LM_SEEDS[0]
+        ),
     output:
         metrics=f"{ICL_LM}/heads/metrics.json",
         table=f"{ICL_LM}/heads/head_llc.csv",
@@ -341,11 +347,15 @@ rule icl_landscape_lm_figures:
             if len(ICL_LM_SEEDS) > 1
             else {}
         ),
-        table=f"{ICL_LM_REFERENCE}/analysis/checkpoints.csv",
-        fit=f"{ICL_LM_REFERENCE}/analysis/llc_fit.csv",
-        stages=f"{ICL_LM_REFERENCE}/analysis/stages.json",
-        ed=f"{ICL_LM_REFERENCE}/analysis/essential_dynamics.csv",
-        traces=f"{ICL_LM_REFERENCE}/analysis/llc_traces.npy",
+        table=expand(rules.icl_landscape_lm_analyze.output.table, seed=ICL_LM_SEEDS[0]),
+        fit=expand(rules.icl_landscape_lm_analyze.output.fit, seed=ICL_LM_SEEDS[0]),
+        stages=expand(
+            rules.icl_landscape_lm_analyze.output.stages, seed=ICL_LM_SEEDS[0]
+        ),
+        ed=expand(rules.icl_landscape_lm_analyze.output.ed, seed=ICL_LM_SEEDS[0]),
+        traces=expand(
+            rules.icl_landscape_lm_analyze.output.traces, seed=ICL_LM_SEEDS[0]
+        ),
         heads=rules.icl_landscape_lm_heads.output.table,
         # the later seeds' LLC curves beside the reference's (only when there are any)
     output:

@@ -156,8 +156,10 @@ def earlier_paths(record: dict, baseline: pd.DataFrame, native: dict) -> dict[st
     it). Only valid while the code computes what it computed then, so the new native run
     (``native``) must match the earlier ``baseline`` on every metric the two share; a
     ConfigError lists what moved (then measure every machine kind again instead)."""
-    moved = [m for m in compare(baseline, native) if "new metric, not in the baseline" not in m]
-    moved = [m for m in moved if "in the baseline but not computed now" not in m]
+    shared = set(baseline["metric"]) & set(native)
+    moved = compare(
+        baseline[baseline["metric"].isin(shared)], {k: v for k, v in native.items() if k in shared}
+    )
     if moved:
         raise ConfigError(
             "the earlier calibration's paths cannot be kept: these moved since then: "

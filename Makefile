@@ -2,7 +2,8 @@
 #   make reproduce [PAPER=name[,name]] [PROFILE=smoke|cpu|paper] [CORES=2]
 #   make test           (CI: lint, unit tests, every paper's smoke DAG against its baseline)
 #   make report [PAPER=...] [PROFILE=...]  (the results as one HTML file to open in a browser)
-# and for development: make test-fast (no end-to-end DAGs), make unlock (after a killed run).
+# and for development: make test-fast (no end-to-end DAGs), make unlock (after a killed run),
+# make bench (the speed benchmarks side by side, devinterp 1.3.2 among them; minutes).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -12,7 +13,7 @@ PAPER ?= all
 CORES ?= 2
 SNAKEMAKE_ARGS ?=
 
-.PHONY: .venv reproduce unlock test test-fast lint format report lock
+.PHONY: .venv reproduce unlock test test-fast lint format report lock bench
 
 .venv: $(STAMP)
 
@@ -23,6 +24,11 @@ $(STAMP): pyproject.toml requirements.txt
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet torch==2.13.0
 	$(BIN)/python -m pip install --quiet -c requirements.txt -e '.[dev,slurm]'
+	touch $@
+
+# The bench extra (devinterp 1.3.2, timed beside our estimator) only where benchmarks run.
+$(VENV)/.bench-installed: $(STAMP)
+	$(BIN)/python -m pip install --quiet -c requirements.txt -e '.[dev,slurm,bench]'
 	touch $@
 
 SNAKEMAKE_RUN = $(BIN)/snakemake --cores $(CORES) --config profile=$(PROFILE) papers=$(PAPER)
@@ -64,6 +70,11 @@ test: lint
 # Unit and workflow tests only: no paper's DAG end to end (the e2e marker), for development.
 test-fast: lint
 	$(BIN)/pytest -m "not e2e"
+
+# Side by side in one process each; run on an idle machine (they print ratios, not verdicts).
+bench: $(VENV)/.bench-installed
+	$(BIN)/python benchmarks/bench_llc.py
+	$(BIN)/python benchmarks/bench_step.py
 
 # After a deliberate upgrade inside .venv: rewrite the pins (torch without its +cpu label, so
 # the same file serves CUDA machines).

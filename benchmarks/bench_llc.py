@@ -5,14 +5,17 @@ Runs side by side in one process, on the same deep linear network, chains, draws
 - ``vectorised``: :func:`sltrepro.llc.estimate_llc` (all chains in one vmapped step);
 - ``sequential``: a plain PyTorch loop that runs each chain to the end before the next, one
   optimizer-style SGLD update per parameter tensor and a ``loss.item()`` per step (how
-  devinterp 1.3.2 runs chains; devinterp itself is also timed when it is installed).
+  devinterp 1.3.2 runs chains);
+- ``devinterp``: devinterp 1.3.2's own ``estimate_learning_coeff`` with its SGLD, when the
+  ``bench`` extra is installed (``make bench`` installs it and runs this file).
 
-Prints chain-steps per second (medians over ``--repeats`` side-by-side pairs) and their
-ratio for each size, the estimator's achieved
-GFLOP/s against a plain 1024^3 matmul timed just before each of its runs, and the variance
-reduction of paired minibatch readings.
+Each repeat runs the three back to back, so every ratio is of a side-by-side pair (shared
+machines are noisy). Prints chain-steps per second (medians over ``--repeats``), the median
+ratios and their range, and the estimator's achieved GFLOP/s as a share of a plain 2048^2
+matmul timed just before each of its runs, beside issue 20's goal for that size; then the
+variance reduction of paired minibatch readings. The sizes are issue 20's table.
 
-    .venv/bin/python benchmarks/bench_llc.py            # ~1-3 min on 2 cores
+    .venv/bin/python benchmarks/bench_llc.py            # ~2-4 min on 2 cores
     .venv/bin/python benchmarks/bench_llc.py --quick    # fewer steps
 """
 
@@ -26,11 +29,12 @@ import torch
 from sltrepro.llc import default_nbeta, estimate_llc
 from sltrepro.models.dln import DeepLinearNetwork
 
-SIZES = {  # name: (widths, chains, steps, batch)
-    "5k": ([20, 50, 50, 20], 16, 300, 64),
+SIZES = {  # name: (widths, chains, steps, batch), as in issue 20's table
+    "5k": ([20, 50, 50, 20], 16, 200, 256),
     "150k": ([200, 250, 250, 200], 16, 40, 64),
     "2M": ([500, 1000, 1000, 500], 4, 8, 500),
 }
+MATMUL_SHARE_GOAL = {"5k": 0.50, "150k": 0.40, "2M": 0.75}  # issue 20 §2
 
 
 def mse(pred, target):
@@ -75,13 +79,20 @@ def sequential_sgld(net, data, *, chains, steps, batch, eps, nbeta, gamma, seed=
     return losses
 
 
-def devinterp_rate(net, data, *, chains, steps, batch, eps, nbeta, gamma):
-    """Chain-steps/s of devinterp's own estimate_learning_coeff, or None if not installed."""
+def devinterp_installed() -> bool:
     try:
-        from devinterp.optim import SGLD
-        from devinterp.slt.sampler import estimate_learning_coeff
+        import devinterp  # noqa: F401
     except ImportError:
-        return None
+        return False
+    return True
+
+
+def devinterp_rate(net, data, *, chains, steps, batch, eps, nbeta, gamma):
+    """Chain-steps/s of devinterp 1.3.2's estimate_learning_coeff (chains one after another,
+    its SGLD optimizer, its own minibatch loader)."""
+    from devinterp.optim import SGLD
+    from devinterp.slt.sampler import estimate_learning_coeff
+
     loader = torch.utils.data.DataLoader(
         torch.utils.data.TensorDataset(*data), batch_size=batch, shuffle=True
     )
@@ -95,13 +106,14 @@ def devinterp_rate(net, data, *, chains, steps, batch, eps, nbeta, gamma):
         num_chains=chains,
         num_draws=steps,
         num_burnin_steps=0,
+        init_loss=0.0,  # as for ours: time sampling only
         device="cpu",
         verbose=False,
     )
     return chains * steps / (time.perf_counter() - start)
 
 
-def matmul_gflops(size=1024, repeats=10):
+def matmul_gflops(size=2048, repeats=4):
     a, b = torch.randn(size, size), torch.randn(size, size)
     a @ b
     start = time.perf_counter()
@@ -111,8 +123,8 @@ def matmul_gflops(size=1024, repeats=10):
 
 
 def bench_size(name, widths, chains, steps, batch, repeats, eps=1e-5, gamma=1.0):
-    """Alternates the two loops ``repeats`` times; rates are medians over the repeats and
-    the ratio range is over the side-by-side pairs (shared machines are noisy)."""
+    """Runs the loops back to back ``repeats`` times; rates are medians over the repeats and
+    ratio ranges are over the side-by-side sets (shared machines are noisy)."""
     net, data = problem(widths)
     nbeta = default_nbeta(len(data[0]))
     params = sum(p.numel() for p in net.parameters())
@@ -120,24 +132,31 @@ def bench_size(name, widths, chains, steps, batch, repeats, eps=1e-5, gamma=1.0)
     common = dict(num_chains=chains, num_draws=steps, step_size=eps, nbeta=nbeta)
     common.update(localization=gamma, batch_size=batch, device="cpu", verbose=False)
     common.update(init_loss=0.0)  # time sampling only; L_n(w*) is one full-data pass
+    with_devinterp = devinterp_installed()
     sequential_sgld(net, data, **{**kw, "chains": 1, "steps": 2})  # warm-up
     estimate_llc(net, mse, data, **{**common, "num_draws": 2})
-    seq, vec, matmul = [], [], []
+    if with_devinterp:
+        devinterp_rate(net, data, **{**kw, "chains": 1, "steps": 2})
+    seq, vec, matmul, dvi = [], [], [], []
     for _ in range(repeats):
         start = time.perf_counter()
         sequential_sgld(net, data, **kw)
         seq.append(chains * steps / (time.perf_counter() - start))
         matmul.append(matmul_gflops())
         vec.append(estimate_llc(net, mse, data, **common).chain_steps_per_second)
-    ratios = np.array(vec) / np.array(seq)
-    gflops = np.array(vec) * dln_flops_per_step(widths, batch) / 1e9
+        if with_devinterp:
+            dvi.append(devinterp_rate(net, data, **kw))
+    vec = np.array(vec)
+    ratios = vec / np.array(seq)
+    gflops = vec * dln_flops_per_step(widths, batch) / 1e9
     row = dict(size=name, params=params, chains=chains, steps=steps, batch=batch)
     row.update(sequential=float(np.median(seq)), vectorised=float(np.median(vec)))
     row.update(ratio=float(np.median(ratios)), ratio_min=ratios.min(), ratio_max=ratios.max())
     row["gflops"] = float(np.median(gflops))
     row["matmul_share"] = float(np.median(gflops / np.array(matmul)))
     row["matmul"] = float(np.median(matmul))
-    row["devinterp"] = devinterp_rate(net, data, **kw)
+    row["devinterp"] = float(np.median(dvi)) if dvi else None
+    row["devinterp_ratios"] = vec / np.array(dvi) if dvi else None
     return row
 
 
@@ -158,26 +177,33 @@ def main():
     parser.add_argument(
         "--sizes", default=",".join(SIZES), help="comma list of " + str(list(SIZES))
     )
-    parser.add_argument("--repeats", type=int, default=3, help="side-by-side pairs per size")
+    parser.add_argument("--repeats", type=int, default=3, help="side-by-side sets per size")
     args = parser.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    if not devinterp_installed():
+        print("devinterp is not installed (`make bench` installs the bench extra): no column")
     header = (
         f"{'size':>5} {'params':>8} {'chains':>6} {'steps':>5} {'batch':>5} "
-        f"{'seq ch-st/s':>11} {'vec ch-st/s':>11} {'ratio':>6} {'range':>11} {'GFLOP/s':>8} "
-        f"{'matmul':>6} {'%matmul':>7} "
-        f"{'devinterp':>9}"
+        f"{'seq ch-st/s':>11} {'vec ch-st/s':>11} {'ratio':>6} {'range':>11} "
+        f"{'devinterp':>9} {'ratio':>6} {'range':>11} "
+        f"{'GFLOP/s':>8} {'matmul':>6} {'%matmul':>7} {'goal':>5}"
     )
     print(header)
     for name in args.sizes.split(","):
         widths, chains, steps, batch = SIZES[name]
         steps = max(4, steps // 4) if args.quick else steps
         r = bench_size(name, widths, chains, steps, batch, args.repeats)
-        dv = "n/a" if r["devinterp"] is None else f"{r['devinterp']:.1f}"
+        if r["devinterp"] is None:
+            dv = f"{'-':>9} {'-':>6} {'-':>11}"
+        else:
+            d = r["devinterp_ratios"]
+            dv = f"{r['devinterp']:>9.1f} {np.median(d):>6.2f} {d.min():>5.2f}-{d.max():<5.2f}"
         print(
             f"{r['size']:>5} {r['params']:>8} {r['chains']:>6} {r['steps']:>5} {r['batch']:>5} "
             f"{r['sequential']:>11.1f} {r['vectorised']:>11.1f} {r['ratio']:>6.2f} "
-            f"{r['ratio_min']:>5.2f}-{r['ratio_max']:<5.2f} "
-            f"{r['gflops']:>8.1f} {r['matmul']:>6.0f} {100 * r['matmul_share']:>6.0f}% {dv:>9}",
+            f"{r['ratio_min']:>5.2f}-{r['ratio_max']:<5.2f} {dv} "
+            f"{r['gflops']:>8.1f} {r['matmul']:>6.0f} {100 * r['matmul_share']:>6.0f}% "
+            f"{100 * MATMUL_SHARE_GOAL[name]:>4.0f}%",
             flush=True,
         )
     plain, paired = paired_variance(100 if args.quick else 400)
@@ -188,7 +214,6 @@ def main():
         f"{plain.llc_mean:.2f} +- {plain.llc_std:.2f} (plain) vs "
         f"{paired.llc_mean:.2f} +- {paired.llc_std:.2f} (paired)"
     )
-    print("devinterp not installed: its column is n/a" if r["devinterp"] is None else "")
 
 
 if __name__ == "__main__":

@@ -193,6 +193,46 @@ def test_dln_forward_chains_matches_per_chain_forward_and_the_loop():
     np.testing.assert_allclose(fast.delta_trace, loop.delta_trace, rtol=1e-3, atol=1e-5)
 
 
+def test_compiled_forward_follows_the_eager_chains():
+    """compile=True: the same random numbers through a compiled graph, so the chains agree
+    with eager ones to float tolerance; another seed moves them far more than that."""
+    net, data = _dln_problem([4, 3, 5, 2], rank=1, n=300, seed=2)
+    kw = dict(num_chains=3, num_draws=40, step_size=1e-4, batch_size=32, paired=True, seed=4)
+    eager = estimate_llc(net, NLL, data, verbose=False, **kw)
+    compiled = estimate_llc(net, NLL, data, compile=True, verbose=False, **kw)
+    other = estimate_llc(net, NLL, data, verbose=False, **{**kw, "seed": 5})
+    np.testing.assert_allclose(compiled.loss_trace, eager.loss_trace, rtol=1e-4, atol=1e-5)
+    assert not np.allclose(other.loss_trace, eager.loss_trace, rtol=1e-2)
+    assert not any("compile" in w for w in compiled.warnings)
+    # frozen parameters are constants of the graph: a second model with other frozen values
+    # in the same process must not reuse the first one's
+    for seed in (3, 8):
+        frozen, frozen_data = _dln_problem([4, 3, 5, 2], rank=1, n=300, seed=seed)
+        frozen.layers[1].weight.requires_grad_(False)
+        want = estimate_llc(frozen, NLL, frozen_data, verbose=False, **kw)
+        got = estimate_llc(frozen, NLL, frozen_data, compile=True, verbose=False, **kw)
+        np.testing.assert_allclose(got.loss_trace, want.loss_trace, rtol=1e-4, atol=1e-5)
+
+
+def test_compile_failure_falls_back_to_eager(monkeypatch):
+    """A compiler error is a warning and a note, and the estimate is the eager one."""
+
+    def broken_compile(fn, **kwargs):
+        def fail(*args):
+            raise RuntimeError("no C++ compiler")
+
+        return fail
+
+    net, data = _dln_problem([4, 3, 5, 2], rank=1, n=300, seed=2)
+    kw = dict(num_chains=3, num_draws=20, step_size=1e-4, batch_size=32, seed=4, verbose=False)
+    eager = estimate_llc(net, NLL, data, **kw)
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    with pytest.warns(RuntimeWarning, match="torch.compile failed .*no C\\+\\+ compiler"):
+        fallen = estimate_llc(net, NLL, data, compile=True, **kw)
+    np.testing.assert_array_equal(fallen.loss_trace, eager.loss_trace)
+    assert sum("torch.compile failed" in w for w in fallen.warnings) == 1
+
+
 def test_vector_loss_gives_components():
     """A loss_fn returning K per-component losses (e.g. per token): the chains sample the
     mean, and llc_components average back to llc_mean."""

@@ -54,6 +54,7 @@ from sltrepro import llc_diagnostics as diagnostics
 from sltrepro import sgmcmc
 from sltrepro.device import resolve_device
 from sltrepro.llc_forward import (
+    CompiledLosses,
     FlatModel,
     check_data,
     check_loss,
@@ -627,6 +628,8 @@ class _ChainRunner:
             fm, x, y, full_batch=self.full_batch, vectorize=cfg.vectorize
         )
         self.notes += [fallback] if fallback else []
+        self.compiled = CompiledLosses(self.forward) if cfg.compile else None
+        self.losses = self.compiled or self.forward.losses
         self.batch_size = min(cfg.batch_size, self.n)
         self.paired = cfg.paired and not self.full_batch
         self.limit = self.threshold / self.nbeta  # divergence: loss - L(w*) above this
@@ -645,6 +648,9 @@ class _ChainRunner:
                 desc += f" of {len(seeds)} checkpoints"
             for k, part in enumerate(self.run(chains, gens, desc, verbose)):
                 parts[k].append(part)
+        fallback = self.compiled.fallback if self.compiled is not None else None
+        if fallback and fallback not in self.notes:
+            self.notes.append(fallback)
         return parts
 
     def _kernel(self, anchor):
@@ -723,7 +729,7 @@ class _ChainRunner:
         for step in progress(range(total), desc=desc, total=total, verbose=verbose):
             xb, yb = self._batch(chains, gens)
             w = state.position.detach().requires_grad_(True)
-            losses = self.forward.losses(embed(w), xb, yb)
+            losses = self.losses(embed(w), xb, yb)
             if step == 0:
                 check_loss(losses[0])
             drive = losses.mean(-1) if multi else losses

@@ -10,6 +10,8 @@ The way it does so is chosen once, by :func:`choose_forward`, before sampling st
 - ``torch.func.vmap`` of ``functional_call`` over the chains;
 - a loop over chains, when vmap cannot batch the model (found by one trial call on two
   samples, with a warning) or when asked for. Same arithmetic, same random numbers.
+
+:class:`CompiledLosses` optionally compiles the chosen ``losses`` with ``torch.compile``.
 """
 
 from __future__ import annotations
@@ -286,3 +288,24 @@ def choose_forward(
         warnings.warn(msg, RuntimeWarning, stacklevel=3)
         return ChainForward(fm, full_batch), msg
     return forward, None
+
+
+class CompiledLosses:
+    """``forward.losses`` through ``torch.compile`` (one graph per input shape), eager for
+    good once compiling or running the compiled graph raises; ``fallback`` then holds the
+    warning, which the estimate reports with its other notes."""
+
+    def __init__(self, forward: ChainForward):
+        self.eager = forward.losses
+        self.compiled = torch.compile(forward.losses, dynamic=False)
+        self.fallback: str | None = None
+
+    def __call__(self, w: torch.Tensor, xb, yb) -> torch.Tensor:
+        if self.fallback is None:
+            try:
+                return self.compiled(w, xb, yb)
+            except Exception as exc:  # compilers fail in many ways: eager is always right
+                self.fallback = f"torch.compile failed ({type(exc).__name__}: {exc}); eager"
+                warnings.warn(self.fallback, RuntimeWarning, stacklevel=2)
+        return self.eager(w, xb, yb)
+

@@ -16,10 +16,15 @@ the step count):
 - ``grokking``: grokking_efficiency full-batch AdamW (``train.modular.train``), the
   1-layer modular-addition transformer (p = 53), efficiency-sweep nets on 800 examples.
 
+- ``icl``: what stacking *would* give icl_landscape's regression seeds, which the DAG
+  still trains one job per seed: the one-at-a-time side is the DAG's own trainer
+  (``train.icl.train``, Adam, the cpu profile's batch 128 and one-cycle schedule); the
+  stacked side is a prototype in this file (the same model through ``functional_call``
+  under ``vmap``, Adam on the stacked tensors, each model's batches from its own seed's
+  generator). It rounds differently, so max |diff| is not 0.
+
 llc_at_scale's SGD endpoints are not stacked: each job trains one randomly drawn
-architecture, and different widths cannot share a tensor. icl_landscape trains its seeds
-(cpu: regression 3 and a learning-rate control, LM 3) as separate jobs, one per core, not
-stacked; not measured here.
+architecture, and different widths cannot share a tensor.
 
     nice -n 10 .venv/bin/python benchmarks/bench_train.py                # ~2-4 min, 2 cores
     nice -n 10 .venv/bin/python benchmarks/bench_train.py --steps 50 --repeats 1
@@ -27,18 +32,25 @@ stacked; not measured here.
 
 import argparse
 import statistics
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from sltrepro.config import load_profile
+from sltrepro.models.icl_transformer import ICLTransformer, encode
 from sltrepro.models.modular_transformer import init_params
 from sltrepro.papers.grokking_efficiency.pipeline import model_shape, optimizer, table
+from sltrepro.papers.icl_landscape.pipeline import train_spec
 from sltrepro.papers.saddle_to_saddle.pipeline import target_matrix
 from sltrepro.papers.tms_phase_transitions.pipeline import sgd_data, sgd_init
 from sltrepro.tasks.modular import make_batch, split_indices
+from sltrepro.tasks.regression import sample_batch, task_pool
 from sltrepro.train.dln import init_weights, train_dln
+from sltrepro.train.icl import mse_by_position, triangle_lr
+from sltrepro.train.icl import train as train_icl
 from sltrepro.train.modular import train as train_modular
 from sltrepro.train.tms import train_stack
 
@@ -110,7 +122,61 @@ def grokking_case(steps: int):
     return models, train
 
 
-CASES = {"tms": tms_case, "saddle": saddle_case, "grokking": grokking_case}
+def icl_case(steps: int):
+    config = load_profile("icl_landscape", "cpu")
+    spec = train_spec(config["regression"])
+    spec = type(spec)(**{**spec.__dict__, "steps": steps, "save_every": steps + 1})
+    seeds = [0, 1, 2, 3]
+
+    def init(seed):
+        torch.manual_seed(seed)
+        return ICLTransformer()
+
+    def flat(model):
+        return torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+
+    def train(chosen):
+        if len(chosen) == 1:
+            model = init(seeds[chosen[0]])
+            with tempfile.TemporaryDirectory() as folder:
+                train_icl(model, spec, Path(folder), seed=seeds[chosen[0]])
+            return flat(model)[None]
+        models = [init(seeds[m]) for m in chosen]
+        params = {
+            k: torch.stack([dict(m.named_parameters())[k].detach() for m in models])
+            for k, _ in models[0].named_parameters()
+        }
+        params = {k: v.requires_grad_(True) for k, v in params.items()}
+        opt = torch.optim.Adam(params.values(), lr=0.0, betas=spec.betas)
+        gens = [torch.Generator().manual_seed(seeds[m]) for m in chosen]
+        pools = [
+            task_pool(spec.num_tasks, spec.dim, generator=g) if spec.num_tasks else None
+            for g in gens
+        ]
+
+        def loss_one(p, tokens, ys):
+            return mse_by_position(torch.func.functional_call(models[0], p, (tokens,)), ys).mean()
+
+        losses = torch.func.vmap(loss_one)
+        for step in range(spec.steps):
+            for group in opt.param_groups:
+                group["lr"] = triangle_lr(step, spec.steps, spec.peak_lr, spec.peak_fraction)
+            batches = [
+                sample_batch(spec.batch_size, dim=spec.dim, num_examples=spec.num_examples,
+                             noise_var=spec.noise_var, generator=g, pool=pool)
+                for g, pool in zip(gens, pools, strict=True)
+            ]  # fmt: skip
+            tokens = torch.stack([encode(xs, ys) for xs, ys, _ in batches])
+            ys = torch.stack([ys for _, ys, _ in batches])
+            opt.zero_grad(set_to_none=True)
+            losses(params, tokens, ys).sum().backward()
+            opt.step()
+        return torch.cat([v.detach().reshape(len(chosen), -1) for v in params.values()], 1)
+
+    return len(seeds), train
+
+
+CASES = {"tms": tms_case, "saddle": saddle_case, "grokking": grokking_case, "icl": icl_case}
 
 
 def timed(fn, *args):

@@ -308,4 +308,3 @@ class CompiledLosses:
                 self.fallback = f"torch.compile failed ({type(exc).__name__}: {exc}); eager"
                 warnings.warn(self.fallback, RuntimeWarning, stacklevel=2)
         return self.eager(w, xb, yb)
-

@@ -21,7 +21,10 @@ the step count):
   (``train.icl.train``, Adam, the cpu profile's batch 128 and one-cycle schedule); the
   stacked side is a prototype in this file (the same model through ``functional_call``
   under ``vmap``, Adam on the stacked tensors, each model's batches from its own seed's
-  generator). It rounds differently, so max |diff| is not 0.
+  generator). It rounds differently, so max |diff| is not 0;
+- ``lm``: the same for icl_landscape's attention-only LM seeds (the DAG's ``train.lm.train_lm``,
+  AdamW, the cpu profile's 16 windows of 128 tokens with repeated spans, on a random token
+  stream: a step's cost does not depend on the text) against the same kind of prototype.
 
 llc_at_scale's SGD endpoints are not stacked: each job trains one randomly drawn
 architecture, and different widths cannot share a tensor.
@@ -43,14 +46,17 @@ from sltrepro.config import load_profile
 from sltrepro.models.icl_transformer import ICLTransformer, encode
 from sltrepro.models.modular_transformer import init_params
 from sltrepro.papers.grokking_efficiency.pipeline import model_shape, optimizer, table
+from sltrepro.papers.icl_landscape.lm_pipeline import build_model as build_lm
 from sltrepro.papers.icl_landscape.pipeline import train_spec
 from sltrepro.papers.saddle_to_saddle.pipeline import target_matrix
 from sltrepro.papers.tms_phase_transitions.pipeline import sgd_data, sgd_init
+from sltrepro.tasks.corpus import RepeatSpans, random_windows
 from sltrepro.tasks.modular import make_batch, split_indices
 from sltrepro.tasks.regression import sample_batch, task_pool
 from sltrepro.train.dln import init_weights, train_dln
 from sltrepro.train.icl import mse_by_position, triangle_lr
 from sltrepro.train.icl import train as train_icl
+from sltrepro.train.lm import LMTrainConfig, next_token_loss, train_lm
 from sltrepro.train.modular import train as train_modular
 from sltrepro.train.tms import train_stack
 
@@ -122,6 +128,31 @@ def grokking_case(steps: int):
     return models, train
 
 
+def flat_params(model) -> torch.Tensor:
+    return torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+
+
+def stacked_prototype(models, loss_one, make_optimizer, next_batches, steps, lr_at=None):
+    """What a stacked trainer would do: every parameter stacked over the models, one vmapped
+    loss, one optimizer over the stacks; ``next_batches()`` gives the stacked inputs of a
+    step, each model's from its own generator. Returns the final parameters, a row each."""
+    params = {
+        k: torch.stack([dict(m.named_parameters())[k].detach() for m in models])
+        for k, _ in models[0].named_parameters()
+    }
+    params = {k: v.requires_grad_(True) for k, v in params.items()}
+    opt = make_optimizer(params.values())
+    losses = torch.func.vmap(lambda p, *batch: loss_one(models[0], p, *batch))
+    for step in range(steps):
+        if lr_at is not None:
+            for group in opt.param_groups:
+                group["lr"] = lr_at(step)
+        opt.zero_grad(set_to_none=True)
+        losses(params, *next_batches()).sum().backward()
+        opt.step()
+    return torch.cat([v.detach().reshape(len(models), -1) for v in params.values()], 1)
+
+
 def icl_case(steps: int):
     config = load_profile("icl_landscape", "cpu")
     spec = train_spec(config["regression"])
@@ -132,51 +163,98 @@ def icl_case(steps: int):
         torch.manual_seed(seed)
         return ICLTransformer()
 
-    def flat(model):
-        return torch.cat([p.detach().reshape(-1) for p in model.parameters()])
-
     def train(chosen):
         if len(chosen) == 1:
             model = init(seeds[chosen[0]])
             with tempfile.TemporaryDirectory() as folder:
                 train_icl(model, spec, Path(folder), seed=seeds[chosen[0]])
-            return flat(model)[None]
-        models = [init(seeds[m]) for m in chosen]
-        params = {
-            k: torch.stack([dict(m.named_parameters())[k].detach() for m in models])
-            for k, _ in models[0].named_parameters()
-        }
-        params = {k: v.requires_grad_(True) for k, v in params.items()}
-        opt = torch.optim.Adam(params.values(), lr=0.0, betas=spec.betas)
+            return flat_params(model)[None]
         gens = [torch.Generator().manual_seed(seeds[m]) for m in chosen]
         pools = [
             task_pool(spec.num_tasks, spec.dim, generator=g) if spec.num_tasks else None
             for g in gens
         ]
 
-        def loss_one(p, tokens, ys):
-            return mse_by_position(torch.func.functional_call(models[0], p, (tokens,)), ys).mean()
-
-        losses = torch.func.vmap(loss_one)
-        for step in range(spec.steps):
-            for group in opt.param_groups:
-                group["lr"] = triangle_lr(step, spec.steps, spec.peak_lr, spec.peak_fraction)
+        def next_batches():
             batches = [
                 sample_batch(spec.batch_size, dim=spec.dim, num_examples=spec.num_examples,
                              noise_var=spec.noise_var, generator=g, pool=pool)
                 for g, pool in zip(gens, pools, strict=True)
             ]  # fmt: skip
             tokens = torch.stack([encode(xs, ys) for xs, ys, _ in batches])
-            ys = torch.stack([ys for _, ys, _ in batches])
-            opt.zero_grad(set_to_none=True)
-            losses(params, tokens, ys).sum().backward()
-            opt.step()
-        return torch.cat([v.detach().reshape(len(chosen), -1) for v in params.values()], 1)
+            return tokens, torch.stack([ys for _, ys, _ in batches])
+
+        def loss_one(model, p, tokens, ys):
+            return mse_by_position(torch.func.functional_call(model, p, (tokens,)), ys).mean()
+
+        return stacked_prototype(
+            [init(seeds[m]) for m in chosen],
+            loss_one,
+            lambda params: torch.optim.Adam(params, lr=0.0, betas=spec.betas),
+            next_batches,
+            spec.steps,
+            lambda step: triangle_lr(step, spec.steps, spec.peak_lr, spec.peak_fraction),
+        )
 
     return len(seeds), train
 
 
-CASES = {"tms": tms_case, "saddle": saddle_case, "grokking": grokking_case, "icl": icl_case}
+def lm_case(steps: int):
+    config = load_profile("icl_landscape", "cpu")["language"]
+    seeds = config["seeds"]
+    vocab = config["vocab_size"]
+    stream = torch.randint(vocab, (200_000,), generator=torch.Generator().manual_seed(0))
+    spans = RepeatSpans.from_config(config["repeat_spans"])
+
+    def init(seed):
+        torch.manual_seed(seed)
+        return build_lm(config, vocab)
+
+    def train(chosen):
+        if len(chosen) == 1:
+            model = init(seeds[chosen[0]])
+            settings = LMTrainConfig(
+                steps=steps, batch_size=config["batch_size"], context=config["context"],
+                lr=config["lr"], weight_decay=config["weight_decay"], seed=seeds[chosen[0]],
+                snapshot_steps=[], repeat_spans=spans, resume_every=steps + 1,
+            )  # fmt: skip
+            with tempfile.TemporaryDirectory() as folder:
+                train_lm(model, stream, settings, Path(folder))
+            return flat_params(model)[None]
+        gens = [torch.Generator().manual_seed(seeds[m]) for m in chosen]
+
+        def next_batches():
+            windows = []
+            for g in gens:
+                batch = random_windows(stream, config["batch_size"], config["context"] + 1, g)
+                windows.append(spans.apply(batch, g))
+            return (torch.stack(windows),)
+
+        def loss_one(model, p, batch):
+            return next_token_loss(
+                torch.func.functional_call(model, p, (batch[:, :-1],)), batch[:, 1:]
+            )
+
+        return stacked_prototype(
+            [init(seeds[m]) for m in chosen],
+            loss_one,
+            lambda params: torch.optim.AdamW(
+                params, lr=config["lr"], weight_decay=config["weight_decay"]
+            ),
+            next_batches,
+            steps,
+        )
+
+    return len(seeds), train
+
+
+CASES = {
+    "tms": tms_case,
+    "saddle": saddle_case,
+    "grokking": grokking_case,
+    "icl": icl_case,
+    "lm": lm_case,
+}
 
 
 def timed(fn, *args):

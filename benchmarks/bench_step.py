@@ -77,15 +77,15 @@ class Case:
         self.w = self.fm.w0.expand(rows, -1).clone()
         self.noise = torch.empty(rows, p)
 
-    def gather(self):
-        idx = torch.randint(self.n, (self.chains * self.batch,), generator=self.gen)
+    def gather(self, gen=None):
+        idx = torch.randint(self.n, (self.chains * self.batch,), generator=gen or self.gen)
         return tuple(
             t.index_select(0, idx).view(self.chains, self.batch, *t.shape[1:])
             for t in (self.x, self.y)
         )
 
-    def draw_noise(self):
-        return torch.randn(self.noise.shape, generator=self.gen, out=self.noise)
+    def draw_noise(self, gen=None):
+        return torch.randn(self.noise.shape, generator=gen or self.gen, out=self.noise)
 
     def grad(self, w, xb, yb):
         w = w.detach().requires_grad_(True)
@@ -162,9 +162,8 @@ def prefetch_vs_inline(case: Case, steps: int) -> tuple[float, float, bool]:
     """(inline ms, prefetched ms, same final chains) over ``steps`` steps from one seed."""
 
     def draws(gen):
-        case.gen = gen
-        xb, yb = case.gather()
-        return xb, yb, case.draw_noise().clone()
+        xb, yb = case.gather(gen)
+        return xb, yb, case.draw_noise(gen).clone()
 
     def inline():
         gen, w = torch.Generator().manual_seed(1), case.w

@@ -92,7 +92,7 @@ class SamplerSettings:
     """Compile the chains' loss (and so its backward) with ``torch.compile`` before the
     first step; eager with a warning if compiling fails. Same random numbers, but the
     compiled graph rounds differently, so chains agree with eager ones to float tolerance,
-    not bitwise (benchmarks/bench_step.py measures the gain: about 1.2-1.4x for small and
+    not bitwise (benchmarks/bench_step.py measures the gain: 1.1-1.4x for small and
     mid-size models on CPU, none for large matmuls). Off in every profile."""
     mala_every: int = 10
     """MALA acceptance every this many steps after burn-in; 0: never."""

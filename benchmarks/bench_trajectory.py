@@ -20,26 +20,48 @@ where the parameters are). Prints the wall time of each (median over ``--repeats
 side-by-side runs), the speed ratios separate / trajectory and separate / grouped, and the
 largest difference between the runs' per-chain estimates (0 when bit-identical).
 
+A second table says where the limit of stacking lies, from two readings per case:
+
+- the rate the separate calls reach: their FLOPs (counted by torch's ``FlopCounterMode`` on
+  one untimed ``estimate_llc`` call, times K; the stacked runs do the same arithmetic) over
+  their wall time, as GFLOP/s and as a share of a 2048^2 matmul timed after each
+  side-by-side repeat at the same threads. ``matmul ceiling`` is matmul rate / separate
+  rate: the most stacking could gain if the stacked run went at the matmul rate;
+- the cost of one more chain: one checkpoint's estimate at C and at 4C chains, timed in the
+  same repeats. Stacking saves only what a call costs beyond its chains, so with each chain
+  past the first C costing what one of the 3C added here did, K -> infinity checkpoints gain
+  ``chain ceiling`` = 3 t(C) / (t(4C) - t(C)) (below 1: a stacked chain costs more than a
+  separate one). It is an extrapolation, not a bound: where a chain costs less still in
+  bigger stacks (larger GEMMs), stacking beats it. t(C) includes the full-data L_n(w*),
+  which a stack computes for every checkpoint too, so in that respect it is generous.
+
     nice -n 10 .venv/bin/python benchmarks/bench_trajectory.py            # ~2-4 min, 2 cores
     nice -n 10 .venv/bin/python benchmarks/bench_trajectory.py --draws 5 --repeats 1
 """
 
 import argparse
+import math
 import os
 import statistics
+import sys
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
-from sltrepro.llc import SamplerSettings, estimate_llc, estimate_llc_trajectory
-from sltrepro.models.attn_lm import AttnOnlyLM
-from sltrepro.models.dln import DeepLinearNetwork
-from sltrepro.models.icl_transformer import ICLTransformer, encode, num_params
-from sltrepro.tasks.regression import sample_batch
-from sltrepro.train.icl import mse_by_position
-from sltrepro.train.lm import next_token_loss
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_llc import matmul_gflops  # noqa: E402
+
+from sltrepro.llc import SamplerSettings, estimate_llc, estimate_llc_trajectory  # noqa: E402
+from sltrepro.models.attn_lm import AttnOnlyLM  # noqa: E402
+from sltrepro.models.dln import DeepLinearNetwork  # noqa: E402
+from sltrepro.models.icl_transformer import ICLTransformer, encode, num_params  # noqa: E402
+from sltrepro.tasks.regression import sample_batch  # noqa: E402
+from sltrepro.train.icl import mse_by_position  # noqa: E402
+from sltrepro.train.lm import next_token_loss  # noqa: E402
 
 
 def icl_case(checkpoints: int, chains: int, draws: int):
@@ -136,6 +158,25 @@ def run_side_by_side(models, loss_fn, data, settings, seeds, group):
     return t1 - t0, t2 - t1, t3 - t2, diff
 
 
+def one_checkpoint_seconds(models, loss_fn, data, settings, seed, factor=4):
+    """(s, s): one checkpoint's estimate at C chains, then at ``factor`` * C chains."""
+    times = []
+    for chains in (settings.num_chains, factor * settings.num_chains):
+        start = time.perf_counter()
+        wider = settings.replace(num_chains=chains)
+        estimate_llc(models[0], loss_fn, data, wider, seed=seed, device="cpu", verbose=False)
+        times.append(time.perf_counter() - start)
+    return tuple(times)
+
+
+def separate_gflop(models, loss_fn, data, settings, seeds) -> float:
+    """GFLOP of the K separate estimates: one counted call (initial loss, burn-in and draws,
+    forward and backward) times K, since every checkpoint does the same arithmetic."""
+    with FlopCounterMode(display=False) as counter:
+        estimate_llc(models[0], loss_fn, data, settings, seed=seeds[0], device="cpu", verbose=False)
+    return counter.get_total_flops() * len(models) / 1e9
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoints", type=int, default=16)
@@ -171,8 +212,9 @@ def main():
         f"{'case':<62} {'trajectory s':>12} {f'grouped {args.group} s':>11} {'separate s':>11} "
         f"{'ratio':>6} {'ratio G':>7} {'max |dLLC|':>10}"
     )
+    limits = []
     for name, (models, loss_fn, data, settings) in cases:
-        times = []
+        times, matmuls, widths = [], [], []
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # short runs are not healthy
             warm = settings.replace(num_draws=2)
@@ -183,11 +225,27 @@ def main():
                         models, loss_fn, data, settings, seeds[: len(models)], args.group
                     )
                 )
+                matmuls.append(matmul_gflops())
+                widths.append(one_checkpoint_seconds(models, loss_fn, data, settings, seeds[0]))
+            gflop = separate_gflop(models, loss_fn, data, settings, seeds)
         traj, grouped, sep = (statistics.median(t[i] for t in times) for i in range(3))
         diff = max(t[3] for t in times)
         print(
             f"{name:<62} {traj:>12.2f} {grouped:>11.2f} {sep:>11.2f} {sep / traj:>5.2f}x "
             f"{sep / grouped:>6.2f}x {diff:>10.3g}"
+        )
+        narrow, wide = (statistics.median(w[i] for w in widths) for i in range(2))
+        limits.append((name, gflop / sep, statistics.median(matmuls), narrow, wide))
+    c = args.chains
+    print(
+        f"\n{'case':<62} {'sep GFLOP/s':>11} {'of matmul':>9} {'matmul ceiling':>14} "
+        f"{f'1 ckpt {c} ch s':>13} {f'1 ckpt {4 * c} ch s':>14} {'chain ceiling':>13}"
+    )
+    for name, rate, matmul, narrow, wide in limits:
+        chain_ceiling = 3 * narrow / (wide - narrow) if wide > narrow else math.inf
+        print(
+            f"{name:<62} {rate:>11.1f} {rate / matmul:>8.0%} {matmul / rate:>13.2f}x "
+            f"{narrow:>13.2f} {wide:>14.2f} {chain_ceiling:>12.2f}x"
         )
 
 

@@ -252,6 +252,15 @@ def test_vector_loss_gives_components():
     # the trace figures' reading: its per-chain mean is each chain's estimate
     assert res.llc_trace.shape == (2, 100)
     assert res.llc_trace.mean(1) == pytest.approx(res.llc_per_chain, rel=1e-9)
+    # a given L_n(w*) must match the loss's shape: a scalar for this vector loss is a clear
+    # error, not a broadcasting failure in the chains; the computed one, given back, runs
+    with pytest.raises(ValueError, match=r"init_loss has shape \(\), but loss_fn returns \(2,\)"):
+        estimate_llc(model, per_output, data, num_chains=2, num_draws=2, init_loss=0.0)
+    given = estimate_llc(
+        model, per_output, data, num_chains=2, num_draws=100, step_size=5e-4,
+        batch_size=10_000, verbose=False, init_loss=torch.tensor(res.component_init_loss),
+    )  # fmt: skip
+    np.testing.assert_allclose(given.llc_components, res.llc_components, rtol=1e-5)
 
 
 def test_default_nbeta_and_bad_inputs():

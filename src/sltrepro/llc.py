@@ -356,6 +356,7 @@ def estimate_llc(
         l0 = flat_full_loss(fm, fm.w0, x, y, cfg.eval_batch_size)
     else:
         l0 = torch.as_tensor(init_loss, dtype=fm.dtype, device=dev)
+        _check_init_loss_shape(l0, fm, x, y)
     _check_init_loss(l0)
     run = _ChainRunner(fm, x, y, fm.w0[None], l0[None], cfg, _free_coordinates(fm, restrict))
     parts = run.run_all([int(seed)], verbose)
@@ -481,6 +482,18 @@ def estimate_llc_trajectory(
 def _free_coordinates(fm: FlatModel, restrict) -> torch.Tensor | None:
     """(P_free,) indices into the flat vector of the coordinates ``restrict`` samples."""
     return None if restrict is None else fm.flat_mask(restrict).nonzero().squeeze(1)
+
+
+def _check_init_loss_shape(l0: torch.Tensor, fm: FlatModel, x, y) -> None:
+    """A given L_n(w*) must have the loss's shape: one value, or one per loss component
+    (a mismatch would otherwise surface as a broadcasting error deep in the chains)."""
+    with torch.no_grad():
+        shape = check_loss(fm.loss(fm.w0, x[:2], y[:2])).shape
+    if l0.shape != shape:
+        raise ValueError(
+            f"init_loss has shape {tuple(l0.shape)}, but loss_fn returns {tuple(shape)}: "
+            "give L_n(w*) for every loss component, or leave init_loss to be computed"
+        )
 
 
 def _check_init_loss(l0: torch.Tensor) -> None:

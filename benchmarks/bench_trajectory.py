@@ -35,7 +35,7 @@ A second table says where the limit of stacking lies, from two readings per case
   bigger stacks (larger GEMMs), stacking beats it. t(C) includes the full-data L_n(w*),
   which a stack computes for every checkpoint too, so in that respect it is generous.
 
-    nice -n 10 .venv/bin/python benchmarks/bench_trajectory.py            # ~2-4 min, 2 cores
+    nice -n 10 .venv/bin/python benchmarks/bench_trajectory.py   # ~5 min at 2 threads, ~9 at 1
     nice -n 10 .venv/bin/python benchmarks/bench_trajectory.py --draws 5 --repeats 1
 """
 

@@ -1,5 +1,7 @@
 """Modular arithmetic data, the one-layer transformer's fast path, training, and the analysis."""
 
+import logging
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -15,6 +17,7 @@ from sltrepro.models.modular_transformer import (
     select,
     stacked_logits,
 )
+from sltrepro.papers.grokking_efficiency import pipeline
 from sltrepro.papers.grokking_efficiency.pipeline import (
     critical_size,
     crossover_metrics,
@@ -179,6 +182,38 @@ def test_training_memorises_a_small_table():
     )
     first, last = hist.iloc[0], hist.iloc[-1]
     assert last.train_loss < 0.1 * first.train_loss and last.train_acc == 1.0
+
+
+def test_llc_snapshot_groups_give_the_numbers_of_one_stack():
+    """llc.max_stacked_checkpoints changes only how many snapshots' chains share a stack:
+    with 4 chains (rows agree mod 4, the MKL batched-matmul rounding) the traces are those
+    of all snapshots in one stack, bit for bit."""
+    config = {
+        "p": SMALL.p,
+        "operation": "add",
+        "seed": 0,
+        "model": {"d_model": 16, "n_heads": 2, "d_head": 8, "d_mlp": 32},
+        "llc": {"num_chains": 4, "num_draws": 6, "num_burnin": 2, "step_size": 1e-4,
+                "localization": 100.0, "batch_size": 16},
+    }  # fmt: skip
+    stack = init_params(SMALL, 3, [0, 1, 2])
+    saved = {
+        "train_indices": torch.arange(30),
+        "snapshots": {step: select(stack, k) for k, step in enumerate([0, 10, 100])},
+    }
+    runs = {}
+    for group in (None, 1, 2):
+        config["llc"]["max_stacked_checkpoints"] = group
+        with pytest.warns(RuntimeWarning):  # 6 draws are not a healthy estimate
+            runs[group] = pipeline.llc(config, saved, "cpu", log=logging.getLogger(__name__))
+    config["llc"]["max_stacked_checkpoints"] = 0  # the setting reaches the estimator
+    with pytest.raises(ValueError, match="max_stacked_checkpoints"):
+        pipeline.llc(config, saved, "cpu", log=logging.getLogger(__name__))
+    for group in (1, 2):
+        np.testing.assert_array_equal(runs[group][1], runs[None][1])
+        pd.testing.assert_frame_equal(
+            runs[group][0], runs[None][0].assign(seconds=runs[group][0]["seconds"])
+        )
 
 
 def test_log_spaced_steps():

@@ -199,7 +199,7 @@ def llc(config: dict, saved: dict, device, log) -> tuple[pd.DataFrame, np.ndarra
     idx = saved["train_indices"]
     data = (tokens[idx], labels[idx])
     steps = sorted(saved["snapshots"])
-    # every snapshot in one run: the same numbers as one estimate_llc call each
+    # the snapshots in stacked groups: the same numbers as one estimate_llc call each
     results = estimate_llc_trajectory(
         None,
         [ModularTransformer(saved["snapshots"][step]) for step in steps],
@@ -208,6 +208,7 @@ def llc(config: dict, saved: dict, device, log) -> tuple[pd.DataFrame, np.ndarra
         SamplerSettings.from_config(s),
         seed=config["seed"],
         device=device,
+        max_stacked_checkpoints=s["max_stacked_checkpoints"],
     )
     rows = []
     for step, result in zip(steps, results, strict=True):

@@ -158,10 +158,13 @@ def run_side_by_side(models, loss_fn, data, settings, seeds, group):
     return t1 - t0, t2 - t1, t3 - t2, diff
 
 
-def one_checkpoint_seconds(models, loss_fn, data, settings, seed, factor=4):
-    """(s, s): one checkpoint's estimate at C chains, then at ``factor`` * C chains."""
+WIDER = 4  # the chain-ceiling reading times one checkpoint at C and at WIDER * C chains
+
+
+def one_checkpoint_seconds(models, loss_fn, data, settings, seed):
+    """(s, s): one checkpoint's estimate at C chains, then at ``WIDER`` * C chains."""
     times = []
-    for chains in (settings.num_chains, factor * settings.num_chains):
+    for chains in (settings.num_chains, WIDER * settings.num_chains):
         start = time.perf_counter()
         wider = settings.replace(num_chains=chains)
         estimate_llc(models[0], loss_fn, data, wider, seed=seed, device="cpu", verbose=False)
@@ -239,10 +242,11 @@ def main():
     c = args.chains
     print(
         f"\n{'case':<62} {'sep GFLOP/s':>11} {'of matmul':>9} {'matmul ceiling':>14} "
-        f"{f'1 ckpt {c} ch s':>13} {f'1 ckpt {4 * c} ch s':>14} {'chain ceiling':>13}"
+        f"{f'1 ckpt {c} ch s':>13} {f'1 ckpt {WIDER * c} ch s':>14} {'chain ceiling':>13}"
     )
     for name, rate, matmul, narrow, wide in limits:
-        chain_ceiling = 3 * narrow / (wide - narrow) if wide > narrow else math.inf
+        added = wide - narrow  # the cost of (WIDER - 1) * C more chains
+        chain_ceiling = (WIDER - 1) * narrow / added if added > 0 else math.inf
         print(
             f"{name:<62} {rate:>11.1f} {rate / matmul:>8.0%} {matmul / rate:>13.2f}x "
             f"{narrow:>13.2f} {wide:>14.2f} {chain_ceiling:>12.2f}x"
